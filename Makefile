@@ -1,0 +1,70 @@
+# Two commands: `make site` and `make test`. Everything else is setup they share.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LINK := .collections/ansible_collections/datasteward/storage
+# Debian packages the test suite drives for real (bindfs: a FUSE file system
+# whose daemon the disk_usage hang test freezes; smartmontools: smartctl;
+# e2fsprogs: small ext4 images for the copy tests).
+TEST_DEBS := bindfs smartmontools e2fsprogs rsync
+
+.PHONY: setup site test bench lint sanity units integration changelog build clean test-deps
+
+setup: $(VENV)/.installed $(LINK) $(HOME)/.ansible/test/cache/.bootstrapped
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+# The checkout is the collection root; Ansible finds it under collections_path.
+$(LINK):
+	mkdir -p $(dir $(LINK))
+	ln -sfn ../../.. $(LINK)
+
+# ansible-test bootstraps pip in its per-test venvs from a cached get-pip
+# script it would otherwise download; ours installs pip from the registry.
+$(HOME)/.ansible/test/cache/.bootstrapped: tests/utils/get_pip.py $(VENV)/.installed
+	$(BIN)/python tests/utils/get_pip.py --seed-ansible-test-cache
+	touch $@
+
+test-deps:
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages (install as root):$$missing"; fi; \
+	fi
+
+site: setup
+	$(BIN)/ansible-playbook site.yml
+
+# Every check (sanity, lint, integration targets, unit tests) runs as one
+# pytest session, so the last line is pytest's summary.
+test: setup test-deps
+	$(BIN)/python -m pytest
+
+units: setup
+	$(BIN)/python -m pytest tests/unit
+
+sanity: setup
+	$(BIN)/python -m pytest tests/checks -k sanity
+
+integration: setup test-deps
+	$(BIN)/python -m pytest tests/checks -k integration
+
+lint: setup
+	$(BIN)/python -m pytest tests/checks -k lint
+
+bench: setup test-deps
+	$(BIN)/python benchmarks/run.py
+
+changelog: setup
+	$(BIN)/antsibull-changelog release
+
+build: setup
+	$(BIN)/ansible-galaxy collection build --force --output-path .build
+
+clean:
+	rm -rf $(VENV) .collections .build .pytest_cache tests/output
