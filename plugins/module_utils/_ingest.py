@@ -1,0 +1,472 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) datasteward.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Verified ingest (buffer_copy): buffer -> primary and backup disk series.
+
+Per file: pick the current disk of each set (the first one not full), copy
+with the verified protocol of :mod:`_copier`, register the file and both
+copies in one committed transaction, and only then (``remove_source``) delete
+the buffer file after re-checking it did not change. No AnsibleModule here.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._diskmap import DiskMapError, load_disk_map
+from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry, RegistryError
+
+LABEL_FILE = ".datasteward-disk"
+REPORT_LIMIT = 1000
+# Room kept per file beyond its size: block rounding plus a directory block.
+SLACK_BYTES = 64 * 1024
+
+
+class IngestError(Exception):
+    """Bad input, or a run that cannot go on; ``result`` holds what was done."""
+
+    def __init__(self, msg, path=None, result=None):
+        super().__init__(msg)
+        self.path = path
+        self.result = result
+
+
+def disk_label(mount_point):
+    """The first word of ``<mount_point>/.datasteward-disk`` if that regular
+    file exists, else the mount point's basename."""
+    try:
+        fd = os.open(os.path.join(mount_point, LABEL_FILE), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        fd = None
+    if fd is not None:
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                words = os.read(fd, 256).decode("utf-8", "replace").split()
+                if words:
+                    return words[0]
+        finally:
+            os.close(fd)
+    return os.path.basename(os.path.normpath(mount_point))
+
+
+class NoDiskLeft(Exception):
+    """A disk set has no disk that can take the next file."""
+
+    def __init__(self, role, size, reasons):
+        super().__init__(role)
+        self.role = role
+        self.size = size
+        self.reasons = reasons
+
+    def describe(self, path):
+        return "no %s disk can take %s (%d bytes): %s" % (self.role, path, self.size, "; ".join(self.reasons) or "no disks given")
+
+
+class DiskSet:
+    """One series of disks (primary or backup), filled in order."""
+
+    def __init__(self, role, mount_points, registry, run):
+        self.role = role
+        self.mount_points = list(mount_points)
+        self.registry = registry
+        self.run = run
+        self.full = set()      # mount points found full in this run
+        self.checked = {}      # mount point -> disk dict, once usable
+
+    def _describe(self, mount_point):
+        label = disk_label(mount_point)
+        row = self.registry.disk(label)
+        return label, row
+
+    def choose(self, size):
+        """The disk (dict with label, mount_point, id) that takes ``size``
+        bytes next; marks disks that cannot as full."""
+        reasons = []
+        for mount_point in self.mount_points:
+            if mount_point in self.full:
+                reasons.append("%s full" % mount_point)
+                continue
+            mounted = self.run.is_mount(mount_point)
+            label, row = self._describe(mount_point)
+            if row is None and not mounted:
+                row = self.registry.disk_by_mount(mount_point)
+            if row is not None and row["full"]:
+                self.full.add(mount_point)
+                reasons.append("%s (%s) marked full in the registry" % (mount_point, row["label"]))
+                continue
+            if self.run.require_mount and not mounted:
+                raise IngestError("%s disk %s is not a mount point (drive missing or not mounted); refusing to write into the "
+                                  "file system beneath it" % (self.role, mount_point), mount_point)
+            if not os.path.isdir(mount_point):
+                raise IngestError("%s disk %s does not exist or is not a directory" % (self.role, mount_point), mount_point)
+            try:
+                st = self.run.statvfs(mount_point)
+            except OSError as exc:
+                raise IngestError("%s disk %s: cannot read free space: %s" % (self.role, mount_point, exc.strerror or exc), mount_point)
+            free = st.f_bavail * st.f_frsize - self.run.min_free_bytes - self.run.planned.get(mount_point, 0)
+            if free < size + SLACK_BYTES:
+                self.mark_full(mount_point, label, row, "%d bytes free (after min_free_bytes), next file needs %d" % (free, size))
+                reasons.append("%s (%s) full" % (mount_point, label))
+                continue
+            disk = self.checked.get(mount_point)
+            if disk is None:
+                disk = self.run.use_disk(label, mount_point, self.role, row)
+                self.checked[mount_point] = disk
+            return disk
+        raise NoDiskLeft(self.role, size, reasons)
+
+    def mark_full(self, mount_point, label, row=None, why=""):
+        self.full.add(mount_point)
+        self.checked.pop(mount_point, None)
+        self.run.disks_full.append({"label": label, "mount_point": mount_point, "role": self.role, "reason": why})
+        if row is None:
+            row = self.registry.disk(label)
+        if self.run.check_mode:
+            self.run.changed = True
+            return
+        if row is None:
+            row, dummy = self.registry.ensure_disk(label, mount_point, self.role)
+        self.registry.mark_full(row["id"])
+        self.run.changed = True
+
+
+class IngestRun:
+    """State and result of one buffer_copy run."""
+
+    def __init__(self, src, primary, backup, registry, patterns=None, excludes=None, checksum_algorithm="sha512",
+                 remove_source=False, settle_seconds=60, min_free_bytes=0, require_mount=True, max_files=None,
+                 max_bytes=None, disk_map=None, check_mode=False, report_limit=REPORT_LIMIT,
+                 is_mount=os.path.ismount, statvfs=os.statvfs, clock=time.time):
+        self.src = src
+        self.primary = primary or []
+        self.backup = backup or []
+        self.registry_path = registry
+        self.patterns = patterns or []
+        self.excludes = excludes or []
+        self.algorithm = checksum_algorithm
+        self.remove_source = remove_source
+        self.settle_seconds = settle_seconds
+        self.min_free_bytes = min_free_bytes or 0
+        self.require_mount = require_mount
+        self.max_files = max_files
+        self.max_bytes = max_bytes
+        self.disk_map = disk_map
+        self.check_mode = check_mode
+        self.report_limit = report_limit
+        self.is_mount = is_mount
+        self.statvfs = statvfs
+        self.clock = clock
+        self.changed = False
+        self.planned = {}
+        self.disks_full = []
+        self.disks_used = []
+        self.warnings = []
+        self.errors = []
+        self.files = []
+        self.truncated = False
+        self.counts = {key: 0 for key in ("copied", "skipped", "conflicts", "failed", "removed", "deferred", "unsettled")}
+        self.bytes = {key: 0 for key in ("copied", "skipped", "conflicts", "failed", "removed", "deferred")}
+        self.copy_seconds = 0.0
+        self.stale = 0
+        self.registry_created = False
+        self.newest_age = None
+        self.registry = None
+
+    # -- validation -------------------------------------------------------
+    def validate(self):
+        if not os.path.isdir(self.src):
+            raise IngestError("src %s does not exist or is not a directory" % self.src, self.src)
+        if not self.primary or not self.backup:
+            raise IngestError("primary and backup each need at least one disk mount point")
+        both = set(self.primary) & set(self.backup)
+        if both:
+            raise IngestError("%s listed in both primary and backup; a backup must be another disk" % ", ".join(sorted(both)))
+        if self.algorithm not in copier.available_algorithms():
+            raise IngestError("checksum_algorithm %s is not available on this host (available: %s)"
+                              % (self.algorithm, ", ".join(copier.available_algorithms())))
+        for name in ("max_files", "max_bytes", "min_free_bytes", "settle_seconds"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise IngestError("%s must not be negative, got %d" % (name, value))
+        src_real = os.path.realpath(self.src)
+        for mount_point in self.primary + self.backup:
+            real = os.path.realpath(mount_point)
+            if real == src_real or real.startswith(src_real.rstrip("/") + "/") or src_real.startswith(real.rstrip("/") + "/"):
+                raise IngestError("disk %s and src %s overlap; targets must be outside the buffer and vice versa" % (mount_point, self.src),
+                                  mount_point)
+
+    # -- disks ----------------------------------------------------------------
+    def use_disk(self, label, mount_point, role, row):
+        if self.check_mode:
+            if row is None or row["mount_point"] != mount_point or row["role"] != role:
+                self.changed = True
+            disk = {"label": label, "mount_point": mount_point, "role": role, "id": row["id"] if row else None}
+        else:
+            row, changed = self.registry.ensure_disk(label, mount_point, role)
+            self.changed = self.changed or changed
+            disk = {"label": label, "mount_point": mount_point, "role": role, "id": row["id"]}
+        if mount_point not in [d["mount_point"] for d in self.disks_used]:
+            self.disks_used.append({"label": label, "mount_point": mount_point, "role": role})
+        if self.require_mount:
+            for other in self.disks_used:
+                if other["mount_point"] != mount_point and _same_fs(other["mount_point"], mount_point):
+                    raise IngestError("disks %s and %s are the same file system; primary and backup copies must be on different disks"
+                                      % (other["mount_point"], mount_point), mount_point)
+        return disk
+
+    # -- stale temporaries -------------------------------------------------------
+    def clean_pending(self):
+        done = []
+        for row in self.registry.pending():
+            if self.require_mount and not self.is_mount(row["root"]):
+                continue  # that disk is not here; clean it when it is
+            if self.check_mode:
+                self.stale += 1
+                continue
+            try:
+                if copier.remove_temp(row["root"], row["path"]):
+                    self.stale += 1
+            except (copier.CopyError, OSError) as exc:
+                self.warnings.append("stale temporary %s: %s" % (os.path.join(row["root"], row["path"]), exc))
+                continue
+            done.append(row["id"])
+        if done:
+            self.registry.pending_remove(done)
+            self.changed = True
+        if self.stale:
+            self.changed = True
+
+    # -- reporting ------------------------------------------------------------
+    def outcome(self, relpath, status, size, msg=None, copies=None, removed=False):
+        key = {"conflict": "conflicts"}.get(status, status)
+        self.counts[key] += 1
+        if key in self.bytes:
+            self.bytes[key] += size
+        if msg and status in ("conflict", "failed"):
+            self.warnings.append(msg)
+        if len(self.files) >= self.report_limit:
+            self.truncated = True
+        else:
+            entry = {"path": relpath, "status": status, "size_bytes": size, "removed": removed, "copies": copies or []}
+            if msg:
+                entry["msg"] = msg
+            self.files.append(entry)
+
+    def result(self):
+        res = {"changed": self.changed}
+        for key in ("copied", "skipped", "conflicts", "failed", "removed", "deferred", "unsettled"):
+            name = "conflict" if key == "conflicts" else key
+            res["%s_files" % name] = self.counts[key]
+            if key in self.bytes:
+                res["%s_bytes" % name] = self.bytes[key]
+        res.update({
+            "throughput_mbps": round(self.bytes["copied"] / self.copy_seconds / 1e6, 1) if self.copy_seconds > 0 else 0.0,
+            "copy_seconds": round(self.copy_seconds, 3),
+            "disks_used": self.disks_used,
+            "disks_full": self.disks_full,
+            "files": self.files,
+            "files_truncated": self.truncated,
+            "newest_file_age_seconds": self.newest_age,
+            "stale_temporaries_removed": self.stale,
+            "registry_created": self.registry_created,
+            "scan_errors": self.errors,
+            "checksum_algorithm": self.algorithm,
+        })
+        return res
+
+    # -- the run ----------------------------------------------------------------
+    def execute(self):
+        self.validate()
+        entries = None
+        if self.disk_map:
+            try:
+                entries = load_disk_map(self.disk_map)
+            except DiskMapError as exc:
+                raise IngestError("disk_map: %s" % exc)
+        try:
+            self.registry = Registry(self.registry_path, readonly=self.check_mode)
+        except RegistryError as exc:
+            raise IngestError(str(exc), self.registry_path)
+        self.registry_created = not self.registry.exists
+        if self.registry.created or self.registry.migrated_from or self.registry_created:
+            self.changed = True
+        lock = None
+        try:
+            if not self.check_mode:
+                lock = copier.Lock(self.registry_path).acquire()
+            if entries:
+                if self.registry.seed_disks(entries):
+                    self.changed = True
+            self.clean_pending()
+            self._copy_all()
+        except (RegistryError, copier.CopyError) as exc:
+            raise IngestError(str(exc), getattr(exc, "path", None), result=self.result())
+        except IngestError as exc:
+            exc.result = self.result()
+            raise
+        finally:
+            if lock is not None:
+                lock.release()
+            self.registry.close()
+        return self.result()
+
+    def _copy_all(self):
+        try:
+            found = copier.scan_tree(self.src, self.patterns, self.excludes, self.errors)
+        except copier.CopyError as exc:
+            raise IngestError(str(exc), self.src)
+        for item in self.errors:
+            self.warnings.append(item["msg"])
+        now = self.clock()
+        if found:
+            newest = max(max(st.st_mtime, st.st_ctime) for dummy, st in found)
+            self.newest_age = max(0, int(now - newest))
+        sets = [DiskSet("primary", self.primary, self.registry, self), DiskSet("backup", self.backup, self.registry, self)]
+        copied_files = 0
+        copied_bytes = 0
+        for relpath, st in found:
+            if max(st.st_mtime, st.st_ctime) > now - self.settle_seconds:
+                self.counts["unsettled"] += 1
+                continue
+            reg = self.registry.file(relpath)
+            if reg is not None:
+                self._registered(relpath, st, reg)
+                continue
+            if (self.max_files is not None and copied_files >= self.max_files) or (
+                    self.max_bytes is not None and copied_bytes + st.st_size > self.max_bytes):
+                self.outcome(relpath, "deferred", st.st_size, "left for the next run (max_files/max_bytes)")
+                continue
+            if self._copy_one(relpath, st, sets):
+                copied_files += 1
+                copied_bytes += st.st_size
+
+    def _registered(self, relpath, st, reg):
+        path = os.path.join(self.src, relpath)
+        if reg["size"] != st.st_size:
+            self.outcome(relpath, "conflict", st.st_size, "%s differs from the registered file of that path (size %d, registered %d); kept"
+                         % (path, st.st_size, reg["size"]))
+            return
+        if not self.remove_source:
+            if st.st_mtime == reg["mtime"]:
+                self.outcome(relpath, "skipped", st.st_size)
+                return
+        elif self.check_mode:
+            if st.st_mtime == reg["mtime"]:
+                self.changed = True
+                self.outcome(relpath, "skipped", st.st_size, removed=True)
+                self.counts["removed"] += 1
+                self.bytes["removed"] += st.st_size
+                return
+        try:
+            digest, dummy, seen = copier.hash_file(self.src, relpath, reg["algorithm"], from_disk=False)
+        except copier.CopyError as exc:
+            self.outcome(relpath, "failed", st.st_size, str(exc))
+            return
+        if digest != reg["digest"]:
+            self.outcome(relpath, "conflict", st.st_size, "%s differs from the registered file of that path (%s digest); kept"
+                         % (path, reg["algorithm"]))
+            return
+        removed = False
+        msg = None
+        if self.remove_source and not self.check_mode:
+            removed, msg = self._remove(relpath, seen, reg["id"])
+        elif self.remove_source:
+            removed = True
+            self.changed = True
+        if removed:
+            self.counts["removed"] += 1
+            self.bytes["removed"] += st.st_size
+        self.outcome(relpath, "skipped", st.st_size, msg, removed=removed)
+
+    def _remove(self, relpath, seen, file_id):
+        try:
+            copier.remove_file(self.src, relpath, seen)
+        except copier.CopyError as exc:
+            self.warnings.append(str(exc))
+            return False, str(exc)
+        self.registry.mark_source_removed(file_id)
+        self.changed = True
+        return True, None
+
+    def _copy_one(self, relpath, st, sets):
+        size = st.st_size
+        for attempt in range(len(self.primary) + len(self.backup) + 1):
+            try:
+                disks = [disk_set.choose(size) for disk_set in sets]
+            except NoDiskLeft as exc:
+                raise IngestError("%s; run stopped here, that file was not touched (add or mount the next disk)"
+                                  % exc.describe(os.path.join(self.src, relpath)), os.path.join(self.src, relpath))
+            copies = [{"role": d["role"], "label": d["label"], "path": os.path.join(d["mount_point"], relpath)} for d in disks]
+            if self.check_mode:
+                for disk in disks:
+                    self.planned[disk["mount_point"]] = self.planned.get(disk["mount_point"], 0) + size + SLACK_BYTES
+                self.changed = True
+                self.outcome(relpath, "copied", size, copies=copies, removed=self.remove_source)
+                if self.remove_source:
+                    self.counts["removed"] += 1
+                    self.bytes["removed"] += size
+                return True
+            journal = Journal(self.registry)
+            started = time.time()
+            try:
+                result = copier.copy_verified(self.src, relpath, [(d["mount_point"], relpath) for d in disks], self.algorithm,
+                                              expect_stat=st, journal=journal)
+            except copier.TargetFull as exc:
+                self.registry.pending_remove(journal.take())
+                bad = disks[exc.index] if exc.index is not None else None
+                if bad is None:
+                    self.outcome(relpath, "failed", size, str(exc))
+                    return False
+                disk_set = sets[0] if bad["role"] == "primary" else sets[1]
+                disk_set.mark_full(bad["mount_point"], bad["label"], None, "filled up while copying %s" % relpath)
+                continue
+            except (copier.SourceChanged, copier.SourceVanished) as exc:
+                self.registry.pending_remove(journal.take())
+                self.outcome(relpath, "unsettled", size, "%s; left for the next run" % exc)
+                return False
+            except copier.TargetConflict as exc:
+                self.registry.pending_remove(journal.take())
+                self.outcome(relpath, "conflict", size, "%s; buffer file kept" % exc, copies=copies)
+                return False
+            except copier.CopyError as exc:
+                self.registry.pending_remove(journal.take())
+                self.outcome(relpath, "failed", size, str(exc), copies=copies)
+                return False
+            finally:
+                self.copy_seconds += time.time() - started
+            rows = [{"disk_id": d["id"], "role": d["role"], "path": relpath, "verified_at": c["verified_at"]}
+                    for d, c in zip(disks, result.copies)]
+            file_id = self.registry.register(relpath, result.size, result.source_stat.st_mtime, self.algorithm, result.digest, rows,
+                                             journal.take())
+            self.changed = True
+            for copy, done in zip(copies, result.copies):
+                copy["reused"] = done["reused"]
+            removed, msg = False, None
+            if self.remove_source:
+                removed, msg = self._remove(relpath, result.source_stat, file_id)
+                if removed:
+                    self.counts["removed"] += 1
+                    self.bytes["removed"] += size
+            self.outcome(relpath, "copied", size, msg, copies=copies, removed=removed)
+            return True
+        self.outcome(relpath, "failed", size, "%s: gave up after disks kept filling up" % os.path.join(self.src, relpath))
+        return False
+
+
+def _same_fs(a, b):
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
+
+
+def buffer_copy(**kwargs):
+    """Run one ingest; returns ``(result, warnings)``. Raises IngestError."""
+    run = IngestRun(**kwargs)
+    result = run.execute()
+    return result, run.warnings
