@@ -286,7 +286,7 @@ def disk_usage(paths=None, fstypes=None, exclude_fstypes=None, thresholds=None, 
         probes = probe_all(requested, timeout, statvfs, resolve=True)
         missing = [path for path in requested if probes[path].missing]
         if missing:
-            raise FilesystemError("path %s does not exist" % ", ".join(missing))
+            raise FilesystemError("paths: %s does not exist" % ", ".join(missing))
         targets = []
         for path in requested:
             probe = probes[path]

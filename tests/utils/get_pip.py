@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Offline stand-in for the get-pip script that ansible-test downloads.
 
 ansible-test creates one virtual environment per sanity test and bootstraps pip

@@ -1,0 +1,222 @@
+# Copyright (c) datasteward.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The file system usage engine, against this machine's real mounts and df."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.datasteward.storage.plugins.module_utils import _filesystems as fsu
+
+REPO = Path(__file__).resolve().parents[4]
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
+31 23 0:28 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw
+40 27 8:17 / /mnt/with\\040space rw,noatime - xfs /dev/sdb1 rw,attr2
+41 27 0:50 / /data rw,relatime - ext4 /dev/sdc1 rw
+42 27 0:51 / /data rw,relatime - nfs4 nas:/export rw,vers=4.2
+43 42 0:52 / /data/scratch rw,relatime - tmpfs tmpfs rw,size=1024k
+"""
+
+
+def test_parse_mountinfo_unescapes_and_merges_options():
+    mounts = fsu.parse_mountinfo(MOUNTINFO)
+    spaced = [m for m in mounts if m.device == "/dev/sdb1"][0]
+    assert spaced.mount_point == "/mnt/with space"
+    assert spaced.fstype == "xfs"
+    assert spaced.options == "rw,noatime,attr2"
+
+
+def test_default_targets_skip_pseudo_and_shadowed_mounts():
+    mounts = fsu.parse_mountinfo(MOUNTINFO)
+    chosen = fsu.default_targets(mounts)
+    assert [m.mount_point for m in chosen] == ["/", "/mnt/with space", "/data", "/data/scratch"]
+    # the NFS mount stacked on /data hides the ext4 one below it
+    assert [m.fstype for m in chosen if m.mount_point == "/data"] == ["nfs4"]
+    assert [m.mount_point for m in fsu.default_targets(mounts, fstypes=["tmpfs"])] == ["/data/scratch"]
+    assert "/data" not in [m.mount_point for m in fsu.default_targets(mounts, exclude_fstypes=["nfs4"])]
+
+
+def test_mount_for_path_takes_the_longest_prefix():
+    mounts = fsu.parse_mountinfo(MOUNTINFO)
+    assert fsu.mount_for_path("/data/scratch/x/y", mounts).fstype == "tmpfs"
+    assert fsu.mount_for_path("/data/scratchy", mounts).fstype == "nfs4"
+    assert fsu.mount_for_path("/etc/passwd", mounts).mount_point == "/"
+
+
+class FakeStat:
+    """An os.statvfs_result stand-in with chosen counts (for the arithmetic)."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(dict(f_frsize=4096, f_bsize=4096, f_blocks=0, f_bfree=0, f_bavail=0, f_files=0, f_ffree=0))
+        self.__dict__.update(fields)
+
+
+def test_usage_arithmetic_matches_df_rules():
+    usage = fsu.usage_from_statvfs(FakeStat(f_blocks=1000, f_bfree=150, f_bavail=100, f_files=10, f_ffree=7))
+    assert usage["total_bytes"] == 1000 * 4096
+    assert usage["used_bytes"] == 850 * 4096
+    assert usage["available_bytes"] == 100 * 4096
+    assert usage["reserved_bytes"] == 50 * 4096
+    assert usage["used_percent"] == 90  # 850 / 950 = 89.47 -> rounded up like df
+    assert usage["inodes_used"] == 3
+    assert usage["inodes_used_percent"] == 30
+    empty = fsu.usage_from_statvfs(FakeStat())
+    assert empty["used_percent"] is None and empty["inodes_used_percent"] is None
+
+
+def test_thresholds_grade_and_alert():
+    def stat(path):
+        return FakeStat(f_blocks=100, f_bfree=5, f_bavail=5, f_files=100, f_ffree=50)
+
+    result = fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=stat, fstypes=["xfs"])
+    (fs,) = result["filesystems"]
+    assert fs["used_percent"] == 95 and fs["status"] == "critical"
+    assert result["status"] == "critical"
+    assert result["alerts"] == ["CRITICAL /mnt/with space (/dev/sdb1): 95% space used, 20.0 KiB available"]
+    relaxed = fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=stat, fstypes=["xfs"],
+                             thresholds=dict(warn_percent=96, critical_percent=99, inodes_warn_percent=40))
+    assert relaxed["status"] == "warning"
+    assert "50% inodes used" in relaxed["alerts"][0]
+
+
+@pytest.mark.parametrize("thresholds, message", [
+    (dict(warn_percent=101), "warn_percent must be between 0 and 100"),
+    (dict(inodes_critical_percent=-1), "inodes_critical_percent must be between 0 and 100"),
+    (dict(warn_percent=95, critical_percent=90), "warn_percent (95) must not be greater than critical_percent (90)"),
+])
+def test_bad_thresholds_name_the_option(thresholds, message):
+    with pytest.raises(fsu.FilesystemError) as exc:
+        fsu.disk_usage(thresholds=thresholds)
+    assert message in str(exc.value)
+
+
+def test_missing_path_is_named(tmp_path):
+    with pytest.raises(fsu.FilesystemError, match="paths: %s does not exist" % (tmp_path / "nope")):
+        fsu.disk_usage(paths=[str(tmp_path), str(tmp_path / "nope")])
+
+
+def test_statfs_error_is_reported_not_raised():
+    def broken(path):
+        raise OSError(5, "Input/output error")
+
+    result = fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=broken)
+    assert {fs["status"] for fs in result["filesystems"]} == {"error"}
+    assert result["filesystems"][0]["error"] == "statfs failed: Input/output error"
+    assert result["filesystems"][0]["total_bytes"] is None
+    assert len(result["alerts"]) == len(result["filesystems"])
+
+
+# --- against the real machine -------------------------------------------------
+
+def df_report(mount):
+    """(size, used, avail, pcent, itotal, iused, ifree, ipcent) as df prints them for ``mount``."""
+    space = subprocess.run(["df", "-B1", "--output=size,used,avail,pcent", "--", mount],
+                           capture_output=True, text=True, check=True).stdout.splitlines()[1].split()
+    inodes = subprocess.run(["df", "--output=itotal,iused,iavail,ipcent", "--", mount],
+                            capture_output=True, text=True, check=True).stdout.splitlines()[1].split()
+
+    def number(text):
+        return None if text == "-" else int(text.rstrip("%"))
+
+    return tuple(number(v) for v in space + inodes)
+
+
+def ours(fs):
+    return (fs["total_bytes"], fs["used_bytes"], fs["available_bytes"], fs["used_percent"],
+            fs["inodes_total"], fs["inodes_used"], fs["inodes_available"], fs["inodes_used_percent"])
+
+
+def test_equal_to_df_on_every_real_file_system():
+    result = fsu.disk_usage()
+    mounts = [fs["mount"] for fs in result["filesystems"]]
+    assert "/" in mounts
+    for mount in mounts:
+        # A busy file system (the one the tests write to) may change between
+        # the two reads: read both again until they agree, a few times.
+        for _attempt in range(5):
+            (fs,) = fsu.disk_usage(paths=[mount])["filesystems"]
+            if ours(fs) == df_report(mount):
+                break
+        assert ours(fs) == df_report(mount), mount
+
+
+def test_path_inside_a_mount_reports_its_file_system(tmp_path):
+    (fs,) = fsu.disk_usage(paths=[str(tmp_path)])["filesystems"]
+    expected = subprocess.run(["df", "--output=target", str(tmp_path)], capture_output=True, text=True,
+                              check=True).stdout.splitlines()[1].strip()
+    assert fs["path"] == str(tmp_path)
+    assert fs["mount"] == expected
+
+
+@pytest.fixture
+def frozen_fuse_mount(tmp_path):
+    """A real FUSE file system (bindfs) whose daemon is stopped with SIGSTOP:
+    every statfs on it blocks, exactly like a mount of a dead NFS server."""
+    if shutil.which("bindfs") is None or os.geteuid() != 0:
+        pytest.skip("needs bindfs (Debian package bindfs, installed by make test) and root")
+    source, mount = tmp_path / "source", tmp_path / "hung"
+    source.mkdir()
+    mount.mkdir()
+    daemon = subprocess.Popen(["bindfs", "-f", str(source), str(mount)])
+    try:
+        for _ in range(100):
+            if any(m.mount_point == str(mount) for m in fsu.read_mounts()):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("bindfs did not mount %s" % mount)
+        os.kill(daemon.pid, signal.SIGSTOP)
+        yield str(mount)
+    finally:
+        os.kill(daemon.pid, signal.SIGCONT)
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        daemon.terminate()
+        daemon.wait(10)
+
+
+def test_hung_file_system_is_an_error_after_the_timeout(frozen_fuse_mount):
+    started = time.monotonic()
+    result = fsu.disk_usage(timeout=1)
+    elapsed = time.monotonic() - started
+    by_mount = dict((fs["mount"], fs) for fs in result["filesystems"])
+    hung = by_mount[frozen_fuse_mount]
+    assert hung["status"] == "error"
+    assert hung["error"] == "statfs did not answer within 1 s (hung file system?)"
+    assert by_mount["/"]["status"] in ("ok", "warning", "critical")
+    assert result["status"] == "error"
+    assert any(frozen_fuse_mount in line for line in result["alerts"])
+    assert elapsed < 30, "the deadline did not hold"  # the call returned; it would block forever otherwise
+
+
+def test_hung_path_given_explicitly_does_not_block(frozen_fuse_mount):
+    result = fsu.disk_usage(paths=[frozen_fuse_mount + "/deeper", "/"], timeout=1)
+    hung, root = result["filesystems"]
+    assert hung["mount"] == frozen_fuse_mount and hung["status"] == "error"
+    assert root["mount"] == "/" and root["error"] is None
+
+
+def test_module_process_does_not_hang_on_a_hung_mount(frozen_fuse_mount):
+    """The whole module, run by Ansible, returns and reports the others."""
+    bindir = Path(sys.executable).parent
+    proc = subprocess.run(
+        [str(bindir / "ansible"), "localhost", "-m", "datasteward.storage.disk_usage", "-a", "timeout=1", "-o"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        env=dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.split("=>", 1)[1])
+    statuses = dict((fs["mount"], fs["status"]) for fs in result["filesystems"])
+    assert statuses[frozen_fuse_mount] == "error"
+    assert statuses["/"] != "error"
