@@ -55,7 +55,7 @@ def run(workdir, quick=False):
     reference.write_text(PLAY.format(name="setup mounts", module="ansible.builtin.setup",
                                      args="        gather_subset: ['!all', '!min', 'mounts']"))
     ours_times, ref_times = [], []
-    for _ in range(rounds):  # interleaved, so both see the same machine state
+    for dummy in range(rounds):  # interleaved, so both see the same machine state
         ours_times.append(timed_playbook(ours, inventory, forks))
         ref_times.append(timed_playbook(reference, inventory, forks))
     ours_s, ref_s = statistics.median(ours_times), statistics.median(ref_times)

@@ -172,7 +172,7 @@ def frozen_fuse_mount(tmp_path):
     mount.mkdir()
     daemon = subprocess.Popen(["bindfs", "-f", str(source), str(mount)])
     try:
-        for _ in range(100):
+        for dummy in range(100):
             if any(m.mount_point == str(mount) for m in fsu.read_mounts()):
                 break
             time.sleep(0.05)
