@@ -1,0 +1,206 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) datasteward.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""user_usage_info scanner against GNU du and the walk it replaces.
+
+Generates a tree of >= 500,000 entries (quick: ~50,000) under ``workdir``,
+reused when it is already there, warms the cache, then times in the same run:
+
+* ``du -s -B1 -x`` (reference; GNU du, one process),
+* our scanner (``_scanner.scan``) with the default number of workers, in a
+  fresh child process so its peak RSS can be read (psutil-free:
+  ``resource.getrusage(RUSAGE_CHILDREN)`` after the child and its workers
+  have exited gives the largest child's max RSS),
+* the old listdir + isfile + getsize walk (dkmonitor-style).
+
+Each timing is the best of ``repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# fan-out of the generated tree: top dirs x sub dirs x files per sub dir
+FULL = (50, 100, 100)   # 5,000 dirs with 100 files each = 505,051 entries
+QUICK = (10, 50, 100)   # 50,511 entries
+
+_CHILD = r"""
+import json, resource, sys, time
+sys.path[:0] = [sys.argv[1] + "/.collections", sys.argv[1]]
+from ansible_collections.datasteward.storage.plugins.module_utils import _scanner
+t = time.perf_counter()
+result = _scanner.scan([sys.argv[2]], age="90d", top=10, depth=1, workers=None if sys.argv[3] == "auto" else int(sys.argv[3]))
+seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "totals": result["totals"],
+                  "self_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "children_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
+
+def make_tree(root, shape):
+    """Create the tree (idempotent: a marker file records a finished tree)."""
+    top, subs, files = shape
+    marker = root / (".complete-%d-%d-%d" % shape)
+    if marker.exists():
+        return root
+    if root.exists():
+        subprocess.run(["rm", "-rf", str(root)], check=True)
+    root.mkdir(parents=True)
+    now = time.time()
+    count = 0
+    for t in range(top):
+        tdir = root / ("user%03d" % t)
+        tdir.mkdir()
+        for s in range(subs):
+            sdir = tdir / ("run%03d" % s)
+            sdir.mkdir()
+            base = str(sdir) + "/f"
+            for f in range(files):
+                path = base + "%03d.dat" % f
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+                count += 1
+                size = (count * 7919) % 20000
+                if size:
+                    os.ftruncate(fd, size)  # sparse: apparent and allocated differ
+                if count % 3 == 0:
+                    os.write(fd, b"x" * 100)
+                os.close(fd)
+                if count % 4 == 0:
+                    old = now - (count % 400) * 86400
+                    os.utime(path, (old, old))
+    marker.touch()
+    return root
+
+
+def count_entries(shape):
+    top, subs, files = shape
+    return 1 + top + top * subs + top * subs * files
+
+
+def old_walk(root):
+    """The walk being replaced: listdir, isfile, getsize (2-3 stats an entry)."""
+    total = 0
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        for name in os.listdir(current):
+            path = os.path.join(current, name)
+            if os.path.isfile(path):
+                total += os.path.getsize(path)
+            elif os.path.isdir(path):
+                stack.append(path)
+    return total
+
+
+def _best(fn, repeat):
+    best = None
+    value = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        value = fn()
+        elapsed = time.perf_counter() - t
+        best = elapsed if best is None else min(best, elapsed)
+    return best, value
+
+
+def _ours(tree, workers):
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(REPO), str(tree), workers],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def run(workdir: pathlib.Path, quick: bool = False) -> list:
+    shape = QUICK if quick else FULL
+    tree = make_tree(pathlib.Path(workdir) / ("scan-tree-%s" % ("quick" if quick else "full")), shape)
+    entries = count_entries(shape)
+    repeat = 3
+    du = ["du", "-s", "-x", "-B1", str(tree)]
+    subprocess.run(du, check=True, capture_output=True)  # warm the cache
+    du_s, du_out = _best(lambda: subprocess.run(du, check=True, capture_output=True, text=True).stdout, repeat)
+    du_bytes = int(du_out.split()[0])
+
+    results = []
+    runs = {}
+    for label in ("auto", "1"):
+        best = None
+        for _ in range(repeat):
+            data = _ours(tree, label)
+            if best is None or data["seconds"] < best["seconds"]:
+                best = data
+        runs[label] = best
+    peak_mib = max(max(r["self_maxrss_kib"], r["children_maxrss_kib"]) for r in runs.values()) / 1024.0
+
+    auto = runs["auto"]
+    ok_bytes = auto["totals"]["allocated_bytes"] == du_bytes
+    results.append({
+        "name": "scan %d entries vs du -s (workers=%d)" % (entries, _workers()),
+        "ours_s": round(auto["seconds"], 3),
+        "reference": "du -s -x -B1",
+        "reference_s": round(du_s, 3),
+        "ratio": round(auto["seconds"] / du_s, 2),
+        "target": "<= 1.0",
+        "ok": auto["seconds"] / du_s <= 1.0 and ok_bytes,
+        "notes": "%d entries/s, peak RSS %.1f MiB per process, allocated bytes %s du" % (
+            auto["totals"]["examined"] / auto["seconds"], peak_mib, "==" if ok_bytes else "!="),
+    })
+    single = runs["1"]
+    results.append({
+        "name": "scan %d entries vs du -s (workers=1)" % entries,
+        "ours_s": round(single["seconds"], 3),
+        "reference": "du -s -x -B1",
+        "reference_s": round(du_s, 3),
+        "ratio": round(single["seconds"] / du_s, 2),
+        "target": "info (one core)",
+        "ok": True,
+        "notes": "%d entries/s" % (single["totals"]["examined"] / single["seconds"]),
+    })
+    old_s, _old_bytes = _best(lambda: old_walk(str(tree)), 1 if not quick else repeat)
+    results.append({
+        "name": "scan %d entries vs listdir+isfile+getsize walk" % entries,
+        "ours_s": round(auto["seconds"], 3),
+        "reference": "listdir+isfile+getsize walk",
+        "reference_s": round(old_s, 3),
+        "ratio": round(auto["seconds"] / old_s, 3),
+        "target": "<= 0.1",
+        "ok": auto["seconds"] / old_s <= 0.1,
+        "notes": "%.1fx faster than the old walk" % (old_s / auto["seconds"]),
+    })
+    results.append({
+        "name": "scan %d entries peak memory" % entries,
+        "ours_s": round(auto["seconds"], 3),
+        "reference": "100 MiB",
+        "reference_s": 0.0,
+        "ratio": round(peak_mib / 100.0, 2),
+        "target": "< 1.0 (peak RSS / 100 MiB)",
+        "ok": peak_mib < 100.0,
+        "notes": "peak RSS %.1f MiB (largest of parent and workers)" % peak_mib,
+    })
+    return results
+
+
+def _workers():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workdir", nargs="?", default="/tmp/bench-scan")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    for row in run(pathlib.Path(args.workdir), args.quick):
+        print(json.dumps(row))
