@@ -7,7 +7,7 @@ LINK := .collections/ansible_collections/datasteward/storage
 # Debian packages the test suite drives for real (bindfs: a FUSE file system
 # whose daemon the disk_usage hang test freezes; smartmontools: smartctl;
 # e2fsprogs: small ext4 images for the copy tests).
-TEST_DEBS := bindfs smartmontools e2fsprogs rsync
+TEST_DEBS := bindfs smartmontools e2fsprogs
 
 .PHONY: setup site test bench lint sanity units integration changelog build clean test-deps
 

@@ -559,6 +559,8 @@ def remove_temp(root, relpath):
     parts = split_relpath(relpath)
     if not parts[-1].startswith(TEMP_PREFIX):
         raise UnsafePath("%s is not a temporary name of this engine" % os.path.join(root, relpath), relpath)
+    if not os.path.isdir(root):
+        return False
     try:
         dfd, dummy = open_tree_dir(root, parts[:-1])
     except FileNotFoundError:

@@ -78,6 +78,27 @@ def fixtures_root(repo_root=None):
     return os.path.join(os.path.dirname(os.path.abspath(repo_root)), "shared", "fixtures", "smartctl")
 
 
+def fixture_folders(kind, root=None):
+    """Names of the recording folders of one kind (``singletests``, ``listingtests``); [] when absent."""
+    folder = os.path.join(root or fixtures_root(), kind)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name, "device.json")))
+
+
+def dangling_links(folder):
+    """Recordings in ``folder`` that are git symlink stand-ins pointing at files the fixtures lack."""
+    found = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith("_") and os.path.isfile(path):
+            with open(path, "rb") as handle:
+                target = link_target(handle.read())
+            if target and not os.path.isfile(os.path.normpath(os.path.join(folder, target))):
+                found.append("%s -> %s" % (name, target))
+    return found
+
+
 def install(bin_dir, fixture_dir, state_dir=None, python=None):
     """Write ``bin_dir/smartctl``, a wrapper running this script on ``fixture_dir``; return its path."""
     os.makedirs(str(bin_dir), exist_ok=True)
