@@ -279,6 +279,15 @@ def parse_scsi_counters(lines):
     return found
 
 
+def _power_mode(lines):
+    """The low-power mode smartctl -n found the drive in (``Device is in STANDBY mode, exit(2)``), else None."""
+    for line in lines:
+        match = re.match(r"^Device is in (\S+(?: \S+)*) mode, exit\(\d+\)", line)
+        if match:
+            return match.group(1)
+    return None
+
+
 def _open_failure(lines, stderr):
     for line in list(lines) + _text(stderr).splitlines():
         if "Smartctl open device" in line or "open failed" in line or "No such device" in line:
@@ -315,6 +324,16 @@ def read_device(smartctl_path, name, interface=None, standby=False, run_command=
     """Facts for one drive. Never raises for a drive that cannot be read: that drive gets ``unread`` set."""
     facts = _empty_facts(name, interface)
     smartctl = RecordingSmartctl(smartctl_path, run_command, ["-n", "standby"] if standby else None)
+    if standby:
+        # pySMART follows its --all query with others that do not pass -n
+        # (-l sataphy, -l sasphy) and would wake the drive: ask first.
+        lines = smartctl.all(name, interface)
+        asleep = _power_mode(lines)
+        if asleep:
+            call = smartctl.calls[-1]
+            facts.update(standby=True, exit_status=call["rc"], exit_status_flags=decode_exit_status(call["rc"]))
+            facts["unread"] = "%s is in %s mode; not woken up because standby is set" % (name, asleep)
+            return facts, None
     try:
         device = open_device(name, interface, smartctl)
     except Exception as exc:  # pylint: disable=broad-exception-caught
@@ -336,12 +355,11 @@ def read_device(smartctl_path, name, interface=None, standby=False, run_command=
     facts["exit_status"] = call["rc"]
     facts["exit_status_flags"] = decode_exit_status(call["rc"])
     facts["interface"] = device.interface or interface
-    for line in lines:
-        match = re.match(r"^Device is in (\S+(?: \S+)*) mode, exit\(\d+\)", line)
-        if match:
-            facts["standby"] = True
-            facts["unread"] = "%s is in %s mode; not woken up because standby is set" % (name, match.group(1))
-            return facts, device
+    asleep = _power_mode(lines)
+    if asleep:
+        facts["standby"] = True
+        facts["unread"] = "%s is in %s mode; not woken up because standby is set" % (name, asleep)
+        return facts, device
     if call["rc"] & 0x03:
         reason = _open_failure(lines, call["stderr"])
         if reason or not device.model:

@@ -17,7 +17,7 @@ scsiprint.cpp and smartctl.cpp):
 
 * ``-n standby``: a device listed in the folder's ``STANDBY`` file (one device
   per line) prints ``Device is in STANDBY mode, exit(2)`` and exits 2.
-* ``-t short|long|conveyance``: starts a test ("Testing has begun." for ATA,
+* ``-t short|long|conveyance``: starts a test (needs ``FAKE_SMARTCTL_STATE``) ("Testing has begun." for ATA,
   "Self-test has begun" for NVMe, "... Background Self Test has begun" for
   SCSI), remembers it in the state directory, and from then on the device's
   ``--all`` output shows the test in progress, as a real drive's does. A test
@@ -34,9 +34,9 @@ file name to another value (tests use it for smartctl's bitmask, e.g. 8 for
 
 Configuration (environment): ``FAKE_SMARTCTL_DIR`` (the recording folder;
 default: the folder ``fixture`` beside this script) and ``FAKE_SMARTCTL_STATE``
-(where started self-tests and the call log ``calls.log`` go; default: the
-recording folder). Every call is appended to ``calls.log`` when the state
-directory is writable, so tests can prove that check mode never ran ``-t``.
+(a writable directory for started self-tests and the call log ``calls.log``;
+the recordings themselves are never written to). Every call is appended to
+``calls.log``, so tests can prove that check mode never ran ``-t``.
 
 Test helpers (importable as ``tests.utils.fake_smartctl``): ``install()``
 writes an executable ``smartctl`` wrapper pointed at one folder;
@@ -106,7 +106,7 @@ def install(bin_dir, fixture_dir, state_dir=None, python=None):
     lines = [
         "#!/bin/sh",
         "FAKE_SMARTCTL_DIR='%s'" % os.path.abspath(str(fixture_dir)),
-        "FAKE_SMARTCTL_STATE='%s'" % os.path.abspath(str(state_dir or fixture_dir)),
+        "FAKE_SMARTCTL_STATE='%s'" % os.path.abspath(str(state_dir or bin_dir)),
         "export FAKE_SMARTCTL_DIR FAKE_SMARTCTL_STATE",
         "exec '%s' '%s' \"$@\"" % (python or sys.executable, os.path.abspath(__file__)),
         "",
@@ -175,11 +175,11 @@ class Replay:
 
     # self-test state -----------------------------------------------------
     def _state_path(self, device):
-        return os.path.join(self.state_dir, "selftest" + file_name([device]) + ".json")
+        return os.path.join(self.state_dir or "", "selftest" + file_name([device]) + ".json")
 
     def started_test(self, device):
         path = self._state_path(device)
-        if not os.path.isfile(path):
+        if not self.state_dir or not os.path.isfile(path):
             return None
         with open(path, "r", encoding="utf-8") as handle:
             return json.load(handle)
@@ -189,6 +189,8 @@ class Replay:
             json.dump({"test": test, "started": time.time()}, handle)
 
     def log_call(self, argv):
+        if not self.state_dir:
+            return
         try:
             with open(os.path.join(self.state_dir, "calls.log"), "a", encoding="utf-8") as handle:
                 handle.write(" ".join(argv) + "\n")
@@ -271,6 +273,9 @@ def polling_minutes(text, test):
 def start_selftest(replay, args, device, test):
     """Answer ``smartctl [-d TYPE] -t TEST DEVICE`` like smartctl."""
     header = replay.header(device)
+    if not replay.state_dir:
+        sys.stderr.write("fake smartctl: set FAKE_SMARTCTL_STATE to a writable directory to start self-tests\n")
+        return header, FAILCMD
     all_args = [a for a in args if a not in ("-t", test)]
     all_args.insert(len(all_args) - 1, "--all")
     name = file_name(all_args)
@@ -337,7 +342,7 @@ def run(argv, env):
     """Return (stdout text, exit status) for one call."""
     here = os.path.dirname(os.path.abspath(__file__))
     folder = env.get("FAKE_SMARTCTL_DIR") or os.path.join(here, "fixture")
-    replay = Replay(folder, env.get("FAKE_SMARTCTL_STATE") or folder)
+    replay = Replay(folder, env.get("FAKE_SMARTCTL_STATE"))
     replay.log_call(argv)
 
     args = list(argv)
