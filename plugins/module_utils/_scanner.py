@@ -349,12 +349,16 @@ def _scan_stack(stack, cfg, partial, hungry=None):
                                 last_uid = uid
                             if len(largest) < top:
                                 heappush(largest, (size, blocks, stamp, prefix + name))
-                            elif size > largest[0][0]:
-                                heapreplace(largest, (size, blocks, stamp, prefix + name))
+                            elif size >= largest[0][0]:
+                                item = (size, blocks, stamp, prefix + name)
+                                if item > largest[0]:  # ties broken by path: same lists whatever the order
+                                    heapreplace(largest, item)
                             if len(oldest) < top:
                                 heappush(oldest, (-stamp, size, blocks, prefix + name))
-                            elif -stamp > oldest[0][0]:
-                                heapreplace(oldest, (-stamp, size, blocks, prefix + name))
+                            elif -stamp >= oldest[0][0]:
+                                item = (-stamp, size, blocks, prefix + name)
+                                if item > oldest[0]:
+                                    heapreplace(oldest, item)
                     elif fmt == _S_IFLNK:
                         counts[_I_LINKS] += 1
                     else:
