@@ -472,3 +472,16 @@ def test_selftest_unsupported_and_unreadable_are_failures(tmp_path):
 def test_selftest_bad_test_type():
     with pytest.raises(_smart.SmartError, match=r"test: 'offline' is not one of short, long, conveyance"):
         _smart.start_selftests("/bin/true", [{"name": "/dev/sda"}], "offline")
+
+
+# --------------------------------------------------------------------------
+# the real smartctl, where installed: the fake's wording is smartctl's
+
+def test_real_smartctl_on_a_missing_device():
+    real = shutil.which("smartctl") or next((p for p in ("/usr/sbin/smartctl", "/sbin/smartctl") if os.path.exists(p)), None)
+    if not real:
+        pytest.skip("smartctl (smartmontools) is not installed")
+    facts = _smart.smart_info(real, [{"name": "/dev/datasteward-no-such-drive", "interface": "ata"}])["devices"][0]
+    assert facts["health"] == "unknown"
+    assert facts["reasons"] == ["Smartctl open device: /dev/datasteward-no-such-drive failed: No such device"]
+    assert facts["exit_status"] == 2

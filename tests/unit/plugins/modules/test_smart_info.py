@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) datasteward.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""smart_info as Ansible runs it, against recorded drives replayed by a fake smartctl."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.datasteward.storage.plugins.module_utils._smart import HAS_PYSMART
+from ansible_collections.datasteward.storage.plugins.modules import smart_info
+from tests.utils import fake_smartctl
+
+ROOT = fake_smartctl.fixtures_root()
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+
+pytestmark = pytest.mark.skipif(not HAS_PYSMART, reason="pySMART is not installed")
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def patch_exits(monkeypatch):
+    def exit_json(self, **kwargs):
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+
+def fixture(kind, name):
+    folder = os.path.join(ROOT, kind, name)
+    if not os.path.isdir(folder):
+        pytest.skip("recorded smartctl output not found at %s" % ROOT)
+    return folder
+
+
+def run(args, exception=ExitJson):
+    with pytest.raises(exception) as caught:
+        with patch_module_args(args):
+            smart_info.main()
+    return caught.value.args[0]
+
+
+def test_reads_every_scanned_drive(tmp_path):
+    smartctl = fake_smartctl.install(tmp_path, fixture("listingtests", "linux_01"))
+    result = run({"smartctl_path": smartctl})
+    assert result["changed"] is False
+    (drive,) = result["devices"]
+    assert (drive["name"], drive["interface"], drive["model"], drive["health"]) == ("/dev/nvme0", "nvme", "KBG30ZMV256G TOSHIBA", "ok")
+    assert drive["exit_status"] == 0
+    assert result["missing"] == [] and result["unmapped"] == []
+
+
+def test_check_mode_reads_too(tmp_path):
+    smartctl = fake_smartctl.install(tmp_path, fixture("singletests", "sata_hdd_0_issue42"))
+    result = run({"smartctl_path": smartctl, "devices": [{"name": "/dev/sdau", "interface": "ata"}], "_ansible_check_mode": True})
+    assert result["changed"] is False
+    assert result["devices"][0]["serial"] == "00008AXB"
+
+
+def test_disk_map_and_acknowledge_through_the_module(tmp_path):
+    folder = tmp_path / "fixture"
+    shutil.copytree(fixture("singletests", "sata_hdd_0_issue42"), str(folder))
+    recording = folder / "_-d_ata_--all__dev_sdau"
+    recording.chmod(0o644)
+    text = recording.read_text()
+    recording.write_text(text.replace(
+        "  5 Reallocated_Sector_Ct   0x0033   100   100   010    Pre-fail  Always       -       0",
+        "  5 Reallocated_Sector_Ct   0x0033   100   100   010    Pre-fail  Always       -       8"))
+    smartctl = fake_smartctl.install(tmp_path / "bin", folder)
+    disk_map = tmp_path / "disk-map"
+    disk_map.write_text("P01 00008AXB 0x5000c500a4847915\nP02 ZA12JCHM 0x5000c500858bfea7\n")
+    args = {"smartctl_path": smartctl, "devices": [{"name": "/dev/sdau", "interface": "ata"}], "disk_map": str(disk_map)}
+    result = run(args)
+    (drive,) = result["devices"]
+    assert (drive["label"], drive["health"]) == ("P01", "warning")
+    assert result["missing"] == [{"label": "P02", "serial": "ZA12JCHM", "wwn": "0x5000c500858bfea7"}]
+
+    args["acknowledge"] = [{"serial": "00008AXB", "attribute": 5, "raw": 8}]
+    result = run(args)
+    assert result["devices"][0]["health"] == "ok"
+    assert result["devices"][0]["acknowledged"] == [{"attribute": "Reallocated_Sector_Ct (5)", "raw": 8, "acknowledged_raw": 8}]
+
+
+def test_bad_smartctl_path_names_the_option(tmp_path):
+    result = run({"smartctl_path": str(tmp_path / "nope")}, FailJson)
+    assert result["msg"] == "smartctl_path: %s does not exist" % (tmp_path / "nope")
+
+
+def test_missing_smartctl_names_the_package(tmp_path, monkeypatch):
+    if any(os.path.exists(os.path.join(d, "smartctl")) for d in ("/sbin", "/usr/sbin", "/usr/local/sbin")):
+        pytest.skip("smartctl is installed in a system directory, which get_bin_path always searches")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = run({}, FailJson)
+    assert "install the smartmontools package" in result["msg"]
+
+
+def test_bad_interface_names_the_device(tmp_path):
+    smartctl = fake_smartctl.install(tmp_path, fixture("listingtests", "linux_01"))
+    result = run({"smartctl_path": smartctl, "devices": [{"name": "/dev/sda", "interface": "floppy"}]}, FailJson)
+    assert result["msg"].startswith("devices[0] (/dev/sda): interface 'floppy' is not a smartctl device type")
+
+
+def test_acknowledge_needs_serial_or_device(tmp_path):
+    smartctl = fake_smartctl.install(tmp_path, fixture("listingtests", "linux_01"))
+    result = run({"smartctl_path": smartctl, "acknowledge": [{"attribute": "5", "raw": 1}]}, FailJson)
+    assert "one of the following is required: serial, device" in result["msg"]
+    assert "acknowledge" in result["msg"]
+
+
+def test_bad_disk_map_names_the_line(tmp_path):
+    smartctl = fake_smartctl.install(tmp_path, fixture("listingtests", "linux_01"))
+    disk_map = tmp_path / "disk-map"
+    disk_map.write_text("P01 ZA12JCHM 0x5000c500858bfea7 extra\n")
+    result = run({"smartctl_path": smartctl, "disk_map": str(disk_map)}, FailJson)
+    assert result["msg"] == "%s line 1: expected 'LABEL SERIAL WWN', got 'P01 ZA12JCHM 0x5000c500858bfea7 extra'" % disk_map
+
+
+def test_not_root_is_a_clear_error():
+    """Run the module for real as the unprivileged user nobody (runuser), with the system Python."""
+    runuser = shutil.which("runuser")
+    if os.geteuid() != 0 or not runuser:
+        pytest.skip("needs root and runuser to run the module as nobody")
+    python = "/usr/bin/python3"
+    if not os.access(python, os.X_OK):
+        pytest.skip("no system python3 that nobody can run")
+    site = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(os.path.join(p, "ansible"))]
+    collections = os.path.join(REPO, ".collections")
+    workdir = tempfile.mkdtemp()
+    try:
+        os.chmod(workdir, 0o755)
+        smartctl = fake_smartctl.install(workdir, fixture("listingtests", "linux_01"))
+        probe = subprocess.run([runuser, "-u", "nobody", "--", python, "-c", "import ansible, pySMART"],
+                               env={"PYTHONPATH": os.pathsep.join([collections] + site), "PATH": "/usr/bin:/bin"},
+                               capture_output=True, cwd=workdir, check=False)
+        if probe.returncode:
+            pytest.skip("nobody cannot import ansible and pySMART from this checkout: %s" % probe.stderr.decode()[-300:])
+        args = json.dumps({"ANSIBLE_MODULE_ARGS": {"smartctl_path": smartctl}})
+        proc = subprocess.run(
+            [runuser, "-u", "nobody", "--", python, "-m", "ansible_collections.datasteward.storage.plugins.modules.smart_info", args],
+            env={"PYTHONPATH": os.pathsep.join([collections] + site), "PATH": "/usr/bin:/bin"},
+            capture_output=True, cwd=workdir, check=False)
+    finally:
+        shutil.rmtree(workdir)
+    result = json.loads(proc.stdout.decode())
+    assert proc.returncode == 1
+    assert result["failed"] is True
+    assert result["msg"] == ("smart_info must run as root (become: true): smartctl needs raw access to the drives; running as uid %d"
+                             % int(subprocess.check_output(["id", "-u", "nobody"])))
+
+
+def test_adhoc_demo_prints_the_drive(tmp_path):
+    """What docs/smart.md shows: ansible localhost -m datasteward.storage.smart_info -a smartctl_path=<fake>."""
+    ansible = os.path.join(os.path.dirname(sys.executable), "ansible")
+    if not os.path.exists(ansible):
+        pytest.skip("the ansible command is not installed beside this Python")
+    smartctl = fake_smartctl.install(tmp_path, fixture("listingtests", "linux_01"))
+    proc = subprocess.run([ansible, "localhost", "-m", "datasteward.storage.smart_info", "-a", "smartctl_path=%s" % smartctl],
+                          cwd=REPO, capture_output=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()
+    assert "localhost | SUCCESS" in out
+    assert "model: KBG30ZMV256G TOSHIBA" in out
+    assert "health: ok" in out
