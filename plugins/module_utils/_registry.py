@@ -299,3 +299,82 @@ class Journal:
 def _uri_path(path):
     from urllib.parse import quote
     return quote(os.path.abspath(path))
+
+
+def parse_when(value, name):
+    """``2024-06-01``, ``2024-06-01T12:00:00`` (UTC unless an offset is
+    given) or seconds since the epoch, to an epoch float."""
+    import datetime
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise RegistryError("%s: %r is not a date (YYYY-MM-DD), a date and time (YYYY-MM-DDTHH:MM:SS) or epoch seconds" % (name, value))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
+def find_files(registry, patterns=None, since=None, until=None, labels=None, limit=1000, date_field="mtime"):
+    """Registered files matching every given filter, with their copies.
+    Returns ``(files, matched)``; ``files`` holds at most ``limit`` entries."""
+    where, params = [], []
+    if patterns:
+        where.append("(%s)" % " OR ".join("f.path GLOB ?" for dummy in patterns))
+        params += list(patterns)
+    column = "f.registered_at" if date_field == "registered" else "f.mtime"
+    if since is not None:
+        where.append("%s >= ?" % column)
+        params.append(since)
+    if until is not None:
+        where.append("%s < ?" % column)
+        params.append(until)
+    if labels:
+        where.append("EXISTS (SELECT 1 FROM copies c JOIN disks d ON d.id = c.disk_id WHERE c.file_id = f.id AND d.label IN (%s))"
+                     % ", ".join("?" for dummy in labels))
+        params += list(labels)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    matched = registry.query("SELECT count(*) FROM files f" + clause, params)[0][0]
+    rows = registry.query("SELECT f.* FROM files f" + clause + " ORDER BY f.path LIMIT ?", params + [int(limit)])
+    files = []
+    for row in rows:
+        copies = [{"label": c["label"], "role": c["role"], "path": c["path"], "mount_point": c["mount_point"],
+                   "verified_at": c["verified_at"], "checked_at": c["checked_at"], "status": c["status"]}
+                  for c in registry.copies_of(row["id"])]
+        files.append({"path": row["path"], "size_bytes": row["size"], "mtime": row["mtime"], "checksum_algorithm": row["algorithm"],
+                      "digest": row["digest"], "registered_at": row["registered_at"], "source_removed_at": row["source_removed_at"],
+                      "copies": copies})
+    return files, matched
+
+
+def disk_summary(registry, labels=None, statvfs=os.statvfs, label_of=None, is_mount=os.path.ismount):
+    """Per disk: identity, fill flag, registered files and bytes, and live
+    capacity when it is mounted where the registry last saw it."""
+    stats = {row["disk_id"]: row for row in registry.query(
+        "SELECT c.disk_id, count(*) AS files, coalesce(sum(f.size), 0) AS bytes, "
+        "sum(CASE WHEN c.status = 'ok' THEN 0 ELSE 1 END) AS problems "
+        "FROM copies c JOIN files f ON f.id = c.file_id GROUP BY c.disk_id")}
+    out = []
+    for disk in registry.disks():
+        if labels and disk["label"] not in labels:
+            continue
+        row = stats.get(disk["id"])
+        entry = {"label": disk["label"], "serial": disk["serial"], "wwn": disk["wwn"], "mount_point": disk["mount_point"],
+                 "role": disk["role"], "full": bool(disk["full"]), "full_at": disk["full_at"],
+                 "file_count": row["files"] if row else 0, "registered_bytes": row["bytes"] if row else 0,
+                 "problem_copies": row["problems"] if row else 0,
+                 "mounted": False, "total_bytes": None, "available_bytes": None}
+        mount_point = disk["mount_point"]
+        if mount_point and is_mount(mount_point) and (label_of is None or label_of(mount_point) == disk["label"]):
+            try:
+                st = statvfs(mount_point)
+                entry.update(mounted=True, total_bytes=st.f_blocks * st.f_frsize, available_bytes=st.f_bavail * st.f_frsize)
+            except OSError:
+                pass
+        out.append(entry)
+    return out

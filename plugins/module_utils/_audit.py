@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) datasteward.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Fixity audits of registered copies (registry_audit).
+
+Each selected copy is re-read from its disk (cached pages dropped first) and
+hashed; the result is recorded in the registry. With ``repair`` a missing or
+corrupt copy is restored from a twin that verified in the same run, through
+the same verified copy protocol buffer_copy uses. No AnsibleModule here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import time
+
+from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._ingest import disk_label
+from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry, RegistryError
+
+PROBLEMS = ("missing", "corrupt", "unreadable")
+REPORT_LIMIT = 1000
+
+
+class AuditError(Exception):
+    """Bad input or an unusable registry; names the option or file."""
+
+    def __init__(self, msg, path=None):
+        super().__init__(msg)
+        self.path = path
+
+
+def _disk_mounts(registry, mount_points, require_mount, is_mount):
+    """label -> mount point for every disk that is present now."""
+    found = {}
+    candidates = list(mount_points or []) + [d["mount_point"] for d in registry.disks() if d["mount_point"]]
+    for mount_point in candidates:
+        if (require_mount and not is_mount(mount_point)) or not os.path.isdir(mount_point):
+            continue
+        found.setdefault(disk_label(mount_point), mount_point)
+    return found
+
+
+def check_copy(mount_point, relpath, algorithm, digest):
+    """Hash one copy from disk: ``(status, detail)``."""
+    try:
+        got, dummy, dummy2 = copier.hash_file(mount_point, relpath, algorithm, from_disk=True)
+    except (copier.SourceVanished, FileNotFoundError):
+        return "missing", "%s does not exist" % os.path.join(mount_point, relpath)
+    except copier.SourceChanged as exc:
+        return "unreadable", str(exc)
+    except copier.UnsafePath as exc:
+        return "corrupt", str(exc)
+    except copier.CopyError as exc:
+        return "unreadable", str(exc)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return "missing", "%s does not exist" % os.path.join(mount_point, relpath)
+        return "unreadable", "cannot read %s: %s" % (os.path.join(mount_point, relpath), exc.strerror or exc)
+    if got != digest:
+        return "corrupt", "%s digest %s does not match the registered %s" % (algorithm, got, digest)
+    return "ok", None
+
+
+def audit(registry, sample_size=None, older_than_days=None, labels=None, mount_points=None, repair=False,
+          require_mount=True, check_mode=False, is_mount=os.path.ismount, clock=time.time, rng=None):
+    """Run one audit; returns ``(result, warnings)``. Raises AuditError."""
+    for name, value in (("sample_size", sample_size), ("older_than_days", older_than_days)):
+        if value is not None and value < 0:
+            raise AuditError("%s must not be negative, got %s" % (name, value))
+    if not os.path.exists(registry):
+        raise AuditError("registry %s does not exist; buffer_copy creates it" % registry, registry)
+    try:
+        reg = Registry(registry, readonly=check_mode)
+    except RegistryError as exc:
+        raise AuditError(str(exc), registry)
+    lock = None
+    try:
+        if not check_mode:
+            try:
+                lock = copier.Lock(registry).acquire()
+            except copier.CopyError as exc:
+                raise AuditError(str(exc), registry)
+        return _audit(reg, sample_size, older_than_days, labels, mount_points, repair, require_mount, check_mode, is_mount,
+                      clock, rng or random.Random())
+    except RegistryError as exc:
+        raise AuditError(str(exc), registry)
+    finally:
+        if lock is not None:
+            lock.release()
+        reg.close()
+
+
+def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, require_mount, check_mode, is_mount, clock, rng):
+    now = clock()
+    mounts = _disk_mounts(reg, mount_points, require_mount, is_mount)
+    stale = _clean_pending(reg, require_mount, is_mount, check_mode)
+    sql = ("SELECT c.id, c.path, c.role, c.status, c.verified_at, c.file_id, d.label, f.path AS file_path, f.size, f.algorithm, f.digest "
+           "FROM copies c JOIN disks d ON d.id = c.disk_id JOIN files f ON f.id = c.file_id")
+    where, params = [], []
+    if labels:
+        where.append("d.label IN (%s)" % ", ".join("?" for dummy in labels))
+        params += list(labels)
+    if older_than_days is not None:
+        where.append("c.verified_at < ?")
+        params.append(now - older_than_days * 86400.0)
+    rows = [dict(row) for row in reg.query(sql + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.id", params)]
+    if sample_size is not None and sample_size < len(rows):
+        rows = sorted(rng.sample(rows, sample_size), key=lambda row: row["id"])
+
+    counts = {key: 0 for key in ("checked", "ok", "missing", "corrupt", "unreadable", "unavailable", "repaired", "repair_failed")}
+    checked_bytes = 0
+    problems = []
+    warnings = []
+    changed = False
+    verified_ok = {}   # copy id -> True for copies that verified in this run
+    started = time.time()
+    for row in rows:
+        mount_point = mounts.get(row["label"])
+        if mount_point is None:
+            counts["unavailable"] += 1
+            continue
+        status, detail = check_copy(mount_point, row["path"], row["algorithm"], row["digest"])
+        counts["checked"] += 1
+        counts[status] += 1
+        if status != "unreadable":
+            checked_bytes += row["size"]
+        if status == "ok":
+            verified_ok[row["id"]] = True
+            if check_mode:
+                changed = changed or row["status"] != "ok"
+            else:
+                changed = reg.record_check(row["id"], "ok", verified=True) or changed
+            continue
+        entry = {"path": row["file_path"], "label": row["label"], "role": row["role"], "disk_path": os.path.join(mount_point, row["path"]),
+                 "status": status, "detail": detail, "repaired": False}
+        if check_mode:
+            changed = changed or row["status"] != status
+        else:
+            changed = reg.record_check(row["id"], status, detail) or changed
+        warnings.append(detail)
+        if repair and status in ("missing", "corrupt"):
+            done, why = _repair(reg, row, mount_point, mounts, verified_ok, check_mode)
+            entry["repaired"] = done
+            if done:
+                counts["repaired"] += 1
+                changed = True
+                entry["repair_source"] = why
+            else:
+                counts["repair_failed"] += 1
+                entry["repair_error"] = why
+                warnings.append("cannot repair %s: %s" % (entry["disk_path"], why))
+        if len(problems) < REPORT_LIMIT:
+            problems.append(entry)
+    elapsed = time.time() - started
+    result = {
+        "changed": changed,
+        "checked_copies": counts["checked"], "ok_copies": counts["ok"], "missing_copies": counts["missing"],
+        "corrupt_copies": counts["corrupt"], "unreadable_copies": counts["unreadable"], "unavailable_copies": counts["unavailable"],
+        "repaired_copies": counts["repaired"], "repair_failed_copies": counts["repair_failed"],
+        "checked_bytes": checked_bytes,
+        "throughput_mbps": round(checked_bytes / elapsed / 1e6, 1) if elapsed > 0 and checked_bytes else 0.0,
+        "problems": problems,
+        "disks_present": sorted(mounts),
+        "stale_temporaries_removed": stale,
+    }
+    if stale:
+        result["changed"] = True
+    return result, warnings
+
+
+def _clean_pending(reg, require_mount, is_mount, check_mode):
+    """Remove temporaries of a killed run (buffer_copy or a repair)."""
+    removed, done = 0, []
+    for row in reg.pending():
+        if require_mount and not is_mount(row["root"]):
+            continue
+        if check_mode:
+            removed += 1
+            continue
+        try:
+            removed += 1 if copier.remove_temp(row["root"], row["path"]) else 0
+        except (copier.CopyError, OSError):
+            continue
+        done.append(row["id"])
+    if done:
+        reg.pending_remove(done)
+    return removed
+
+
+def _repair(reg, row, mount_point, mounts, verified_ok, check_mode):
+    """Restore a bad copy from a twin verified now. ``(done, source_or_error)``."""
+    twins = [twin for twin in reg.copies_of(row["file_id"]) if twin["id"] != row["id"]]
+    for twin in twins:
+        twin_mount = mounts.get(twin["label"])
+        if twin_mount is None:
+            continue
+        if not verified_ok.get(twin["id"]):
+            status, dummy = check_copy(twin_mount, twin["path"], row["algorithm"], row["digest"])
+            if status != "ok":
+                continue
+            verified_ok[twin["id"]] = True
+        source = os.path.join(twin_mount, twin["path"])
+        if check_mode:
+            return True, source
+        journal = Journal(reg)
+        try:
+            copier.copy_verified(twin_mount, twin["path"], [(mount_point, row["path"])], row["algorithm"], expect_digest=row["digest"],
+                                 replace=True, journal=journal)
+        except copier.CopyError as exc:
+            reg.pending_remove(journal.take())
+            return False, str(exc)
+        reg.pending_remove(journal.take())
+        reg.record_check(row["id"], "ok", "repaired from %s" % source, verified=True)
+        return True, source
+    return False, "no verified twin copy is available (twin disks absent or bad too)"
