@@ -652,4 +652,3 @@ class Lock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-

@@ -192,7 +192,7 @@ class IngestRun:
         for name in ("max_files", "max_bytes", "min_free_bytes", "settle_seconds"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise IngestError("%s must not be negative, got %d" % (name, value))
+                raise IngestError("%s must not be negative, got %s" % (name, value))
         src_real = os.path.realpath(self.src)
         for mount_point in self.primary + self.backup:
             real = os.path.realpath(mount_point)

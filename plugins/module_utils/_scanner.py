@@ -439,7 +439,7 @@ def _run_parallel(stack, cfg, workers, partial):
         while pending or running:
             while pending and running < workers:
                 pool.apply_async(_worker_task, (pending.pop(),), callback=done.put,
-                                 error_callback=lambda exc: done.put(exc))
+                                 error_callback=done.put)
                 running += 1
             hungry.value = 1 if running < workers else 0
             result = done.get()

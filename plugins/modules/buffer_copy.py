@@ -26,7 +26,7 @@ description:
   - Symlinks are never followed, neither in the buffer nor on the disks, and neither tree is left for another file system.
   - The registry file is locked for the run; a second concurrent run fails with a clear message.
 author:
-  - datasteward.storage contributors
+  - datasteward.storage contributors (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
 attributes:
@@ -334,8 +334,6 @@ checksum_algorithm:
   sample: sha512
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.datasteward.storage.plugins.module_utils._ingest import IngestError, buffer_copy
@@ -363,9 +361,7 @@ def main():
     )
     params = dict(module.params)
     disk_map = params["disk_map"]
-    if isinstance(disk_map, str):
-        params["disk_map"] = os.path.expanduser(disk_map)
-    elif disk_map is not None and not isinstance(disk_map, list):
+    if disk_map is not None and not isinstance(disk_map, (str, list)):
         module.fail_json(msg="disk_map must be a path or a list of dicts with label, serial and wwn, got %s" % type(disk_map).__name__)
     try:
         result, warnings = buffer_copy(check_mode=module.check_mode, **params)

@@ -97,7 +97,7 @@ notes:
 seealso:
   - module: datasteward.storage.disk_usage
 author:
-  - datasteward.storage contributors
+  - datasteward.storage maintainers (@datasteward)
 """
 
 EXAMPLES = r"""

@@ -40,7 +40,7 @@ def module_cmd(tmp_path, args, check=False):
 
 def run_module(tmp_path, args, check=False):
     cmd, env = module_cmd(tmp_path, args, check)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
 
@@ -80,7 +80,7 @@ def disks(tmp_path):
         for name, size in sizes.items():
             path = tmp_path / name
             path.mkdir()
-            proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", str(path)], capture_output=True, text=True)
+            proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", str(path)], capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
             mounted.append(path)
@@ -378,7 +378,7 @@ def test_sigkill_at_random_moments(tmp_path, buf, disks):
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT count(*) FROM pending").fetchone()[0] == 0
-    registered = {path: digest for path, digest in conn.execute("SELECT path, digest FROM files")}
+    registered = dict(conn.execute("SELECT path, digest FROM files"))
     copies = {}
     for path, label, role, relpath in conn.execute("SELECT f.path, d.label, c.role, c.path FROM copies c JOIN files f ON f.id = c.file_id "
                                                    "JOIN disks d ON d.id = c.disk_id"):
