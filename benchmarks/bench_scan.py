@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import time
@@ -105,7 +104,7 @@ def old_walk(root):
 def _best(fn, repeat):
     best = None
     value = None
-    for _ in range(repeat):
+    for _round in range(repeat):
         t = time.perf_counter()
         value = fn()
         elapsed = time.perf_counter() - t
@@ -133,7 +132,7 @@ def run(workdir: pathlib.Path, quick: bool = False) -> list:
     runs = {}
     for label in ("auto", "1"):
         best = None
-        for _ in range(repeat):
+        for _round in range(repeat):
             data = _ours(tree, label)
             if best is None or data["seconds"] < best["seconds"]:
                 best = data
