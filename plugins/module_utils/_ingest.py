@@ -83,6 +83,30 @@ class DiskSet:
         row = self.registry.disk(label)
         return label, row
 
+    def _present(self, mount_point, reasons):
+        """``(label, row)`` of a disk that may be written, None for one that
+        is marked full; raises IngestError for a missing drive."""
+        mounted = self.run.is_mount(mount_point)
+        label, row = self._describe(mount_point)
+        if row is None and not mounted:
+            row = self.registry.disk_by_mount(mount_point)
+        if row is not None and row["full"]:
+            self.full.add(mount_point)
+            reasons.append("%s (%s) marked full in the registry" % (mount_point, row["label"]))
+            return None
+        if self.run.require_mount and not mounted:
+            raise IngestError("%s disk %s is not a mount point (drive missing or not mounted); refusing to write into the "
+                              "file system beneath it" % (self.role, mount_point), mount_point)
+        if not os.path.isdir(mount_point):
+            raise IngestError("%s disk %s does not exist or is not a directory" % (self.role, mount_point), mount_point)
+        return label, row
+
+    def precheck(self):
+        """Before any work: the current disk of the set must be present."""
+        for mount_point in self.mount_points:
+            if self._present(mount_point, []) is not None:
+                return
+
     def choose(self, size):
         """The disk (dict with label, mount_point, id) that takes ``size``
         bytes next; marks disks that cannot as full."""
@@ -91,19 +115,10 @@ class DiskSet:
             if mount_point in self.full:
                 reasons.append("%s full" % mount_point)
                 continue
-            mounted = self.run.is_mount(mount_point)
-            label, row = self._describe(mount_point)
-            if row is None and not mounted:
-                row = self.registry.disk_by_mount(mount_point)
-            if row is not None and row["full"]:
-                self.full.add(mount_point)
-                reasons.append("%s (%s) marked full in the registry" % (mount_point, row["label"]))
+            present = self._present(mount_point, reasons)
+            if present is None:
                 continue
-            if self.run.require_mount and not mounted:
-                raise IngestError("%s disk %s is not a mount point (drive missing or not mounted); refusing to write into the "
-                                  "file system beneath it" % (self.role, mount_point), mount_point)
-            if not os.path.isdir(mount_point):
-                raise IngestError("%s disk %s does not exist or is not a directory" % (self.role, mount_point), mount_point)
+            label, row = present
             try:
                 st = self.run.statvfs(mount_point)
             except OSError as exc:
@@ -327,6 +342,8 @@ class IngestRun:
             newest = max(max(st.st_mtime, st.st_ctime) for dummy, st in found)
             self.newest_age = max(0, int(now - newest))
         sets = [DiskSet("primary", self.primary, self.registry, self), DiskSet("backup", self.backup, self.registry, self)]
+        for disk_set in sets:
+            disk_set.precheck()
         copied_files = 0
         copied_bytes = 0
         for relpath, st in found:
