@@ -75,6 +75,7 @@ _S_IFDIR = 0o040000
 _S_IFREG = 0o100000
 _S_IFLNK = 0o120000
 _CHECK_EVERY = 2048      # entries between looks at the "someone is idle" flag
+_PRESCAN = 16384         # entries scanned in-process before forking workers
 _OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _HASH_MULT = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
@@ -212,7 +213,7 @@ class _Partial:
             listed.extend(getattr(other, kind)[:max(0, MAX_LISTED - len(listed))])
 
 
-def _scan_stack(stack, cfg, partial, hungry=None):
+def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
     """Scan directories from ``stack`` (a list of ``(path, depth, bucket, dev)``
     tuples) into ``partial``. Returns the directories left when it
     stopped early because ``hungry`` (a shared flag) was raised, else []."""
@@ -237,9 +238,11 @@ def _scan_stack(stack, cfg, partial, hungry=None):
     examined = 0
     checked_at = 0
     duplicates = 0
+    if check_every is None:
+        check_every = _CHECK_EVERY
 
     while stack:
-        if hungry is not None and examined - checked_at >= _CHECK_EVERY:
+        if hungry is not None and examined - checked_at >= check_every:
             checked_at = examined
             if hungry.value and len(stack) > 1:
                 break
@@ -401,6 +404,15 @@ def _add_record(partial, record, cfg):
         counts[_I_OTHERS] += 1
 
 
+class _Flag:
+    """Stands in for the shared "a worker is idle" flag."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+_RAISED = _Flag(1)
+
 # State of a forked worker: set by the pool initializer.
 _WORKER = {}
 
@@ -549,7 +561,11 @@ def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime"
     stack.reverse()  # first root scanned first
 
     if workers > 1 and stack:
-        _run_parallel(stack, cfg, workers, partial)
+        # Scan the first directories in this process: a small tree is done
+        # before forking workers would have paid off.
+        stack = _scan_stack(stack, cfg, partial, _RAISED, _PRESCAN)
+        if stack:
+            _run_parallel(stack, cfg, workers, partial)
     else:
         _scan_stack(stack, cfg, partial)
 

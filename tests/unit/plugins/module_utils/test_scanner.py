@@ -259,6 +259,7 @@ def test_workers_agree(tmp_path, monkeypatch):
     # Look at the "a worker is idle" flag after every entry, so the tasks are
     # split and handed round as often as possible.
     monkeypatch.setattr(_scanner, "_CHECK_EVERY", 1)
+    monkeypatch.setattr(_scanner, "_PRESCAN", 1)
     single = scan([root], workers=1, depth=2, top=5)
     assert single["totals"]["apparent_bytes"] == du_bytes(root, apparent=True)
     assert single["totals"]["allocated_bytes"] == du_bytes(root, apparent=False)
@@ -268,9 +269,10 @@ def test_workers_agree(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("shard_count", [2, 3, 7])
-def test_shards_add_up_exactly(tree, shard_count):
+def test_shards_add_up_exactly(tree, shard_count, monkeypatch):
     root = os.path.dirname(tree)
     _big_tree(root, dirs=10, files=20)
+    monkeypatch.setattr(_scanner, "_PRESCAN", 50)  # and the workers take over
     whole = scan([root], depth=2, top=3, workers=2)
     parts = [scan([root], depth=2, top=3, workers=2, shard_index=i, shard_count=shard_count)
              for i in range(shard_count)]
