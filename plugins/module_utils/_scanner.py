@@ -42,7 +42,9 @@ from __future__ import annotations
 import errno
 import fnmatch
 import heapq
+import multiprocessing
 import os
+import queue
 import re
 import time
 
@@ -76,6 +78,7 @@ _S_IFREG = 0o100000
 _S_IFLNK = 0o120000
 _CHECK_EVERY = 2048      # entries between looks at the "someone is idle" flag
 _PRESCAN = 16384         # entries scanned in-process before forking workers
+_WATCH_SECONDS = 1.0     # how often the parent checks that its workers live
 _OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _HASH_MULT = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
@@ -436,15 +439,16 @@ def _split(stack, parts):
 
 
 def _run_parallel(stack, cfg, workers, partial):
-    # pylint: disable-next=import-outside-toplevel
-    import multiprocessing
-    import queue as queue_mod  # pylint: disable=import-outside-toplevel
-
+    """Hand the stack out to ``workers`` forked processes, re-split what they
+    return when one of them is idle, and add their partial totals up."""
     ctx = multiprocessing.get_context("fork")
     hungry = ctx.Value("b", 1, lock=False)
-    done = queue_mod.Queue()
+    done = queue.Queue()
     pool = ctx.Pool(workers, initializer=_worker_init, initargs=(cfg, hungry))
     try:
+        # A worker killed from outside (OOM killer, signal) loses its task
+        # silently in a Pool: watch the processes, not only the results.
+        started = set(child.pid for child in ctx.active_children())
         pending = [stack]
         running = 0
         failure = None
@@ -454,7 +458,15 @@ def _run_parallel(stack, cfg, workers, partial):
                                  error_callback=done.put)
                 running += 1
             hungry.value = 1 if running < workers else 0
-            result = done.get()
+            try:
+                result = done.get(timeout=_WATCH_SECONDS)
+            except queue.Empty:
+                alive = set(child.pid for child in ctx.active_children())
+                if started - alive:
+                    raise ScanError("scan worker process %s died before finishing its part of the scan "
+                                    "(killed by a signal or the OOM killer?)" % ", ".join(
+                                        str(pid) for pid in sorted(started - alive)))
+                continue
             running -= 1
             if isinstance(result, BaseException):
                 failure = failure or result

@@ -415,3 +415,24 @@ def test_tree_removed_during_scan_is_not_fatal(tmp_path):
                 [e for e in result["errors"] if not e["error"].startswith(("vanished", "unreadable"))])
             assert totals["files"] <= 30 * 100 + 30
         root = _big_tree(tmp_path / str(_attempt), dirs=30, files=100)
+
+
+def test_killed_worker_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """A worker killed from outside (as the OOM killer would) makes the scan
+    fail with a clear message instead of waiting forever for its result."""
+    root = _big_tree(tmp_path, dirs=4, files=10)
+    monkeypatch.setattr(_scanner, "_PRESCAN", 1)
+    monkeypatch.setattr(_scanner, "_WATCH_SECONDS", 0.2)
+    real_task = _scanner._worker_task  # pylint: disable=protected-access
+
+    def dying_task(stack):
+        if any(path.endswith("/d02") for path, _depth, _bucket, _dev in stack):
+            os.kill(os.getpid(), 9)
+        return real_task(stack)
+
+    # Tasks reach the workers by name: let the name find the dying one.
+    dying_task.__module__ = _scanner.__name__
+    dying_task.__qualname__ = dying_task.__name__ = "_worker_task"
+    monkeypatch.setattr(_scanner, "_worker_task", dying_task)
+    with pytest.raises(ScanError, match="scan worker process .* died"):
+        scan([root], workers=2)
