@@ -348,9 +348,9 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
 
     ``expect_digest``: the source must hash to this (repairs).
     ``expect_stat``: the source must still be the file seen when scanning.
-    ``journal``: object with ``add(root, relpath) -> token`` called (and
-    durably recorded) before a temporary is created, so a rerun can remove
-    temporaries left by a killed run.
+    ``journal``: object with ``add_all([(root, relpath), ...])``, called
+    once (and durably recorded) before the temporaries are created, so a
+    rerun can remove temporaries left by a killed run.
     Raises a CopyError subclass; no temporary survives an exception.
     """
     src_path = os.path.join(src_root, src_relpath)
@@ -374,17 +374,18 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
             except OSError:
                 pass
 
-        for index, tgt in enumerate(tgts):
+        for tgt in tgts:
             tgt.dir_fd, dummy = open_tree_dir(tgt.root, tgt.parts[:-1], create=True)
             existing = lstat_at(tgt.dir_fd, tgt.name)
             if existing is not None and not stat.S_ISREG(existing.st_mode):
                 raise TargetConflict("%s exists and is not a regular file" % tgt.path, tgt.path)
             if existing is not None and not replace:
                 tgt.existing = existing
-                continue
-            token = temp_name(tgt.name)
-            if journal is not None:
-                journal.add(tgt.root, os.path.join(os.path.dirname(tgt.relpath), token))
+        tokens = {index: temp_name(tgt.name) for index, tgt in enumerate(tgts) if tgt.existing is None}
+        if journal is not None and tokens:
+            journal.add_all([(tgts[index].root, os.path.join(os.path.dirname(tgts[index].relpath), token)) for index, token in tokens.items()])
+        for index, token in tokens.items():
+            tgt = tgts[index]
             try:
                 tgt.fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600,
                                  dir_fd=tgt.dir_fd)

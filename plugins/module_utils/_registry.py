@@ -256,8 +256,14 @@ class Registry:
 
     # -- journal of temporaries -------------------------------------------
     def pending_add(self, root, path):
-        cursor = self._write([("INSERT OR IGNORE INTO pending (root, path, created_at) VALUES (?, ?, ?)", (root, path, time.time()))])[0]
-        return cursor.lastrowid
+        return self.pending_add_all([(root, path)])[0]
+
+    def pending_add_all(self, entries):
+        """Journal temporaries ``[(root, path), ...]`` in one transaction."""
+        now = time.time()
+        cursors = self._write([("INSERT OR IGNORE INTO pending (root, path, created_at) VALUES (?, ?, ?)", (root, path, now))
+                               for root, path in entries])
+        return [cursor.lastrowid for cursor in cursors]
 
     def pending(self):
         return [dict(row) for row in self.query("SELECT * FROM pending ORDER BY id")]
@@ -287,9 +293,8 @@ class Journal:
         self.registry = registry
         self.ids = []
 
-    def add(self, root, path):
-        self.ids.append(self.registry.pending_add(root, path))
-        return path
+    def add_all(self, entries):
+        self.ids.extend(self.registry.pending_add_all(entries))
 
     def take(self):
         ids, self.ids = self.ids, []

@@ -61,11 +61,10 @@ class Journal:
         self.entries = []
         self.hook = hook
 
-    def add(self, root, path):
-        self.entries.append((root, path))
+    def add_all(self, entries):
+        self.entries.extend(entries)
         if self.hook:
             self.hook()
-        return path
 
 
 def test_copy_two_targets_byte_for_byte(tmp_path):

@@ -124,8 +124,7 @@ def test_record_check_reports_status_changes(tmp_path):
 def test_journal_adapter(tmp_path):
     reg = Registry(str(tmp_path / "r.sqlite"))
     journal = registry_mod.Journal(reg)
-    journal.add("/mnt/P01", "a/.dstmp.f.1")
-    journal.add("/mnt/B01", "a/.dstmp.f.2")
+    journal.add_all([("/mnt/P01", "a/.dstmp.f.1"), ("/mnt/B01", "a/.dstmp.f.2")])
     assert [row["root"] for row in reg.pending()] == ["/mnt/P01", "/mnt/B01"]
     reg.pending_remove(journal.take())
     assert reg.pending() == [] and journal.take() == []
