@@ -449,7 +449,7 @@ def _run_parallel(stack, cfg, workers, partial):
         # A worker killed from outside (OOM killer, signal) loses its task
         # silently in a Pool: watch the processes, not only the results.
         started = set(child.pid for child in ctx.active_children())
-        pending = [stack]
+        pending = _split(stack, workers)
         running = 0
         failure = None
         while pending or running:
