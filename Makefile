@@ -1,5 +1,8 @@
 # Two commands: `make site` and `make test`. Everything else is setup they share.
 SHELL := /bin/bash
+# Ansible needs a UTF-8 locale; C.UTF-8 is on every Debian machine.
+export LC_ALL := C.UTF-8
+export LANG := C.UTF-8
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

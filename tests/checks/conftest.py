@@ -65,7 +65,7 @@ def run_tool(args, cwd, timeout=900, env=None):
     full_env.setdefault("ANSIBLE_NOCOLOR", "1")
     full_env.update(env or {})
     proc = subprocess.run([str(a) for a in args], cwd=cwd, env=full_env, timeout=timeout,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8", errors="replace", check=False)
     if proc.returncode != 0:
         lines = [line for line in proc.stdout.splitlines() if "is ignored: it is neither" not in line]
         pytest.fail("%s exited %d:\n%s" % (" ".join(str(a) for a in args[:3]), proc.returncode, "\n".join(lines[-150:])),

@@ -18,7 +18,7 @@ from tests.checks.conftest import BIN, REPO
 def adhoc(*args):
     env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline")
     proc = subprocess.run([str(BIN / "ansible"), "localhost", "-o"] + list(args), cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+                          capture_output=True, encoding="utf-8", errors="replace", timeout=120, check=False)
     return proc
 
 
@@ -32,6 +32,6 @@ def test_module_names_resolve_ad_hoc(name):
 
 def test_ansible_doc_renders():
     proc = subprocess.run([str(BIN / "ansible-doc"), "datasteward.storage.disk_usage"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
+                          capture_output=True, encoding="utf-8", errors="replace", timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "critical_percent" in proc.stdout and "filesystems" in proc.stdout
