@@ -68,12 +68,7 @@ def drop_caches(paths):
             handle.write("3\n")
         return "drop_caches"
     except OSError:
-        for path in paths:
-            fd = os.open(str(path), os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
+        evict(paths)
         return "fadvise"
 
 

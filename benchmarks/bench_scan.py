@@ -144,61 +144,39 @@ def run(workdir: pathlib.Path, quick: bool = False) -> list:
                 runs[label] = data
     peak_mib = max(max(r["self_maxrss_kib"], r["children_maxrss_kib"]) for r in runs.values()) / 1024.0
 
-    results = []
-    auto = runs["auto"]
+    auto, single = runs["auto"], runs["1"]
     ok_bytes = auto["totals"]["allocated_bytes"] == du_bytes
-    ratio = auto["seconds"] / du_best
-    results.append({
-        "name": "scan %d entries vs du -s (workers=%d)" % (entries, _workers()),
-        "ours_s": round(auto["seconds"], 3),
-        "reference": "du -s -x -B1",
-        "reference_s": round(du_best, 3),
-        "ratio": round(ratio, 2),
-        "target": "<= 1.0",
-        "ok": ratio <= 1.0 and ok_bytes,
-        "notes": "%d entries/s; best of %d interleaved runs; peak RSS %.1f MiB per process; allocated bytes %s du; "
-                 "CPU s (incl. interpreter start) ours %.2f, du %.2f" % (
-                     auto["totals"]["examined"] / auto["seconds"], repeat, peak_mib, "==" if ok_bytes else "!=",
-                     auto["cpu"], du_cpu),
-    })
-    single = runs["1"]
-    results.append({
-        "name": "scan %d entries vs du -s (workers=1)" % entries,
-        "ours_s": round(single["seconds"], 3),
-        "reference": "du -s -x -B1",
-        "reference_s": round(du_best, 3),
-        "ratio": round(single["seconds"] / du_best, 2),
-        "target": "info (one core)",
-        "ok": True,
-        "notes": "%d entries/s" % (single["totals"]["examined"] / single["seconds"]),
-    })
     old_best = None
     for _round in range(1 if not quick else repeat):
         start = time.perf_counter()
         old_walk(str(tree))
         elapsed = time.perf_counter() - start
         old_best = elapsed if old_best is None else min(old_best, elapsed)
-    results.append({
-        "name": "scan %d entries vs listdir+isfile+getsize walk" % entries,
-        "ours_s": round(auto["seconds"], 3),
-        "reference": "listdir+isfile+getsize walk",
-        "reference_s": round(old_best, 3),
-        "ratio": round(auto["seconds"] / old_best, 3),
-        "target": "<= 0.1",
-        "ok": auto["seconds"] / old_best <= 0.1,
-        "notes": "%.1fx faster than the old walk (warm cache)" % (old_best / auto["seconds"]),
-    })
-    results.append({
-        "name": "scan %d entries peak memory" % entries,
-        "ours_s": round(auto["seconds"], 3),
-        "reference": "100 MiB",
-        "reference_s": 0.0,
-        "ratio": round(peak_mib / 100.0, 2),
-        "target": "< 1.0 (peak RSS / 100 MiB)",
-        "ok": peak_mib < 100.0,
-        "notes": "peak RSS %.1f MiB (largest of parent and workers)" % peak_mib,
-    })
-    return results
+    du_ratio = auto["seconds"] / du_best
+    old_ratio = auto["seconds"] / old_best
+    return [
+        _row("scan %d entries vs du -s (workers=%d)" % (entries, _workers()), auto["seconds"], "du -s -x -B1", du_best,
+             round(du_ratio, 2), "<= 1.0", du_ratio <= 1.0 and ok_bytes,
+             "%d entries/s; best of %d interleaved runs; peak RSS %.1f MiB per process; allocated bytes %s du; "
+             "CPU s (incl. interpreter start) ours %.2f, du %.2f" % (
+                 auto["totals"]["examined"] / auto["seconds"], repeat, peak_mib, "==" if ok_bytes else "!=",
+                 auto["cpu"], du_cpu)),
+        _row("scan %d entries vs du -s (workers=1)" % entries, single["seconds"], "du -s -x -B1", du_best,
+             round(single["seconds"] / du_best, 2), "info (one core)", True,
+             "%d entries/s" % (single["totals"]["examined"] / single["seconds"])),
+        _row("scan %d entries vs listdir+isfile+getsize walk" % entries, auto["seconds"], "listdir+isfile+getsize walk",
+             old_best, round(old_ratio, 3), "<= 0.1", old_ratio <= 0.1,
+             "%.1fx faster than the old walk (warm cache)" % (1 / old_ratio)),
+        _row("scan %d entries peak memory" % entries, auto["seconds"], "100 MiB", 0.0,
+             round(peak_mib / 100.0, 2), "< 1.0 (peak RSS / 100 MiB)", peak_mib < 100.0,
+             "peak RSS %.1f MiB (largest of parent and workers)" % peak_mib),
+    ]
+
+
+def _row(name, ours_s, reference, reference_s, ratio, target, ok, notes):
+    """One result row, in the format run.py prints."""
+    return {"name": name, "ours_s": round(ours_s, 3), "reference": reference, "reference_s": round(reference_s, 3),
+            "ratio": ratio, "target": target, "ok": ok, "notes": notes}
 
 
 def _workers():
