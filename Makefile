@@ -70,4 +70,4 @@ build: setup
 	$(BIN)/ansible-galaxy collection build --force --output-path .build
 
 clean:
-	rm -rf $(VENV) .collections .build .pytest_cache tests/output
+	rm -rf $(VENV) .collections .build .cache .pytest_cache tests/output
