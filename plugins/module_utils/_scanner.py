@@ -184,12 +184,7 @@ class _Partial:
                 self.buckets[bucket] = pairs
                 continue
             for pair, counts in pairs.items():
-                have = mine.get(pair)
-                if have is None:
-                    mine[pair] = counts
-                else:
-                    for i in range(_NCOUNT):
-                        have[i] += counts[i]
+                _add_counts(mine, pair, counts)
         for uid, (largest, oldest) in other.tops.items():
             mine = self.tops.get(uid)
             if mine is None:
@@ -209,8 +204,7 @@ class _Partial:
                     self.links[key] = record
         self.examined += other.examined
         self.duplicate_links += other.duplicate_links
-        for kind, count in (("errors", "error_count"), ("vanished", "vanished_count"),
-                            ("unreadable", "unreadable_count"), ("odd_names", "odd_name_count")):
+        for kind, count in _COUNT_OF.items():
             setattr(self, count, getattr(self, count) + getattr(other, count))
             listed = getattr(self, kind)
             listed.extend(getattr(other, kind)[:max(0, MAX_LISTED - len(listed))])
@@ -625,32 +619,29 @@ def _roots(paths):
     return sorted(kept, key=lambda item: order[item[0]])
 
 
+def _add_counts(table, key, counts):
+    """Add a counter vector into ``table[key]`` (a copy when it is new)."""
+    have = table.get(key)
+    if have is None:
+        table[key] = list(counts)
+    else:
+        for i in range(_NCOUNT):
+            have[i] += counts[i]
+
+
 def _report(partial, roots, cfg, now, seconds):
     users, groups = {}, {}
     dir_totals = {}
     root_set = set(root for root, _st in roots)
     for bucket, pairs in partial.buckets.items():
-        bucket_sum = [0] * _NCOUNT
         for pair, counts in pairs.items():
-            uid, gid = pair >> 32, pair & 0xFFFFFFFF
-            for table, ident in ((users, uid), (groups, gid)):
-                have = table.get(ident)
-                if have is None:
-                    table[ident] = list(counts)
-                else:
-                    for i in range(_NCOUNT):
-                        have[i] += counts[i]
-            for i in range(_NCOUNT):
-                bucket_sum[i] += counts[i]
+            _add_counts(users, pair >> 32, counts)
+            _add_counts(groups, pair & 0xFFFFFFFF, counts)
+        bucket_sum = [sum(column) for column in zip(*pairs.values())] if pairs else [0] * _NCOUNT
         # Roll the bucket up into itself and its ancestors down to its root.
         path = bucket
         while True:
-            have = dir_totals.get(path)
-            if have is None:
-                dir_totals[path] = list(bucket_sum)
-            else:
-                for i in range(_NCOUNT):
-                    have[i] += bucket_sum[i]
+            _add_counts(dir_totals, path, bucket_sum)
             if path in root_set:
                 break
             parent = os.path.dirname(path)
@@ -658,12 +649,10 @@ def _report(partial, roots, cfg, now, seconds):
                 break
             path = parent
 
-    totals = [0] * _NCOUNT
+    totals = [sum(column) for column in zip(*users.values())] if users else [0] * _NCOUNT
     user_list = []
     for uid in sorted(users):
         counts = users[uid]
-        for i in range(_NCOUNT):
-            totals[i] += counts[i]
         entry = {"uid": uid, "name": _name_of(pwd.getpwuid if pwd else None, uid)}
         entry.update(_counts_dict(counts))
         largest, oldest = partial.tops.get(uid, ([], []))
