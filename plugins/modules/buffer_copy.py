@@ -234,7 +234,7 @@ disks_used:
   returned: always
   type: list
   elements: dict
-  contains:
+  contains: &disk_contains
     label:
       description: Disk label.
       type: str
@@ -253,18 +253,7 @@ disks_full:
   type: list
   elements: dict
   contains:
-    label:
-      description: Disk label.
-      type: str
-      sample: P01
-    mount_point:
-      description: Where it is mounted.
-      type: str
-      sample: /mnt/P01
-    role:
-      description: V(primary) or V(backup).
-      type: str
-      sample: primary
+    <<: *disk_contains
     reason:
       description: Why it counts as full.
       type: str

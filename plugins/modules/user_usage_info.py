@@ -209,15 +209,16 @@ groups:
   sample:
     - gid: 100
       name: users
-      files: 1523
-      dirs: 12
-      symlinks: 3
-      others: 0
-      apparent_bytes: 104857600
-      allocated_bytes: 104902656
-      old_files: 800
-      old_apparent_bytes: 52428800
-      old_allocated_bytes: 52453376
+      <<: &counters
+        files: 1523
+        dirs: 12
+        symlinks: 3
+        others: 0
+        apparent_bytes: 104857600
+        allocated_bytes: 104902656
+        old_files: 800
+        old_apparent_bytes: 52428800
+        old_allocated_bytes: 52453376
 directories:
   description:
     - Totals of each directory down to O(depth) below each root (the whole subtree, as C(du --max-depth)), with its
@@ -229,15 +230,7 @@ directories:
   sample:
     - path: /scratch
       depth: 0
-      files: 1523
-      dirs: 12
-      symlinks: 3
-      others: 0
-      apparent_bytes: 104857600
-      allocated_bytes: 104902656
-      old_files: 800
-      old_apparent_bytes: 52428800
-      old_allocated_bytes: 52453376
+      <<: *counters
 totals:
   description:
     - The counters of RV(users) for the whole scan, plus C(entries) (unique entries counted), C(examined) (entries
@@ -247,15 +240,7 @@ totals:
   returned: always
   type: dict
   sample:
-    files: 1523
-    dirs: 12
-    symlinks: 3
-    others: 0
-    apparent_bytes: 104857600
-    allocated_bytes: 104902656
-    old_files: 800
-    old_apparent_bytes: 52428800
-    old_allocated_bytes: 52453376
+    <<: *counters
     entries: 1538
     examined: 1540
     duplicate_links: 2
