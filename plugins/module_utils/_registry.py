@@ -80,6 +80,12 @@ MIGRATIONS = (
 COPY_STATUSES = ("ok", "missing", "corrupt", "unreadable", "repaired")
 
 
+def registry_argument_spec():
+    """The argspec of the ``datasteward.storage.registry`` doc fragment's
+    options; change both together."""
+    return dict(registry=dict(type="path", required=True))
+
+
 class RegistryError(Exception):
     """The registry cannot be opened, migrated or written; names the file."""
 

@@ -29,6 +29,7 @@ author:
   - datasteward.storage contributors (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
+  - datasteward.storage.registry
 attributes:
   check_mode:
     support: full
@@ -74,8 +75,6 @@ options:
   registry:
     description:
       - The SQLite registry file. Created with its schema when absent; older schemas are migrated. Its directory must exist.
-    type: path
-    required: true
   checksum_algorithm:
     description:
       - Hash used to verify copies and recorded in the registry.
@@ -326,17 +325,18 @@ checksum_algorithm:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.datasteward.storage.plugins.module_utils._ingest import IngestError, buffer_copy
+from ansible_collections.datasteward.storage.plugins.module_utils._registry import registry_argument_spec
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            registry_argument_spec(),
             src=dict(type="path", required=True),
             patterns=dict(type="list", elements="str", default=[]),
             excludes=dict(type="list", elements="str", default=[]),
             primary=dict(type="list", elements="path", required=True),
             backup=dict(type="list", elements="path", required=True),
-            registry=dict(type="path", required=True),
             checksum_algorithm=dict(type="str", default="sha512", choices=["sha512", "sha256", "blake2b", "blake3"]),
             remove_source=dict(type="bool", default=False),
             settle_seconds=dict(type="int", default=60),

@@ -19,12 +19,11 @@ author:
 extends_documentation_fragment:
   - datasteward.storage._attributes
   - datasteward.storage._attributes.INFO_MODULE
+  - datasteward.storage.registry
 options:
   registry:
     description:
       - The registry file. An absent file reads as an empty registry.
-    type: path
-    required: true
   patterns:
     description:
       - SQLite GLOB patterns (case-sensitive; C(*) also matches C(/)) on the registered path, relative to the buffer.
@@ -204,13 +203,14 @@ from ansible_collections.datasteward.storage.plugins.module_utils._registry impo
     disk_summary,
     find_files,
     parse_when,
+    registry_argument_spec,
 )
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            registry=dict(type="path", required=True),
+            registry_argument_spec(),
             patterns=dict(type="list", elements="str", default=[]),
             since=dict(type="str"),
             until=dict(type="str"),

@@ -25,6 +25,7 @@ author:
   - datasteward.storage contributors (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
+  - datasteward.storage.registry
 attributes:
   check_mode:
     support: full
@@ -40,8 +41,6 @@ options:
   registry:
     description:
       - The registry file written by M(datasteward.storage.buffer_copy). It must exist.
-    type: path
-    required: true
   sample_size:
     description:
       - Check a random sample of this many of the selected copies. Omitted checks them all.
@@ -208,12 +207,13 @@ stale_temporaries_removed:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.datasteward.storage.plugins.module_utils._audit import AuditError, audit
+from ansible_collections.datasteward.storage.plugins.module_utils._registry import registry_argument_spec
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            registry=dict(type="path", required=True),
+            registry_argument_spec(),
             sample_size=dict(type="int"),
             older_than_days=dict(type="int"),
             labels=dict(type="list", elements="str", default=[]),
