@@ -13,7 +13,6 @@ the same verified copy protocol buffer_copy uses. No AnsibleModule here.
 
 from __future__ import annotations
 
-import errno
 import os
 import random
 import time
@@ -49,17 +48,13 @@ def check_copy(mount_point, relpath, algorithm, digest):
     """Hash one copy from disk: ``(status, detail)``."""
     try:
         got, dummy, dummy2 = copier.hash_file(mount_point, relpath, algorithm, from_disk=True)
-    except (copier.SourceVanished, FileNotFoundError):
+    except copier.SourceVanished:
         return "missing", "%s does not exist" % os.path.join(mount_point, relpath)
-    except copier.SourceChanged as exc:
-        return "unreadable", str(exc)
     except copier.UnsafePath as exc:
         return "corrupt", str(exc)
-    except copier.CopyError as exc:
+    except copier.CopyError as exc:  # changed while read, I/O error
         return "unreadable", str(exc)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return "missing", "%s does not exist" % os.path.join(mount_point, relpath)
+    except OSError as exc:  # fstat of an open file on a dying disk
         return "unreadable", "cannot read %s: %s" % (os.path.join(mount_point, relpath), exc.strerror or exc)
     if got != digest:
         return "corrupt", "%s digest %s does not match the registered %s" % (algorithm, got, digest)

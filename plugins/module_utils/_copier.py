@@ -236,20 +236,34 @@ def hash_file(root, relpath, algorithm, from_disk=True):
     Returns ``(hexdigest, size, stat_before)``; raises SourceChanged when the
     file changed while it was read."""
     parts = split_relpath(relpath)
-    dfd, dummy = open_tree_dir(root, parts[:-1])
+    where = os.path.join(root, relpath)
+    dfd = _open_source_dir(root, parts, where, "read")
     try:
-        fd = _open_source(dfd, parts[-1], os.path.join(root, relpath))
+        fd = _open_source(dfd, parts[-1], where)
         try:
             before = os.fstat(fd)
-            digest, size = hash_fd(fd, algorithm, from_disk=from_disk)
+            try:
+                digest, size = hash_fd(fd, algorithm, from_disk=from_disk)
+            except OSError as exc:
+                raise CopyError("cannot read %s: %s" % (where, _strerror(exc)), where)
             after = os.fstat(fd)
         finally:
             os.close(fd)
     finally:
         os.close(dfd)
     if not same_content_stat(before, after) or size != before.st_size:
-        raise SourceChanged("%s changed while it was read" % os.path.join(root, relpath), os.path.join(root, relpath))
+        raise SourceChanged("%s changed while it was read" % where, where)
     return digest, size, before
+
+
+def _open_source_dir(root, parts, where, doing):
+    """The open directory of source ``root/parts``; a missing directory
+    means the source vanished before it could be ``doing`` (read, removed)."""
+    try:
+        fd, dummy = open_tree_dir(root, parts[:-1])
+    except FileNotFoundError:
+        raise SourceVanished("%s vanished before it could be %s" % (where, doing), where)
+    return fd
 
 
 def _open_source(dir_fd, name, where):
@@ -362,7 +376,7 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
     src_dir_fd = src_fd = None
     pending = []
     try:
-        src_dir_fd, dummy = open_tree_dir(src_root, src_parts[:-1])
+        src_dir_fd = _open_source_dir(src_root, src_parts, src_path, "read")
         src_fd = _open_source(src_dir_fd, src_parts[-1], src_path)
         before = os.fstat(src_fd)
         if expect_stat is not None and (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns) != (
@@ -534,10 +548,7 @@ def remove_file(root, relpath, expect_stat):
     Returns True when removed, raises SourceChanged/SourceVanished."""
     parts = split_relpath(relpath)
     where = os.path.join(root, relpath)
-    try:
-        dfd, dummy = open_tree_dir(root, parts[:-1])
-    except FileNotFoundError:
-        raise SourceVanished("%s vanished before it could be removed" % where, where)
+    dfd = _open_source_dir(root, parts, where, "removed")
     try:
         current = lstat_at(dfd, parts[-1])
         if current is None:

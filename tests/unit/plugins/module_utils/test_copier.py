@@ -170,6 +170,29 @@ def test_replace_with_expected_digest(tmp_path):
         copier.copy_verified(str(tmp_path / "s"), "f", [(str(tmp_path / "t"), "f")], replace=True, expect_digest="0" * 128)
 
 
+def test_vanished_source_directory(tmp_path):
+    """A buffer directory removed between scan and copy is a vanished source,
+    not an OSError escaping the engine."""
+    (tmp_path / "s").mkdir()
+    with pytest.raises(copier.SourceVanished, match="s/gone/a.dat vanished"):
+        copier.copy_verified(str(tmp_path / "s"), "gone/a.dat", [(str(tmp_path / "t"), "gone/a.dat")])
+    with pytest.raises(copier.SourceVanished, match="s/gone/a.dat vanished"):
+        copier.hash_file(str(tmp_path / "s"), "gone/a.dat", "sha512")
+    assert temps(tmp_path / "t") == [] and not (tmp_path / "t" / "gone").exists()
+
+
+def test_hash_file_read_error_is_a_copy_error(tmp_path, monkeypatch):
+    """An I/O error reading a file (dead disk) names the file; no raw OSError."""
+    write(tmp_path / "s" / "a.dat", b"x" * 100)
+
+    def broken(*args):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(copier.os, "preadv", broken)
+    with pytest.raises(copier.CopyError, match="cannot read .*s/a.dat: Input/output error"):
+        copier.hash_file(str(tmp_path / "s"), "a.dat", "sha512")
+
+
 def test_source_modified_during_copy(tmp_path):
     src = write(tmp_path / "s" / "f", os.urandom(50000))
 
