@@ -372,7 +372,15 @@ class IngestRun:
             if st.st_mtime == reg["mtime"]:
                 self.outcome(relpath, "skipped", st.st_size)
                 return
-        elif self.check_mode:
+        else:
+            bad = [c for c in self.registry.copies_of(reg["id"]) if c["status"] not in ("ok", "repaired")]
+            if bad:
+                msg = "%s kept in the buffer: its registered copy on %s is %s (last audit); repair it with registry_audit first" % (
+                    path, bad[0]["label"], bad[0]["status"])
+                self.warnings.append(msg)
+                self.outcome(relpath, "skipped", st.st_size, msg)
+                return
+        if self.remove_source and self.check_mode:
             if st.st_mtime == reg["mtime"]:
                 self.changed = True
                 self.outcome(relpath, "skipped", st.st_size, removed=True)

@@ -85,6 +85,8 @@ options:
   remove_source:
     description:
       - Delete a buffer file once both copies are verified and registered (or it was already registered with the same digest).
+      - A registered file is kept in the buffer, with a warning, while the last M(datasteward.storage.registry_audit) found one
+        of its copies missing, corrupt or unreadable.
     type: bool
     default: false
   settle_seconds:

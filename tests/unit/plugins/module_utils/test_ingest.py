@@ -1,0 +1,79 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) datasteward.storage contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ingest engine (buffer_copy) in-process, on plain directories as disks."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._ingest import buffer_copy
+from ansible_collections.datasteward.storage.plugins.module_utils._registry import Registry
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for name in ("buffer", "P1", "P2", "B1"):
+        (tmp_path / name).mkdir()
+    return tmp_path
+
+
+def make_file(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    past = time.time() - 3600
+    os.utime(str(path), (past, past))
+    return path
+
+
+def run(tree, primary=("P1",), **extra):
+    args = {"src": str(tree / "buffer"), "primary": [str(tree / p) for p in primary], "backup": [str(tree / "B1")],
+            "registry": str(tree / "registry.sqlite"), "settle_seconds": 0, "require_mount": False}
+    args.update(extra)
+    return buffer_copy(**args)
+
+
+def test_vanished_buffer_directory_is_unsettled_and_the_run_goes_on(tree, monkeypatch):
+    make_file(tree / "buffer" / "a" / "x.dat", b"x" * 100)
+    make_file(tree / "buffer" / "b" / "y.dat", b"y" * 100)
+    scan = copier.scan_tree
+
+    def scan_then_remove(*args, **kwargs):
+        found = scan(*args, **kwargs)
+        os.unlink(str(tree / "buffer" / "a" / "x.dat"))
+        os.rmdir(str(tree / "buffer" / "a"))
+        return found
+
+    monkeypatch.setattr(copier, "scan_tree", scan_then_remove)
+    result, warnings = run(tree)
+    assert [(f["path"], f["status"]) for f in result["files"]] == [("a/x.dat", "unsettled"), ("b/y.dat", "copied")]
+    assert "a/x.dat vanished before it could be read" in result["files"][0]["msg"]
+    assert (tree / "P1" / "b" / "y.dat").read_bytes() == b"y" * 100 and not (tree / "P1" / "a").exists()
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_source_kept_while_a_registered_copy_is_bad(tree, check_mode):
+    src = make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    result, dummy = run(tree)
+    assert result["copied_files"] == 1 and src.exists()
+    registry = Registry(str(tree / "registry.sqlite"))
+    copy_id = registry.copies_of(registry.file("a.dat")["id"])[1]["id"]
+    registry.record_check(copy_id, "corrupt", "digest mismatch")
+    registry.close()
+
+    result, warnings = run(tree, remove_source=True, check_mode=check_mode)
+    assert src.exists() and result["removed_files"] == 0 and not result["changed"]
+    assert result["files"][0]["status"] == "skipped" and not result["files"][0]["removed"]
+    assert "a.dat kept in the buffer: its registered copy on B1 is corrupt" in result["files"][0]["msg"]
+    assert any("is corrupt" in warning for warning in warnings)
+
+    registry = Registry(str(tree / "registry.sqlite"))
+    registry.record_check(copy_id, "ok", verified=True)
+    registry.close()
+    result, dummy = run(tree, remove_source=True, check_mode=check_mode)
+    assert result["removed_files"] == 1 and result["changed"] and src.exists() == check_mode
