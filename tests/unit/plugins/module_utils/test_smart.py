@@ -486,10 +486,3 @@ def test_real_smartctl_on_a_missing_device():
     assert facts["reasons"] == ["Smartctl open device: /dev/datasteward-no-such-drive failed: No such device"]
     assert facts["exit_status"] == 2
 
-
-def test_integration_targets_carry_the_same_fake_smartctl():
-    """tests/integration/targets/setup_fake_smartctl/files/fake_smartctl.py is a copy (targets run without tests/utils)."""
-    here = os.path.dirname(os.path.abspath(fake_smartctl.__file__))
-    copy = os.path.join(here, "..", "integration", "targets", "setup_fake_smartctl", "files", "fake_smartctl.py")
-    with open(fake_smartctl.__file__, "rb") as original, open(copy, "rb") as carried:
-        assert original.read() == carried.read(), "copy tests/utils/fake_smartctl.py to %s" % os.path.normpath(copy)
