@@ -82,6 +82,9 @@ NVME_CRITICAL_WARNINGS = (
     (0x20, "persistent memory region has become read-only or unreliable"),
 )
 
+# smartctl options that act on the drive rather than read it.
+WRITING_OPTIONS = frozenset(("-t", "--test", "-X", "--abort", "-s", "--smart", "-o", "--offlineauto", "-S", "--saveauto"))
+
 DEFAULT_LIMITS = {"temperature_limit_hdd": 60, "temperature_limit_ssd": 70, "wear_limit": 90}
 SELF_TESTS_REPORTED = 5
 
@@ -108,7 +111,15 @@ def _text(data):
 
 
 class RecordingSmartctl(Smartctl):
-    """pySMART's Smartctl, running smartctl through ``run_command`` and keeping every call."""
+    """pySMART's Smartctl, running smartctl through ``run_command`` and keeping every call.
+
+    pySMART repeats its queries: every ``Device.update()`` (the constructor,
+    ``get_selftest_result()``, ``run_selftest()``) runs ``--all`` again and,
+    for ATA and SCSI drives, its interface probes (``-l sataphy``,
+    ``-l sasphy``). One instance serves one drive for a moment, so a query it
+    has already run is answered from memory until a call that changes the drive
+    (``-t``, ``-X``, ``-s``, ...) is made.
+    """
 
     def __init__(self, smartctl_path, run_command=None, options=None):
         # pySMART's own constructor; options are extra smartctl arguments
@@ -116,13 +127,23 @@ class RecordingSmartctl(Smartctl):
         super(RecordingSmartctl, self).__init__(smartctl_path=smartctl_path, options=list(options or []))
         self.run_command = run_command or default_run_command
         self.calls = []
+        self._answers = {}
 
     def _exec(self, cmd):
-        rc, out, err = self.run_command([str(part) for part in cmd])
+        args = [str(part) for part in cmd]
+        key = tuple(args)
+        if key in self._answers:
+            lines, rc = self._answers[key]
+            return list(lines), rc
+        rc, out, err = self.run_command(args)
         # pySMART's own decoding (it detects the encoding: some recordings
         # use non-UTF-8 thousands separators).
         lines = self._decode_output(out) if isinstance(out, bytes) else _text(out).splitlines()
-        self.calls.append({"args": list(cmd[1:]), "rc": rc, "lines": lines, "stderr": _text(err)})
+        self.calls.append({"args": args[1:], "rc": rc, "lines": lines, "stderr": _text(err)})
+        if WRITING_OPTIONS.isdisjoint(args):
+            self._answers[key] = (list(lines), rc)
+        else:
+            self._answers.clear()
         return lines, rc
 
     def last_call(self, *flags):
@@ -131,6 +152,28 @@ class RecordingSmartctl(Smartctl):
             if all(flag in call["args"] for flag in flags):
                 return call
         return None
+
+
+def smart_argument_spec(**options):
+    """The argument spec of a SMART module: the options of the ``datasteward.storage.smart``
+    doc fragment (``smartctl_path``, ``devices``) plus the module's own ``options``."""
+    spec = dict(
+        smartctl_path=dict(type="path"),
+        devices=dict(type="list", elements="dict", options=dict(
+            name=dict(type="str", required=True),
+            interface=dict(type="str"),
+        )),
+    )
+    spec.update(options)
+    return spec
+
+
+def require_root(module_name, euid=None):
+    """Raise SmartError unless running as root: smartctl needs raw access to the drives."""
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0:
+        raise SmartError("%s must run as root (become: true): smartctl needs raw access to the drives; running as uid %d"
+                         % (module_name, euid))
 
 
 def find_smartctl(smartctl_path, get_bin_path):

@@ -22,38 +22,13 @@ description:
   - With O(disk_map), each drive gets its site label, and drives in the map that are not present (RV(missing)) or present but not in the
     map (RV(unmapped)) are listed, so a swapped or dead drive shows up.
   - Must run as root (C(become=true)); smartctl needs raw access to the drives.
-requirements:
-  - smartctl from smartmontools on the managed host.
-  - pySMART (the Python package C(pySMART)) for the Python that runs the module.
 author:
   - datasteward.storage maintainers (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
   - datasteward.storage._attributes.INFO_MODULE
+  - datasteward.storage.smart
 options:
-  smartctl_path:
-    description:
-      - Path of the smartctl executable.
-      - When omitted, C(smartctl) is looked up on the E(PATH) and in C(/sbin), C(/usr/sbin) and C(/usr/local/sbin);
-        if it is not there the module fails, naming the smartmontools package to install.
-    type: path
-  devices:
-    description:
-      - The drives to read.
-      - When omitted, every drive that C(smartctl --scan-open) finds.
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description:
-          - The device, as smartctl takes it, for example V(/dev/sda), V(/dev/nvme0) or V(/dev/bus/0) for a MegaRAID controller.
-        type: str
-        required: true
-      interface:
-        description:
-          - The smartctl device type (C(smartctl -d)), for example V(sat), V(scsi), V(nvme), V(megaraid,28) or V(sat+megaraid,28).
-          - When omitted, smartctl detects it (C(smartctl -d test)).
-        type: str
   standby:
     description:
       - Do not wake drives that are spun down (C(smartctl -n standby)).
@@ -329,7 +304,7 @@ unmapped:
       model: HUH721212AL4204
 """
 
-import os
+import functools
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -339,18 +314,15 @@ from ansible_collections.datasteward.storage.plugins.module_utils._smart import 
     PYSMART_IMPORT_ERROR,
     SmartError,
     find_smartctl,
+    require_root,
+    smart_argument_spec,
     smart_info,
 )
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            smartctl_path=dict(type="path"),
-            devices=dict(type="list", elements="dict", options=dict(
-                name=dict(type="str", required=True),
-                interface=dict(type="str"),
-            )),
+        argument_spec=smart_argument_spec(
             standby=dict(type="bool", default=False),
             disk_map=dict(type="raw"),
             acknowledge=dict(type="list", elements="dict", options=dict(
@@ -368,18 +340,11 @@ def main():
     if not HAS_PYSMART:
         module.fail_json(msg=missing_required_lib("pySMART"), exception=PYSMART_IMPORT_ERROR)
     params = module.params
+    limits = dict((key, params[key]) for key in ("temperature_limit_hdd", "temperature_limit_ssd", "wear_limit"))
+    run_command = functools.partial(module.run_command, environ_update=C_LOCALE, encoding=None)
     try:
         smartctl = find_smartctl(params["smartctl_path"], module.get_bin_path)
-    except SmartError as exc:
-        module.fail_json(msg=str(exc))
-    if os.geteuid() != 0:
-        module.fail_json(msg="smart_info must run as root (become: true): smartctl needs raw access to the drives; running as uid %d" % os.geteuid())
-
-    def run_command(args):
-        return module.run_command(args, environ_update=C_LOCALE, encoding=None)
-
-    limits = dict((key, params[key]) for key in ("temperature_limit_hdd", "temperature_limit_ssd", "wear_limit"))
-    try:
+        require_root("smart_info")
         result = smart_info(smartctl, devices=params["devices"], standby=params["standby"], disk_map=params["disk_map"],
                             acknowledge=params["acknowledge"], limits=limits, run_command=run_command)
     except SmartError as exc:

@@ -19,13 +19,11 @@ description:
   - Fails, after trying every drive, when a drive could not be read or does not support the test; the drives where a test was started
     are still reported.
   - Must run as root (C(become=true)).
-requirements:
-  - smartctl from smartmontools on the managed host.
-  - pySMART (the Python package C(pySMART)) for the Python that runs the module.
 author:
   - datasteward.storage maintainers (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
+  - datasteward.storage.smart
 attributes:
   check_mode:
     support: full
@@ -39,29 +37,6 @@ attributes:
       - While the tests started by a first run are still running, a second run reports them as running and does not change anything.
       - Once they have finished, a new run starts new tests.
 options:
-  smartctl_path:
-    description:
-      - Path of the smartctl executable.
-      - When omitted, C(smartctl) is looked up on the E(PATH) and in C(/sbin), C(/usr/sbin) and C(/usr/local/sbin);
-        if it is not there the module fails, naming the smartmontools package to install.
-    type: path
-  devices:
-    description:
-      - The drives to test.
-      - When omitted, every drive that C(smartctl --scan-open) finds.
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description:
-          - The device, as smartctl takes it, for example V(/dev/sda), V(/dev/nvme0) or V(/dev/bus/0) for a MegaRAID controller.
-        type: str
-        required: true
-      interface:
-        description:
-          - The smartctl device type (C(smartctl -d)), for example V(sat), V(scsi), V(nvme) or V(megaraid,28).
-          - When omitted, smartctl detects it (C(smartctl -d test)).
-        type: str
   test:
     description:
       - The self-test to start. V(conveyance) exists on ATA drives only; NVMe drives run V(short) and V(long) when they support self-tests.
@@ -147,7 +122,7 @@ devices:
       sample: 0
 """
 
-import os
+import functools
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -158,18 +133,15 @@ from ansible_collections.datasteward.storage.plugins.module_utils._smart import 
     TEST_TYPES,
     SmartError,
     find_smartctl,
+    require_root,
+    smart_argument_spec,
     start_selftests,
 )
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            smartctl_path=dict(type="path"),
-            devices=dict(type="list", elements="dict", options=dict(
-                name=dict(type="str", required=True),
-                interface=dict(type="str"),
-            )),
+        argument_spec=smart_argument_spec(
             test=dict(type="str", choices=list(TEST_TYPES), default="short"),
         ),
         supports_check_mode=True,
@@ -177,17 +149,10 @@ def main():
     if not HAS_PYSMART:
         module.fail_json(msg=missing_required_lib("pySMART"), exception=PYSMART_IMPORT_ERROR)
     params = module.params
+    run_command = functools.partial(module.run_command, environ_update=C_LOCALE, encoding=None)
     try:
         smartctl = find_smartctl(params["smartctl_path"], module.get_bin_path)
-    except SmartError as exc:
-        module.fail_json(msg=str(exc))
-    if os.geteuid() != 0:
-        module.fail_json(msg="smart_selftest must run as root (become: true): smartctl needs raw access to the drives; running as uid %d" % os.geteuid())
-
-    def run_command(args):
-        return module.run_command(args, environ_update=C_LOCALE, encoding=None)
-
-    try:
+        require_root("smart_selftest")
         result = start_selftests(smartctl, devices=params["devices"], test=params["test"], check_mode=module.check_mode, run_command=run_command)
     except SmartError as exc:
         module.fail_json(msg=str(exc))

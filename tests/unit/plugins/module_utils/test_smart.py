@@ -406,6 +406,14 @@ def test_find_smartctl(tmp_path):
         _smart.find_smartctl(str(plain), None)
 
 
+def test_require_root_names_the_module_and_uid():
+    _smart.require_root("smart_info", euid=0)
+    with pytest.raises(_smart.SmartError) as caught:
+        _smart.require_root("smart_selftest", euid=65534)
+    assert str(caught.value) == ("smart_selftest must run as root (become: true): smartctl needs raw access to the drives; "
+                                 "running as uid 65534")
+
+
 def test_decode_exit_status():
     assert _smart.decode_exit_status(0) == []
     assert _smart.decode_exit_status(0xC0) == ["bit 6: the device error log contains records of errors",
@@ -469,6 +477,21 @@ def test_selftest_unsupported_and_unreadable_are_failures(tmp_path):
     assert result["changed"] is False and len(result["failed"]) == 2
 
 
+@pytest.mark.parametrize("name", ["sat_ssd_0_issue_65", "nvme_1_issue_37", "sas_hdd_0_issue_51", "sata_hdd_0_issue42"])
+def test_each_smartctl_query_runs_once_per_drive(tmp_path, name):
+    """pySMART repeats --all and its interface probes (-l sataphy, -l sasphy) on every refresh; the drive is asked once."""
+    folder, smartctl = copy_fixture(tmp_path, name)
+    log = os.path.join(os.path.dirname(smartctl), "calls.log")
+    assert _smart.smart_info(smartctl, devices_of(folder))["devices"][0]["serial"]
+    calls = calls_of(smartctl).splitlines()
+    assert calls and len(calls) == len(set(calls)), calls
+    os.remove(log)
+    _smart.start_selftests(smartctl, devices_of(folder), "short")
+    calls = calls_of(smartctl).splitlines()
+    assert len(calls) == len(set(calls)), calls
+    assert len([line for line in calls if "-t" in line.split()]) <= 1
+
+
 def test_selftest_bad_test_type():
     with pytest.raises(_smart.SmartError, match=r"test: 'offline' is not one of short, long, conveyance"):
         _smart.start_selftests("/bin/true", [{"name": "/dev/sda"}], "offline")
@@ -485,4 +508,3 @@ def test_real_smartctl_on_a_missing_device():
     assert facts["health"] == "unknown"
     assert facts["reasons"] == ["Smartctl open device: /dev/datasteward-no-such-drive failed: No such device"]
     assert facts["exit_status"] == 2
-
