@@ -14,7 +14,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,27 +21,7 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._ingest import IngestError, IngestRun
-
-REPO = Path(__file__).resolve().parents[4]
-MODULE = REPO / "plugins" / "modules" / "buffer_copy.py"
-COLLECTIONS = REPO / ".collections"
-
-
-def module_cmd(tmp_path, args, check=False):
-    margs = dict(args)
-    if check:
-        margs["_ansible_check_mode"] = True
-    path = tmp_path / ("args-%d.json" % random.randrange(1 << 30))
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": margs}))
-    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
-    return [sys.executable, str(MODULE), str(path)], env
-
-
-def run_module(tmp_path, args, check=False):
-    cmd, env = module_cmd(tmp_path, args, check)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    return json.loads(proc.stdout)
+from tests.utils.module_runner import module_command, run_module_process
 
 
 def sha512(path):
@@ -113,12 +92,12 @@ def test_check_apply_reapply_check(tmp_path, buf, disks):
         sources[rel] = sha512sum(make_file(buf / rel, size))
     args = base_args(tmp_path, buf, [p1], [b1], patterns=["*.dat"])
 
-    res = run_module(tmp_path, args, check=True)
+    res = run_module_process(tmp_path, "buffer_copy", args, check_mode=True)
     assert res["changed"] and res["copied_files"] == 3 and res["registry_created"]
     assert {c["label"] for f in res["files"] for c in f["copies"]} == {"P01", "B1"}
     assert not (tmp_path / "registry.sqlite").exists() and final_files(p1) == {} and final_files(b1) == {}
 
-    res = run_module(tmp_path, args)
+    res = run_module_process(tmp_path, "buffer_copy", args)
     assert res["changed"] and res["copied_files"] == 3 and res["copied_bytes"] == 1000 + 2 * 1024 * 1024
     for root in (p1, b1):
         copies = final_files(root)
@@ -127,9 +106,9 @@ def test_check_apply_reapply_check(tmp_path, buf, disks):
             assert sha512sum(path) == sources[rel]
     assert (buf / "a.dat").exists()  # remove_source defaults to false
 
-    res = run_module(tmp_path, args)
+    res = run_module_process(tmp_path, "buffer_copy", args)
     assert not res["changed"] and res["copied_files"] == 0 and res["skipped_files"] == 3
-    res = run_module(tmp_path, args, check=True)
+    res = run_module_process(tmp_path, "buffer_copy", args, check_mode=True)
     assert not res["changed"]
 
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
@@ -144,25 +123,25 @@ def test_remove_source_and_registered_skip(tmp_path, buf, disks):
     p1, b1 = disks(P1="16m", B1="16m")
     make_file(buf / "x" / "one.dat", 5000)
     args = base_args(tmp_path, buf, [p1], [b1])
-    res = run_module(tmp_path, args)
+    res = run_module_process(tmp_path, "buffer_copy", args)
     assert res["copied_files"] == 1 and res["removed_files"] == 0
     # Same content back in the buffer later: registered, so skipped; removed when asked.
-    res = run_module(tmp_path, dict(args, remove_source=True), check=True)
+    res = run_module_process(tmp_path, "buffer_copy", dict(args, remove_source=True), check_mode=True)
     assert res["changed"] and res["removed_files"] == 1 and (buf / "x" / "one.dat").exists()
-    res = run_module(tmp_path, dict(args, remove_source=True))
+    res = run_module_process(tmp_path, "buffer_copy", dict(args, remove_source=True))
     assert res["changed"] and res["skipped_files"] == 1 and res["removed_files"] == 1
     assert not (buf / "x" / "one.dat").exists()
-    assert not run_module(tmp_path, dict(args, remove_source=True))["changed"]
+    assert not run_module_process(tmp_path, "buffer_copy", dict(args, remove_source=True))["changed"]
 
 
 def test_conflict_kept_and_others_go_on(tmp_path, buf, disks):
     p1, b1 = disks(P1="16m", B1="16m")
     make_file(buf / "a.dat", 100)
     args = base_args(tmp_path, buf, [p1], [b1], remove_source=True)
-    run_module(tmp_path, args)
+    run_module_process(tmp_path, "buffer_copy", args)
     make_file(buf / "a.dat", 200)           # same path, other data
     make_file(buf / "b.dat", 300)
-    res = run_module(tmp_path, args)
+    res = run_module_process(tmp_path, "buffer_copy", args)
     assert res["conflict_files"] == 1 and res["copied_files"] == 1 and not (buf / "b.dat").exists()
     assert (buf / "a.dat").stat().st_size == 200
     assert [f["status"] for f in res["files"]] == ["conflict", "copied"]
@@ -173,7 +152,7 @@ def test_not_a_mount_point_is_refused(tmp_path, buf, disks):
     p1, = disks(P1="8m")
     (tmp_path / "B1").mkdir()
     make_file(buf / "a.dat", 100)
-    res = run_module(tmp_path, base_args(tmp_path, buf, [p1], [str(tmp_path / "B1")]))
+    res = run_module_process(tmp_path, "buffer_copy", base_args(tmp_path, buf, [p1], [str(tmp_path / "B1")]), failed=True)
     assert res["failed"] and "backup disk %s is not a mount point" % (tmp_path / "B1") in res["msg"]
     assert os.listdir(str(tmp_path / "B1")) == [] and final_files(p1) == {}
     assert (buf / "a.dat").exists()
@@ -185,7 +164,7 @@ def test_same_file_system_twice_is_refused(tmp_path, buf, disks):
     subprocess.run(["mount", "--bind", p1, str(tmp_path / "B1")], check=True)
     try:
         make_file(buf / "a.dat", 100)
-        res = run_module(tmp_path, base_args(tmp_path, buf, [p1], [str(tmp_path / "B1")]))
+        res = run_module_process(tmp_path, "buffer_copy", base_args(tmp_path, buf, [p1], [str(tmp_path / "B1")]), failed=True)
         assert res["failed"] and "same file system" in res["msg"]
     finally:
         subprocess.run(["umount", str(tmp_path / "B1")], check=False)
@@ -205,7 +184,7 @@ def test_bad_input_named(tmp_path, buf, args, needle):
     if args.get("backup") == ["P1"]:
         args = {"backup": [str(tmp_path / "P1")]}
     full.update(args)
-    res = run_module(tmp_path, full)
+    res = run_module_process(tmp_path, "buffer_copy", full, failed=True)
     assert res["failed"] and needle in res["msg"], res["msg"]
 
 
@@ -215,10 +194,10 @@ def test_disk_map_seeds_registry(tmp_path, buf, disks):
     mapping = tmp_path / "disk-map"
     mapping.write_text("P01 ZA12JCHM 0x5000c500858bfea7\nB1 ZA99 0x5000c500858bfe00\n")
     args = base_args(tmp_path, buf, [p1], [b1], disk_map=str(mapping))
-    assert run_module(tmp_path, args)["changed"]
-    assert not run_module(tmp_path, args)["changed"]
+    assert run_module_process(tmp_path, "buffer_copy", args)["changed"]
+    assert not run_module_process(tmp_path, "buffer_copy", args)["changed"]
     make_file(buf / "f.dat", 10)
-    run_module(tmp_path, args)
+    run_module_process(tmp_path, "buffer_copy", args)
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
     assert conn.execute("SELECT label, serial, wwn, mount_point FROM disks ORDER BY label").fetchall() == [
         ("B1", "ZA99", "0x5000c500858bfe00", b1), ("P01", "ZA12JCHM", "0x5000c500858bfea7", p1)]
@@ -229,12 +208,12 @@ def test_disks_fill_in_order_and_run_stops_when_set_exhausted(tmp_path, buf, dis
     for index in range(8):
         make_file(buf / ("f%02d.dat" % index), 1024 * 1024)
     args = base_args(tmp_path, buf, [p1, p2], [b1], remove_source=True)
-    res = run_module(tmp_path, args, check=True)
+    res = run_module_process(tmp_path, "buffer_copy", args, check_mode=True, failed=True)
     assert res["failed"] and "no primary disk can take" in res["msg"]
     assert [d["mount_point"] for d in res["disks_full"]] == [p1, p2]
     assert final_files(p1) == {} and len(os.listdir(str(buf))) == 8
 
-    res = run_module(tmp_path, args)
+    res = run_module_process(tmp_path, "buffer_copy", args, failed=True)
     assert res["failed"] and "no primary disk can take %s" % (buf / ("f%02d.dat" % res["copied_files"])) in res["msg"]
     assert res["changed"] and 4 <= res["copied_files"] < 8
     assert len(final_files(p1)) + len(final_files(p2)) == res["copied_files"] == len(final_files(b1))
@@ -244,7 +223,7 @@ def test_disks_fill_in_order_and_run_stops_when_set_exhausted(tmp_path, buf, dis
     # Full disks may be shelved: unmounted, they are still known to be full.
     p3, = disks(P3="16m")
     subprocess.run(["umount", p1], check=True)
-    res = run_module(tmp_path, dict(args, primary=[p1, p2, p3]))
+    res = run_module_process(tmp_path, "buffer_copy", dict(args, primary=[p1, p2, p3]))
     assert not res.get("failed") and len(os.listdir(str(buf))) == 0
     assert {d["label"] for d in res["disks_used"]} == {"P3", "B1"}
 
@@ -295,10 +274,10 @@ def test_settle_and_limits(tmp_path, buf, disks):
     time.sleep(2.2)  # settling goes by change time too, which cannot be set back
     (buf / "fresh.dat").write_bytes(b"still being written")
     args = base_args(tmp_path, buf, [p1], [b1], settle_seconds=2, max_files=2)
-    res = run_module(tmp_path, args)
+    res = run_module_process(tmp_path, "buffer_copy", args)
     assert res["copied_files"] == 2 and res["deferred_files"] == 2 and res["unsettled_files"] == 1
     assert res["newest_file_age_seconds"] < 2
-    res = run_module(tmp_path, dict(args, max_files=None, max_bytes=1500))
+    res = run_module_process(tmp_path, "buffer_copy", dict(args, max_files=None, max_bytes=1500))
     assert res["copied_files"] == 1 and res["deferred_files"] == 1
 
 
@@ -307,7 +286,7 @@ def test_symlinks_in_buffer_are_not_followed(tmp_path, buf, disks):
     make_file(tmp_path / "outside" / "secret.dat", 10)
     os.symlink(str(tmp_path / "outside" / "secret.dat"), str(buf / "link.dat"))
     os.symlink(str(tmp_path / "outside"), str(buf / "dirlink"))
-    res = run_module(tmp_path, base_args(tmp_path, buf, [p1], [b1], remove_source=True))
+    res = run_module_process(tmp_path, "buffer_copy", base_args(tmp_path, buf, [p1], [b1], remove_source=True))
     assert res["copied_files"] == 0 and len(res["scan_errors"]) == 2
     assert (tmp_path / "outside" / "secret.dat").exists() and final_files(p1) == {}
 
@@ -315,10 +294,10 @@ def test_symlinks_in_buffer_are_not_followed(tmp_path, buf, disks):
 def test_concurrent_run_is_refused(tmp_path, buf, disks):
     p1, b1 = disks(P1="8m", B1="8m")
     args = base_args(tmp_path, buf, [p1], [b1])
-    run_module(tmp_path, args)
+    run_module_process(tmp_path, "buffer_copy", args)
     lock = copier.Lock(str(tmp_path / "registry.sqlite")).acquire()
     try:
-        res = run_module(tmp_path, args)
+        res = run_module_process(tmp_path, "buffer_copy", args, failed=True)
         assert res["failed"] and "locked by another run" in res["msg"]
     finally:
         lock.release()
@@ -354,7 +333,7 @@ def test_sigkill_at_random_moments(tmp_path, buf, disks):
     while kills < 55 and index < 200:
         index += 1
         arrive(rng.choice([1, 2, 3]))
-        cmd, env = module_cmd(tmp_path, args)
+        cmd, env = module_command(tmp_path, "buffer_copy", args)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.05, 0.3))
         if proc.poll() is None:
@@ -373,7 +352,7 @@ def test_sigkill_at_random_moments(tmp_path, buf, disks):
     assert kills >= 50, (kills, finished)
     print("%d runs killed, %d finished, %d files" % (kills, finished, len(sources)))
 
-    res = run_module(tmp_path, args)
+    res = run_module_process(tmp_path, "buffer_copy", args)
     assert not res.get("failed"), res
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

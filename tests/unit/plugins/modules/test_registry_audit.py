@@ -8,31 +8,15 @@ that buffer_copy filled on real tmpfs disks."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import random
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-COLLECTIONS = REPO / ".collections"
-
-
-def run_module(tmp_path, name, args, check=False):
-    margs = dict(args)
-    if check:
-        margs["_ansible_check_mode"] = True
-    path = tmp_path / ("args-%d.json" % random.randrange(1 << 30))
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": margs}))
-    proc = subprocess.run([sys.executable, str(REPO / "plugins" / "modules" / ("%s.py" % name)), str(path)],
-                          env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)), capture_output=True, text=True, timeout=300, check=False)
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    return json.loads(proc.stdout)
+from tests.utils.module_runner import run_module_process
 
 
 def sha512(path):
@@ -59,8 +43,8 @@ def station(tmp_path):
         os.utime(str(buf / rel), (1717200000, 1717200000 if "06/01" in rel else 1717300000))
         digests[rel] = sha512(buf / rel)
     registry = str(tmp_path / "registry.sqlite")
-    res = run_module(tmp_path, "buffer_copy", {"src": str(buf), "primary": [str(tmp_path / "P1")], "backup": [str(tmp_path / "B1")],
-                                               "registry": registry, "settle_seconds": 0, "remove_source": True})
+    res = run_module_process(tmp_path, "buffer_copy", {"src": str(buf), "primary": [str(tmp_path / "P1")], "backup": [str(tmp_path / "B1")],
+                                                       "registry": registry, "settle_seconds": 0, "remove_source": True})
     assert res["copied_files"] == 3
     yield registry, str(tmp_path / "P1"), str(tmp_path / "B1"), digests
     for path in reversed(mounted):
@@ -69,7 +53,7 @@ def station(tmp_path):
 
 def test_clean_audit_is_idempotent(tmp_path, station):
     registry, dummy, dummy2, dummy3 = station
-    res = run_module(tmp_path, "registry_audit", {"registry": registry})
+    res = run_module_process(tmp_path, "registry_audit", {"registry": registry})
     assert not res["changed"] and res["checked_copies"] == 6 and res["ok_copies"] == 6 and res["problems"] == []
     assert res["disks_present"] == ["B1", "P01"]
 
@@ -82,22 +66,22 @@ def test_corrupt_and_missing_found_and_repaired(tmp_path, station):
     corrupt.write_bytes(bytes(data))
     Path(b1, "2024/06/02/c.dat").unlink()
 
-    res = run_module(tmp_path, "registry_audit", {"registry": registry, "repair": True}, check=True)
+    res = run_module_process(tmp_path, "registry_audit", {"registry": registry, "repair": True}, check_mode=True)
     assert res["changed"] and res["corrupt_copies"] == 1 and res["missing_copies"] == 1 and res["repaired_copies"] == 2
     assert sha512(corrupt) != digests["2024/06/01/a.dat"] and not Path(b1, "2024/06/02/c.dat").exists()
 
-    res = run_module(tmp_path, "registry_audit", {"registry": registry})
+    res = run_module_process(tmp_path, "registry_audit", {"registry": registry})
     assert res["changed"] and res["corrupt_copies"] == 1 and res["missing_copies"] == 1 and res["repaired_copies"] == 0
     assert {(p["label"], p["status"]) for p in res["problems"]} == {("P01", "corrupt"), ("B1", "missing")}
-    assert not run_module(tmp_path, "registry_audit", {"registry": registry})["changed"]  # same findings: no change
-    info = run_module(tmp_path, "copy_registry_info", {"registry": registry})
+    assert not run_module_process(tmp_path, "registry_audit", {"registry": registry})["changed"]  # same findings: no change
+    info = run_module_process(tmp_path, "copy_registry_info", {"registry": registry})
     assert {d["label"]: d["problem_copies"] for d in info["disks"]} == {"P01": 1, "B1": 1}
 
-    res = run_module(tmp_path, "registry_audit", {"registry": registry, "repair": True})
+    res = run_module_process(tmp_path, "registry_audit", {"registry": registry, "repair": True})
     assert res["changed"] and res["repaired_copies"] == 2 and res["repair_failed_copies"] == 0
     assert sha512(corrupt) == digests["2024/06/01/a.dat"]
     assert sha512(Path(b1, "2024/06/02/c.dat")) == digests["2024/06/02/c.dat"]
-    res = run_module(tmp_path, "registry_audit", {"registry": registry, "repair": True})
+    res = run_module_process(tmp_path, "registry_audit", {"registry": registry, "repair": True})
     assert not res["changed"] and res["ok_copies"] == 6
     conn = sqlite3.connect(registry)
     assert conn.execute("SELECT count(*) FROM copies WHERE status != 'ok'").fetchone()[0] == 0
@@ -108,32 +92,32 @@ def test_both_copies_bad_cannot_be_repaired(tmp_path, station):
     registry, p1, b1, dummy = station
     Path(p1, "2024/06/01/b.dat").write_bytes(b"x")
     Path(b1, "2024/06/01/b.dat").unlink()
-    res = run_module(tmp_path, "registry_audit", {"registry": registry, "repair": True})
+    res = run_module_process(tmp_path, "registry_audit", {"registry": registry, "repair": True})
     assert res["repair_failed_copies"] == 2 and "no verified twin" in res["problems"][0]["repair_error"]
 
 
 def test_selection_sample_age_labels_and_absent_disk(tmp_path, station):
     registry, p1, dummy, dummy2 = station
-    res = run_module(tmp_path, "registry_audit", {"registry": registry, "sample_size": 2})
+    res = run_module_process(tmp_path, "registry_audit", {"registry": registry, "sample_size": 2})
     assert res["checked_copies"] == 2
-    assert run_module(tmp_path, "registry_audit", {"registry": registry, "older_than_days": 1})["checked_copies"] == 0
-    assert run_module(tmp_path, "registry_audit", {"registry": registry, "labels": ["P01"]})["checked_copies"] == 3
+    assert run_module_process(tmp_path, "registry_audit", {"registry": registry, "older_than_days": 1})["checked_copies"] == 0
+    assert run_module_process(tmp_path, "registry_audit", {"registry": registry, "labels": ["P01"]})["checked_copies"] == 3
     subprocess.run(["umount", p1], check=True)
-    res = run_module(tmp_path, "registry_audit", {"registry": registry})
+    res = run_module_process(tmp_path, "registry_audit", {"registry": registry})
     assert res["unavailable_copies"] == 3 and res["missing_copies"] == 0 and res["checked_copies"] == 3
 
 
 def test_audit_bad_input(tmp_path):
-    res = run_module(tmp_path, "registry_audit", {"registry": str(tmp_path / "none.sqlite")})
+    res = run_module_process(tmp_path, "registry_audit", {"registry": str(tmp_path / "none.sqlite")}, failed=True)
     assert res["failed"] and "registry %s does not exist" % (tmp_path / "none.sqlite") in res["msg"]
     (tmp_path / "r.sqlite").write_bytes(b"garbage" * 1000)
-    res = run_module(tmp_path, "registry_audit", {"registry": str(tmp_path / "r.sqlite")})
+    res = run_module_process(tmp_path, "registry_audit", {"registry": str(tmp_path / "r.sqlite")}, failed=True)
     assert res["failed"] and "r.sqlite" in res["msg"]
 
 
 def test_info_queries(tmp_path, station):
     registry, p1, b1, digests = station
-    res = run_module(tmp_path, "copy_registry_info", {"registry": registry})
+    res = run_module_process(tmp_path, "copy_registry_info", {"registry": registry})
     assert not res["changed"] and res["matched"] == 3 and not res["truncated"]
     first = res["files"][0]
     assert first["path"] == "2024/06/01/a.dat" and first["digest"] == digests[first["path"]]
@@ -143,18 +127,18 @@ def test_info_queries(tmp_path, station):
     assert disks["P01"]["file_count"] == 3 and disks["P01"]["registered_bytes"] == 306000 and disks["P01"]["mounted"]
     assert disks["P01"]["total_bytes"] == 16 * 1024 * 1024
 
-    assert run_module(tmp_path, "copy_registry_info", {"registry": registry, "patterns": ["2024/06/01/*"]})["matched"] == 2
-    res = run_module(tmp_path, "copy_registry_info", {"registry": registry, "since": "2024-06-02", "until": "2024-06-03"})
+    assert run_module_process(tmp_path, "copy_registry_info", {"registry": registry, "patterns": ["2024/06/01/*"]})["matched"] == 2
+    res = run_module_process(tmp_path, "copy_registry_info", {"registry": registry, "since": "2024-06-02", "until": "2024-06-03"})
     assert [f["path"] for f in res["files"]] == ["2024/06/02/c.dat"]
-    res = run_module(tmp_path, "copy_registry_info", {"registry": registry, "since": str(time.time() - 3600), "date_field": "registered"})
+    res = run_module_process(tmp_path, "copy_registry_info", {"registry": registry, "since": str(time.time() - 3600), "date_field": "registered"})
     assert res["matched"] == 3
-    res = run_module(tmp_path, "copy_registry_info", {"registry": registry, "labels": ["B1"], "limit": 1})
+    res = run_module_process(tmp_path, "copy_registry_info", {"registry": registry, "labels": ["B1"], "limit": 1})
     assert res["matched"] == 3 and len(res["files"]) == 1 and res["truncated"] and [d["label"] for d in res["disks"]] == ["B1"]
-    assert run_module(tmp_path, "copy_registry_info", {"registry": registry, "labels": ["X9"]})["matched"] == 0
+    assert run_module_process(tmp_path, "copy_registry_info", {"registry": registry, "labels": ["X9"]})["matched"] == 0
 
 
 def test_info_bad_input_and_absent_registry(tmp_path):
-    res = run_module(tmp_path, "copy_registry_info", {"registry": str(tmp_path / "none.sqlite")})
+    res = run_module_process(tmp_path, "copy_registry_info", {"registry": str(tmp_path / "none.sqlite")})
     assert res["matched"] == 0 and res["disks"] == [] and not (tmp_path / "none.sqlite").exists()
-    res = run_module(tmp_path, "copy_registry_info", {"registry": str(tmp_path / "none.sqlite"), "since": "yesterday"})
+    res = run_module_process(tmp_path, "copy_registry_info", {"registry": str(tmp_path / "none.sqlite"), "since": "yesterday"}, failed=True)
     assert res["failed"] and "since: 'yesterday' is not a date" in res["msg"]

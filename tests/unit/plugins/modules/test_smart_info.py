@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -15,9 +16,6 @@ import sys
 import tempfile
 
 import pytest
-
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.datasteward.storage.plugins.module_utils._smart import HAS_PYSMART
 from ansible_collections.datasteward.storage.plugins.modules import smart_info
@@ -29,26 +27,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.d
 pytestmark = pytest.mark.skipif(not HAS_PYSMART, reason="pySMART is not installed")
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def patch_exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
-
 def fixture(kind, name):
     folder = os.path.join(ROOT, kind, name)
     if not os.path.isdir(folder):
@@ -56,14 +34,12 @@ def fixture(kind, name):
     return folder
 
 
-def run(args, exception=ExitJson):
-    with pytest.raises(exception) as caught:
-        with patch_module_args(args):
-            smart_info.main()
-    return caught.value.args[0]
+@pytest.fixture
+def run(run_module):
+    return functools.partial(run_module, smart_info)
 
 
-def test_reads_every_scanned_drive(tmp_path):
+def test_reads_every_scanned_drive(run, tmp_path):
     smartctl = fake_smartctl.install(tmp_path, fixture("listingtests", "linux_01"))
     result = run({"smartctl_path": smartctl})
     assert result["changed"] is False
@@ -73,14 +49,14 @@ def test_reads_every_scanned_drive(tmp_path):
     assert result["missing"] == [] and result["unmapped"] == []
 
 
-def test_check_mode_reads_too(tmp_path):
+def test_check_mode_reads_too(run, tmp_path):
     smartctl = fake_smartctl.install(tmp_path, fixture("singletests", "sata_hdd_0_issue42"))
-    result = run({"smartctl_path": smartctl, "devices": [{"name": "/dev/sdau", "interface": "ata"}], "_ansible_check_mode": True})
+    result = run({"smartctl_path": smartctl, "devices": [{"name": "/dev/sdau", "interface": "ata"}]}, check_mode=True)
     assert result["changed"] is False
     assert result["devices"][0]["serial"] == "00008AXB"
 
 
-def test_disk_map_and_acknowledge_through_the_module(tmp_path):
+def test_disk_map_and_acknowledge_through_the_module(run, tmp_path):
     folder = tmp_path / "fixture"
     shutil.copytree(fixture("singletests", "sata_hdd_0_issue42"), str(folder))
     recording = folder / "_-d_ata_--all__dev_sdau"
@@ -104,37 +80,37 @@ def test_disk_map_and_acknowledge_through_the_module(tmp_path):
     assert result["devices"][0]["acknowledged"] == [{"attribute": "Reallocated_Sector_Ct (5)", "raw": 8, "acknowledged_raw": 8}]
 
 
-def test_bad_smartctl_path_names_the_option(tmp_path):
-    result = run({"smartctl_path": str(tmp_path / "nope")}, FailJson)
+def test_bad_smartctl_path_names_the_option(run, tmp_path):
+    result = run({"smartctl_path": str(tmp_path / "nope")}, failed=True)
     assert result["msg"] == "smartctl_path: %s does not exist" % (tmp_path / "nope")
 
 
-def test_missing_smartctl_names_the_package(tmp_path, monkeypatch):
+def test_missing_smartctl_names_the_package(run, tmp_path, monkeypatch):
     if any(os.path.exists(os.path.join(d, "smartctl")) for d in ("/sbin", "/usr/sbin", "/usr/local/sbin")):
         pytest.skip("smartctl is installed in a system directory, which get_bin_path always searches")
     monkeypatch.setenv("PATH", str(tmp_path))
-    result = run({}, FailJson)
+    result = run({}, failed=True)
     assert "install the smartmontools package" in result["msg"]
 
 
-def test_bad_interface_names_the_device(tmp_path):
+def test_bad_interface_names_the_device(run, tmp_path):
     smartctl = fake_smartctl.install(tmp_path, fixture("listingtests", "linux_01"))
-    result = run({"smartctl_path": smartctl, "devices": [{"name": "/dev/sda", "interface": "floppy"}]}, FailJson)
+    result = run({"smartctl_path": smartctl, "devices": [{"name": "/dev/sda", "interface": "floppy"}]}, failed=True)
     assert result["msg"].startswith("devices[0] (/dev/sda): interface 'floppy' is not a smartctl device type")
 
 
-def test_acknowledge_needs_serial_or_device(tmp_path):
+def test_acknowledge_needs_serial_or_device(run, tmp_path):
     smartctl = fake_smartctl.install(tmp_path, fixture("listingtests", "linux_01"))
-    result = run({"smartctl_path": smartctl, "acknowledge": [{"attribute": "5", "raw": 1}]}, FailJson)
+    result = run({"smartctl_path": smartctl, "acknowledge": [{"attribute": "5", "raw": 1}]}, failed=True)
     assert "one of the following is required: serial, device" in result["msg"]
     assert "acknowledge" in result["msg"]
 
 
-def test_bad_disk_map_names_the_line(tmp_path):
+def test_bad_disk_map_names_the_line(run, tmp_path):
     smartctl = fake_smartctl.install(tmp_path, fixture("listingtests", "linux_01"))
     disk_map = tmp_path / "disk-map"
     disk_map.write_text("P01 ZA12JCHM 0x5000c500858bfea7 extra\n")
-    result = run({"smartctl_path": smartctl, "disk_map": str(disk_map)}, FailJson)
+    result = run({"smartctl_path": smartctl, "disk_map": str(disk_map)}, failed=True)
     assert result["msg"] == "%s line 1: expected 'LABEL SERIAL WWN', got 'P01 ZA12JCHM 0x5000c500858bfea7 extra'" % disk_map
 
 

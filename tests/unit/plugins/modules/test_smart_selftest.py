@@ -7,13 +7,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 
 import pytest
-
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.datasteward.storage.plugins.module_utils._smart import HAS_PYSMART
 from ansible_collections.datasteward.storage.plugins.modules import smart_selftest
@@ -22,26 +20,6 @@ from tests.utils import fake_smartctl
 ROOT = fake_smartctl.fixtures_root()
 
 pytestmark = pytest.mark.skipif(not HAS_PYSMART, reason="pySMART is not installed")
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def patch_exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 @pytest.fixture
@@ -55,11 +33,9 @@ def drive(tmp_path):
     return fake_smartctl.install(tmp_path / "bin", folder)
 
 
-def run(args, exception=ExitJson):
-    with pytest.raises(exception) as caught:
-        with patch_module_args(args):
-            smart_selftest.main()
-    return caught.value.args[0]
+@pytest.fixture
+def run(run_module):
+    return functools.partial(run_module, smart_selftest)
 
 
 def calls(smartctl):
@@ -67,10 +43,10 @@ def calls(smartctl):
         return handle.read().splitlines()
 
 
-def test_check_apply_reapply_check(drive):
+def test_check_apply_reapply_check(run, drive):
     args = {"smartctl_path": drive, "devices": [{"name": "/dev/sda", "interface": "sat"}], "test": "short"}
 
-    planned = run(dict(args, _ansible_check_mode=True))
+    planned = run(args, check_mode=True)
     assert planned["changed"] is True
     assert planned["devices"][0]["state"] == "would_start"
     assert not [line for line in calls(drive) if "-t" in line.split()]
@@ -87,12 +63,12 @@ def test_check_apply_reapply_check(drive):
     assert again["changed"] is False
     assert (again["devices"][0]["state"], again["devices"][0]["progress_percent"]) == ("running", 10)
 
-    checked = run(dict(args, _ansible_check_mode=True))
+    checked = run(args, check_mode=True)
     assert checked["changed"] is False
     assert len([line for line in calls(drive) if "-t" in line.split()]) == 1
 
 
-def test_scanned_devices_by_default(tmp_path):
+def test_scanned_devices_by_default(run, tmp_path):
     source = os.path.join(ROOT, "listingtests", "linux_01")
     if not os.path.isdir(source):
         pytest.skip("recorded smartctl output not found at %s" % ROOT)
@@ -101,24 +77,24 @@ def test_scanned_devices_by_default(tmp_path):
     assert [(d["name"], d["state"]) for d in result["devices"]] == [("/dev/nvme0", "started")]
 
 
-def test_unsupported_test_fails_naming_the_device(drive, tmp_path):
+def test_unsupported_test_fails_naming_the_device(run, drive, tmp_path):
     source = os.path.join(ROOT, "singletests", "nvme_1_issue_37")
     smartctl = fake_smartctl.install(tmp_path / "nvme", source)
-    result = run({"smartctl_path": smartctl, "devices": [{"name": "/dev/nvme0", "interface": "nvme"}], "test": "conveyance"}, FailJson)
+    result = run({"smartctl_path": smartctl, "devices": [{"name": "/dev/nvme0", "interface": "nvme"}], "test": "conveyance"}, failed=True)
     assert result["msg"] == ("could not start the conveyance self-test on /dev/nvme0 (unsupported: /dev/nvme0 "
                              "(Samsung SSD 970 EVO Plus 500GB) does not support the conveyance self-test)")
     assert result["changed"] is False
     assert result["devices"][0]["state"] == "unsupported"
 
 
-def test_one_bad_device_still_starts_the_others(drive):
+def test_one_bad_device_still_starts_the_others(run, drive):
     args = {"smartctl_path": drive, "devices": [{"name": "/dev/sda", "interface": "sat"}, {"name": "/dev/sdq", "interface": "sat"}]}
-    result = run(args, FailJson)
+    result = run(args, failed=True)
     assert result["changed"] is True
     assert [d["state"] for d in result["devices"]] == ["started", "failed"]
     assert "/dev/sdq (failed: Smartctl open device: /dev/sdq failed: No such device)" in result["msg"]
 
 
-def test_bad_test_choice():
-    result = run({"test": "offline"}, FailJson)
+def test_bad_test_choice(run):
+    result = run({"test": "offline"}, failed=True)
     assert "value of test must be one of: short, long, conveyance" in result["msg"]

@@ -14,45 +14,12 @@ import subprocess
 import sys
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.datasteward.storage.plugins.modules import user_usage_info
 
 from tests.utils.scan_tree import build_tree, du_bytes
 
 REPO = pathlib.Path(__file__).resolve().parents[4]
-
-
-class Exited(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg"))
-        self.result = result
-        self.failed = failed
-
-
-@pytest.fixture(name="run")
-def run_fixture(monkeypatch):
-    warnings = []
-
-    def exit_json(self, **kwargs):
-        raise Exited(kwargs, failed=False)
-
-    def fail_json(self, **kwargs):
-        raise Exited(kwargs, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warnings.append(msg))
-
-    def _run(**args):
-        with patch_module_args(args):
-            with pytest.raises(Exited) as exc:
-                user_usage_info.main()
-        exc.value.warnings = list(warnings)
-        return exc.value
-
-    return _run
 
 
 @pytest.fixture(name="tree")
@@ -62,10 +29,8 @@ def tree_fixture(tmp_path):
     return build_tree(tmp_path)
 
 
-def test_scan_in_check_mode_unchanged(run, tree):
-    outcome = run(paths=[tree], workers=2, _ansible_check_mode=True)
-    assert not outcome.failed
-    result = outcome.result
+def test_scan_in_check_mode_unchanged(run_module, tree):
+    result = run_module(user_usage_info, {"paths": [tree], "workers": 2}, check_mode=True)
     assert result["changed"] is False
     assert set(result) == {"changed", "users", "groups", "directories", "totals", "errors", "non_utf8_names", "shard"}
     assert result["totals"]["allocated_bytes"] == du_bytes(tree, apparent=False)
@@ -79,29 +44,26 @@ def test_scan_in_check_mode_unchanged(run, tree):
     (dict(workers=0), "workers: must be 1 or more, got 0"),
     (dict(top=-3), "top: must be 0 or more, got -3"),
 ])
-def test_bad_options_fail_naming_the_option(run, tmp_path, args, message):
-    outcome = run(paths=[str(tmp_path)], **args)
-    assert outcome.failed
-    assert outcome.result["msg"].startswith(message)
+def test_bad_options_fail_naming_the_option(run_module, tmp_path, args, message):
+    result = run_module(user_usage_info, dict(args, paths=[str(tmp_path)]), failed=True)
+    assert result["msg"].startswith(message)
 
 
-def test_missing_path_fails_naming_it(run, tmp_path):
-    outcome = run(paths=[str(tmp_path / "gone")])
-    assert outcome.failed
-    assert outcome.result["msg"] == "paths: %s does not exist" % (tmp_path / "gone")
+def test_missing_path_fails_naming_it(run_module, tmp_path):
+    result = run_module(user_usage_info, {"paths": [str(tmp_path / "gone")]}, failed=True)
+    assert result["msg"] == "paths: %s does not exist" % (tmp_path / "gone")
 
 
-def test_atime_warning_is_an_ansible_warning(run, tmp_path):
+def test_atime_warning_is_an_ansible_warning(run_module, tmp_path):
     point = tmp_path / "mnt"
     point.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,noatime", "tmpfs", str(point)], check=False).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        outcome = run(paths=[str(point)], age_stamp="atime")
+        result = run_module(user_usage_info, {"paths": [str(point)], "age_stamp": "atime"})
     finally:
         subprocess.run(["umount", str(point)], check=True)
-    assert not outcome.failed
-    assert len(outcome.warnings) == 1 and "noatime" in outcome.warnings[0]
+    assert len(result["warnings"]) == 1 and "noatime" in result["warnings"][0]
 
 
 def test_real_ansible_run(tree):
