@@ -18,7 +18,7 @@ import random
 import time
 
 from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import disk_label
+from ansible_collections.datasteward.storage.plugins.module_utils._ingest import disk_label, sweep_pending
 from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry, RegistryError
 
 PROBLEMS = ("missing", "corrupt", "unreadable")
@@ -93,7 +93,8 @@ def audit(registry, sample_size=None, older_than_days=None, labels=None, mount_p
 def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, require_mount, check_mode, is_mount, clock, rng):
     now = clock()
     mounts = _disk_mounts(reg, mount_points, require_mount, is_mount)
-    stale = _clean_pending(reg, require_mount, is_mount, check_mode)
+    warnings = []
+    stale, swept = sweep_pending(reg, require_mount, is_mount, check_mode, warnings)
     sql = ("SELECT c.id, c.path, c.role, c.status, c.verified_at, c.file_id, d.label, f.path AS file_path, f.size, f.algorithm, f.digest "
            "FROM copies c JOIN disks d ON d.id = c.disk_id JOIN files f ON f.id = c.file_id")
     where, params = [], []
@@ -110,8 +111,7 @@ def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, requ
     counts = {key: 0 for key in ("checked", "ok", "missing", "corrupt", "unreadable", "unavailable", "repaired", "repair_failed")}
     checked_bytes = 0
     problems = []
-    warnings = []
-    changed = False
+    changed = bool(swept)
     verified_ok = {}   # copy id -> True for copies that verified in this run
     started = time.time()
     for row in rows:
@@ -166,25 +166,6 @@ def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, requ
     if stale:
         result["changed"] = True
     return result, warnings
-
-
-def _clean_pending(reg, require_mount, is_mount, check_mode):
-    """Remove temporaries of a killed run (buffer_copy or a repair)."""
-    removed, done = 0, []
-    for row in reg.pending():
-        if require_mount and not is_mount(row["root"]):
-            continue
-        if check_mode:
-            removed += 1
-            continue
-        try:
-            removed += 1 if copier.remove_temp(row["root"], row["path"]) else 0
-        except (copier.CopyError, OSError):
-            continue
-        done.append(row["id"])
-    if done:
-        reg.pending_remove(done)
-    return removed
 
 
 def _repair(reg, row, mount_point, mounts, verified_ok, check_mode):

@@ -122,6 +122,16 @@ def temp_name(final_name, token=None):
     return "%s%s.%s" % (TEMP_PREFIX, final_name[:room], token)
 
 
+def final_of_temp(temp_relpath):
+    """The relative path a temporary (from :func:`temp_name`) was made for,
+    or None when its name was cut to fit NAME_MAX and cannot be told."""
+    head, name = os.path.split(temp_relpath)
+    stem = name[len(TEMP_PREFIX):].rpartition(".")[0] if name.startswith(TEMP_PREFIX) else ""
+    if not stem or len(stem) >= NAME_MAX - len(TEMP_PREFIX) - 13:
+        return None
+    return os.path.join(head, stem)
+
+
 def _strerror(exc):
     return exc.strerror or str(exc)
 
@@ -586,6 +596,21 @@ def remove_temp(root, relpath):
         return True
     finally:
         os.close(dfd)
+
+
+def regular_file_stat(root, relpath):
+    """``lstat`` of ``root/relpath`` through the safe walk when it is a
+    regular file, else None."""
+    parts = split_relpath(relpath)
+    try:
+        dfd, dummy = open_tree_dir(root, parts[:-1])
+    except FileNotFoundError:
+        return None
+    try:
+        current = lstat_at(dfd, parts[-1])
+    finally:
+        os.close(dfd)
+    return current if current is not None and stat.S_ISREG(current.st_mode) else None
 
 
 def match_name(name, patterns, excludes):

@@ -235,25 +235,16 @@ class IngestRun:
         return disk
 
     # -- stale temporaries -------------------------------------------------------
-    def clean_pending(self):
-        done = []
-        for row in self.registry.pending():
-            if self.require_mount and not self.is_mount(row["root"]):
-                continue  # that disk is not here; clean it when it is
-            if self.check_mode:
-                self.stale += 1
-                continue
-            try:
-                if copier.remove_temp(row["root"], row["path"]):
-                    self.stale += 1
-            except (copier.CopyError, OSError) as exc:
-                self.warnings.append("stale temporary %s: %s" % (os.path.join(row["root"], row["path"]), exc))
-                continue
-            done.append(row["id"])
-        if done:
-            self.registry.pending_remove(done)
-            self.changed = True
-        if self.stale:
+    def clean_pending(self, final=False):
+        """Sweep the journal before the copies and, outside check mode, again
+        after them: a copy this run registered elsewhere makes an orphan of an
+        interrupted run removable. Warnings come from the last sweep only."""
+        if final and self.check_mode:
+            return
+        removed, done = sweep_pending(self.registry, self.require_mount, self.is_mount, self.check_mode,
+                                      self.warnings if final or self.check_mode else None)
+        self.stale += removed
+        if removed or done:
             self.changed = True
 
     # -- reporting ------------------------------------------------------------
@@ -319,6 +310,7 @@ class IngestRun:
                     self.changed = True
             self.clean_pending()
             self._copy_all()
+            self.clean_pending(final=True)
         except (RegistryError, copier.CopyError) as exc:
             raise IngestError(str(exc), getattr(exc, "path", None), result=self.result())
         except IngestError as exc:
@@ -481,6 +473,62 @@ class IngestRun:
             return True
         self.outcome(relpath, "failed", size, "%s: gave up after disks kept filling up" % os.path.join(self.src, relpath))
         return False
+
+
+def sweep_pending(registry, require_mount, is_mount, check_mode, warnings=None):
+    """Finish the journal of interrupted runs (buffer_copy or a repair) on
+    every present disk, whichever disk is current now.
+
+    A temporary is removed. A temporary that was already renamed left a
+    verified final copy: when the registry has it as a copy, or has no file of
+    that path yet (the copy is then the only one, or this run reuses it), the
+    row stays until a later sweep; when its file is registered on other disks
+    and the copy hashes to the registered digest, it is a duplicate nothing
+    accounts for, and it is removed. ``warnings`` (a list) receives a line
+    per row left. Returns ``(removed, rows_done)``."""
+    removed, done = 0, []
+    for row in registry.pending():
+        root, path = row["root"], row["path"]
+        if require_mount and not is_mount(root):
+            continue  # that disk is not here; sweep it when it is
+        final = copier.final_of_temp(path)
+        try:
+            gone = copier.remove_temp(root, path) if not check_mode else copier.regular_file_stat(root, path) is not None
+            if final is not None and not gone:
+                keep, gone = _orphan(registry, root, final, check_mode)
+                if keep:
+                    if warnings is not None:
+                        warnings.append("%s: %s" % (os.path.join(root, final), keep))
+                    continue
+        except (copier.CopyError, OSError) as exc:
+            if warnings is not None:
+                warnings.append("stale temporary %s: %s" % (os.path.join(root, path), getattr(exc, "strerror", None) or exc))
+            continue
+        removed += 1 if gone else 0
+        done.append(row["id"])
+    if done and not check_mode:
+        registry.pending_remove(done)
+    return removed, done
+
+
+def _orphan(registry, root, final, check_mode):
+    """``(why it is kept or None, removed)`` for ``root/final``, the final
+    name of a temporary that an interrupted run may have renamed."""
+    reg = registry.file(final)
+    if reg is not None:
+        disk = registry.disk(disk_label(root))
+        if disk is not None and any(c["disk_id"] == disk["id"] and c["path"] == final for c in registry.copies_of(reg["id"])):
+            return None, False  # registered: the journal entry is merely stale
+    if copier.regular_file_stat(root, final) is None:
+        return None, False
+    if reg is None:
+        return "verified copy left by an interrupted run, its file not registered yet; kept", False
+    digest, dummy, seen = copier.hash_file(root, final, reg["algorithm"])
+    if digest != reg["digest"]:
+        return "left by an interrupted run and holds other data than the registered file; kept", False
+    if not check_mode:
+        copier.remove_file(root, final, seen)
+    return None, True
 
 
 def _same_fs(a, b):

@@ -23,6 +23,8 @@ description:
   - A file already registered under the same relative path with the same digest is skipped (and removed from the buffer with
     O(remove_source=true)); with another digest it is a conflict, kept in the buffer and reported, and the run goes on.
   - A rerun after a crash or kill finishes what was left; temporaries of the killed run are removed, nothing is registered twice.
+    A verified copy the killed run did not register is reused, or removed once its file is registered on other disks; while its
+    file is not registered at all it is kept, with a warning.
   - Symlinks are never followed, neither in the buffer nor on the disks, and neither tree is left for another file system.
   - The registry file is locked for the run; a second concurrent run fails with a clear message.
 author:
@@ -302,7 +304,10 @@ newest_file_age_seconds:
   type: int
   sample: 3600
 stale_temporaries_removed:
-  description: Temporaries of an interrupted run that were removed (or would be).
+  description:
+    - Temporaries of an interrupted run that were removed (or would be).
+    - Also counts verified copies an interrupted run renamed into place but did not register, removed once their file is
+      registered with copies on other disks (after the first disk was marked full) and they hash to its digest.
   returned: always
   type: int
   sample: 0

@@ -198,7 +198,9 @@ disks_present:
   elements: str
   sample: [B01, P01]
 stale_temporaries_removed:
-  description: Temporaries of an interrupted copy or repair that were removed (or would be).
+  description:
+    - Temporaries of an interrupted copy or repair that were removed (or would be).
+    - Also counts unregistered duplicate copies left by an interrupted M(datasteward.storage.buffer_copy) run, as there.
   returned: always
   type: int
   sample: 0

@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._ingest import buffer_copy
-from ansible_collections.datasteward.storage.plugins.module_utils._registry import Registry
+from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry
 
 
 @pytest.fixture
@@ -77,3 +77,59 @@ def test_source_kept_while_a_registered_copy_is_bad(tree, check_mode):
     registry.close()
     result, dummy = run(tree, remove_source=True, check_mode=check_mode)
     assert result["removed_files"] == 1 and result["changed"] and src.exists() == check_mode
+
+
+def crash_after_rename(tree, relpath, primary):
+    """What a run killed between the renames and the registry commit leaves:
+    journal rows for both temporaries, verified final copies, no file row."""
+    registry = Registry(str(tree / "registry.sqlite"))
+    journal = Journal(registry)
+    copier.copy_verified(str(tree / "buffer"), relpath, [(str(tree / primary), relpath), (str(tree / "B1"), relpath)],
+                         journal=journal)
+    assert len(registry.pending()) == 2
+    return registry
+
+
+def test_orphan_on_a_disk_marked_full_is_swept_once_registered_elsewhere(tree):
+    make_file(tree / "buffer" / "d" / "a.dat", b"a" * 1000)
+    run(tree)  # creates the registry and the disks
+    make_file(tree / "buffer" / "d" / "b.dat", b"b" * 1000)
+    registry = crash_after_rename(tree, "d/b.dat", "P1")
+    registry.mark_full(registry.disk("P1")["id"])
+    registry.close()
+
+    result, warnings = run(tree, primary=("P1", "P2"), check_mode=True)
+    assert (tree / "P1" / "d" / "b.dat").exists() and len(Registry(str(tree / "registry.sqlite")).pending()) == 2
+
+    result, warnings = run(tree, primary=("P1", "P2"))
+    assert [(f["path"], f["status"]) for f in result["files"]] == [("d/a.dat", "skipped"), ("d/b.dat", "copied")]
+    assert [c["reused"] for c in result["files"][1]["copies"]] == [False, True]  # P2 new, B1 the crash's copy
+    assert result["stale_temporaries_removed"] == 1 and not warnings
+    assert not (tree / "P1" / "d" / "b.dat").exists() and (tree / "P1" / "d" / "a.dat").exists()
+    registry = Registry(str(tree / "registry.sqlite"))
+    assert registry.pending() == [] and {c["label"] for c in registry.copies_of(registry.file("d/b.dat")["id"])} == {"P2", "B1"}
+
+
+def test_orphan_of_an_unregistered_file_is_kept(tree):
+    make_file(tree / "buffer" / "a.dat", b"a" * 1000)
+    run(tree, max_files=0)
+    crash_after_rename(tree, "a.dat", "P1").close()
+    os.unlink(str(tree / "buffer" / "a.dat"))  # the copies are now the only ones
+
+    for dummy in range(2):
+        result, warnings = run(tree)
+        assert (tree / "P1" / "a.dat").read_bytes() == b"a" * 1000 and (tree / "B1" / "a.dat").exists()
+        assert result["stale_temporaries_removed"] == 0
+        assert sorted(warnings) == ["%s: verified copy left by an interrupted run, its file not registered yet; kept"
+                                    % (tree / disk / "a.dat") for disk in ("B1", "P1")]
+        assert len(Registry(str(tree / "registry.sqlite")).pending()) == 2
+
+
+def test_crash_rerun_on_the_same_disks_reuses_the_copies(tree):
+    make_file(tree / "buffer" / "a.dat", b"a" * 1000)
+    run(tree, max_files=0)
+    crash_after_rename(tree, "a.dat", "P1").close()
+    result, warnings = run(tree)
+    assert result["copied_files"] == 1 and [c["reused"] for c in result["files"][0]["copies"]] == [True, True]
+    assert result["stale_temporaries_removed"] == 0 and not warnings
+    assert Registry(str(tree / "registry.sqlite")).pending() == []
