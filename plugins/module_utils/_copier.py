@@ -575,27 +575,24 @@ def remove_file(root, relpath, expect_stat):
         os.close(dfd)
 
 
-def remove_temp(root, relpath):
-    """Remove a temporary left by a killed run. Returns True if one was removed.
-    Only names the engine creates are touched, never through a symlink."""
+def remove_temp(root, relpath, dry_run=False):
+    """Remove a temporary left by a killed run. Returns True if one was
+    removed (or, with ``dry_run``, would be). Only names the engine creates
+    are touched, never through a symlink."""
     parts = split_relpath(relpath)
     if not parts[-1].startswith(TEMP_PREFIX):
         raise UnsafePath("%s is not a temporary name of this engine" % os.path.join(root, relpath), relpath)
     if not os.path.isdir(root):
         return False
-    try:
-        dfd, dummy = open_tree_dir(root, parts[:-1])
-    except FileNotFoundError:
+    current = regular_file_stat(root, relpath)
+    if current is None:
         return False
-    try:
-        current = lstat_at(dfd, parts[-1])
-        if current is None or not stat.S_ISREG(current.st_mode):
+    if not dry_run:
+        try:
+            remove_file(root, relpath, current)
+        except SourceVanished:
             return False
-        os.unlink(parts[-1], dir_fd=dfd)
-        os.fsync(dfd)
-        return True
-    finally:
-        os.close(dfd)
+    return True
 
 
 def regular_file_stat(root, relpath):

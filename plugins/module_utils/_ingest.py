@@ -493,7 +493,7 @@ def sweep_pending(registry, require_mount, is_mount, check_mode, warnings=None):
             continue  # that disk is not here; sweep it when it is
         final = copier.final_of_temp(path)
         try:
-            gone = copier.remove_temp(root, path) if not check_mode else copier.regular_file_stat(root, path) is not None
+            gone = copier.remove_temp(root, path, dry_run=check_mode)
             if final is not None and not gone:
                 keep, gone = _orphan(registry, root, final, check_mode)
                 if keep:
