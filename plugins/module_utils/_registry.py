@@ -81,7 +81,7 @@ COPY_STATUSES = ("ok", "missing", "corrupt", "unreadable", "repaired")
 
 
 def registry_argument_spec():
-    """The argspec of the ``datasteward.storage.registry`` doc fragment's
+    """The argspec of the ``datasteward.storage._registry`` doc fragment's
     options; change both together."""
     return dict(registry=dict(type="path", required=True))
 

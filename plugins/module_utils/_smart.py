@@ -155,7 +155,7 @@ class RecordingSmartctl(Smartctl):
 
 
 def smart_argument_spec(**options):
-    """The argument spec of a SMART module: the options of the ``datasteward.storage.smart``
+    """The argument spec of a SMART module: the options of the ``datasteward.storage._smart``
     doc fragment (``smartctl_path``, ``devices``) plus the module's own ``options``."""
     spec = dict(
         smartctl_path=dict(type="path"),

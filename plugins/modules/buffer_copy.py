@@ -31,7 +31,7 @@ author:
   - datasteward.storage contributors (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
-  - datasteward.storage.registry
+  - datasteward.storage._registry
 attributes:
   check_mode:
     support: full

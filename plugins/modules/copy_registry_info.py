@@ -19,7 +19,7 @@ author:
 extends_documentation_fragment:
   - datasteward.storage._attributes
   - datasteward.storage._attributes.INFO_MODULE
-  - datasteward.storage.registry
+  - datasteward.storage._registry
 options:
   registry:
     description:

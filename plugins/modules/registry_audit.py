@@ -25,7 +25,7 @@ author:
   - datasteward.storage contributors (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
-  - datasteward.storage.registry
+  - datasteward.storage._registry
 attributes:
   check_mode:
     support: full

@@ -27,7 +27,7 @@ author:
 extends_documentation_fragment:
   - datasteward.storage._attributes
   - datasteward.storage._attributes.INFO_MODULE
-  - datasteward.storage.smart
+  - datasteward.storage._smart
 options:
   standby:
     description:

@@ -23,7 +23,7 @@ author:
   - datasteward.storage maintainers (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
-  - datasteward.storage.smart
+  - datasteward.storage._smart
 attributes:
   check_mode:
     support: full
