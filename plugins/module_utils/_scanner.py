@@ -63,6 +63,7 @@ COUNTERS = (
     "old_files", "old_apparent_bytes", "old_allocated_bytes",
 )
 _NCOUNT = len(COUNTERS)
+_NO_FLOOR = float("-inf")
 _I_FILES, _I_DIRS, _I_LINKS, _I_OTHERS, _I_SIZE, _I_BLOCKS, _I_OLD, _I_OLDSIZE, _I_OLDBLOCKS = range(_NCOUNT)
 
 AGE_STAMPS = ("atime", "mtime", "ctime")
@@ -247,10 +248,12 @@ def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
         accs = buckets.get(bucket)
         if accs is None:
             accs = buckets[bucket] = {}
-        last_pair = None
         counts = None
+        run_uid = run_gid = None
+        r_size = r_blocks = r_files = r_old = r_oldsize = r_oldblocks = 0
         last_uid = None
         largest = oldest = None
+        large_floor = old_floor = None
         child_depth = depth + 1
         try:
             fd = os_open(dirpath, _OPEN_DIR)
@@ -324,22 +327,27 @@ def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
                             if record[0] < have[0]:
                                 links[key] = record
                         continue
-                    pair = uid << 32 | gid
-                    if pair != last_pair:
+                    if uid != run_uid or gid != run_gid:
+                        # Another owner: the run of files of the last one is added up
+                        # (plain local sums are much cheaper per file than list items).
+                        if counts is not None:
+                            _add_run(counts, r_size, r_blocks, r_files, r_old, r_oldsize, r_oldblocks)
+                            r_size = r_blocks = r_files = r_old = r_oldsize = r_oldblocks = 0
+                        pair = uid << 32 | gid
                         counts = accs.get(pair)
                         if counts is None:
                             counts = accs[pair] = [0] * _NCOUNT
-                        last_pair = pair
+                        run_uid, run_gid = uid, gid
                     blocks = st.st_blocks
-                    counts[_I_SIZE] += size
-                    counts[_I_BLOCKS] += blocks
+                    r_size += size
+                    r_blocks += blocks
                     if fmt == _S_IFREG:
-                        counts[_I_FILES] += 1
+                        r_files += 1
                         stamp = st[stamp_index]
                         if stamp < cutoff:
-                            counts[_I_OLD] += 1
-                            counts[_I_OLDSIZE] += size
-                            counts[_I_OLDBLOCKS] += blocks
+                            r_old += 1
+                            r_oldsize += size
+                            r_oldblocks += blocks
                         if top:
                             if uid != last_uid:
                                 heaps = tops.get(uid)
@@ -347,18 +355,26 @@ def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
                                     heaps = tops[uid] = [[], []]
                                 largest, oldest = heaps
                                 last_uid = uid
-                            if len(largest) < top:
-                                heappush(largest, (size, blocks, stamp, prefix + name))
-                            elif size >= largest[0][0]:
+                                # The smallest size and the newest stamp that can still enter
+                                # a full heap; a file that cannot costs two comparisons.
+                                large_floor = largest[0][0] if len(largest) >= top else -1
+                                old_floor = oldest[0][0] if len(oldest) >= top else _NO_FLOOR
+                            if size >= large_floor:
                                 item = (size, blocks, stamp, prefix + name)
-                                if item > largest[0]:  # ties broken by path: same lists whatever the order
+                                if len(largest) < top:
+                                    heappush(largest, item)
+                                elif item > largest[0]:  # ties broken by path: same lists whatever the order
                                     heapreplace(largest, item)
-                            if len(oldest) < top:
-                                heappush(oldest, (-stamp, size, blocks, prefix + name))
-                            elif -stamp >= oldest[0][0]:
+                                if len(largest) >= top:
+                                    large_floor = largest[0][0]
+                            if -stamp >= old_floor:
                                 item = (-stamp, size, blocks, prefix + name)
-                                if item > oldest[0]:
+                                if len(oldest) < top:
+                                    heappush(oldest, item)
+                                elif item > oldest[0]:
                                     heapreplace(oldest, item)
+                                if len(oldest) >= top:
+                                    old_floor = oldest[0][0]
                     elif fmt == _S_IFLNK:
                         counts[_I_LINKS] += 1
                     else:
@@ -367,9 +383,21 @@ def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
             partial.note("errors", dirpath, _describe(exc))
         finally:
             os_close(fd)
+            if counts is not None:
+                _add_run(counts, r_size, r_blocks, r_files, r_old, r_oldsize, r_oldblocks)
     partial.examined += examined
     partial.duplicate_links += duplicates
     return stack
+
+
+def _add_run(counts, size, blocks, files, old, oldsize, oldblocks):
+    """Add one owner's run of entries in a directory into its counters."""
+    counts[_I_SIZE] += size
+    counts[_I_BLOCKS] += blocks
+    counts[_I_FILES] += files
+    counts[_I_OLD] += old
+    counts[_I_OLDSIZE] += oldsize
+    counts[_I_OLDBLOCKS] += oldblocks
 
 
 def _add_record(partial, record, cfg):
