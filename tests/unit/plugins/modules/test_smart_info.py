@@ -19,7 +19,7 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._smart import HAS_PYSMART
 from ansible_collections.datasteward.storage.plugins.modules import smart_info
-from tests.utils import fake_smartctl
+from tests.utils import fake_smartctl, module_runner
 
 ROOT = fake_smartctl.fixtures_root()
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -85,11 +85,29 @@ def test_bad_smartctl_path_names_the_option(run, tmp_path):
     assert result["msg"] == "smartctl_path: %s does not exist" % (tmp_path / "nope")
 
 
+SYSTEM_SMARTCTLS = [os.path.join(d, "smartctl") for d in ("/sbin", "/usr/sbin", "/usr/local/sbin")]
+
+
 def test_missing_smartctl_names_the_package(run, tmp_path, monkeypatch):
-    if any(os.path.exists(os.path.join(d, "smartctl")) for d in ("/sbin", "/usr/sbin", "/usr/local/sbin")):
-        pytest.skip("smartctl is installed in a system directory, which get_bin_path always searches")
-    monkeypatch.setenv("PATH", str(tmp_path))
-    result = run({}, failed=True)
+    """Without smartctl on the PATH or in the sbin directories that Ansible
+    always searches, the module names the package to install. Where
+    smartmontools is installed, those copies are hidden behind /dev/null in a
+    private mount namespace and the module runs as a real process there."""
+    installed = [path for path in SYSTEM_SMARTCTLS if os.path.exists(path) and not os.path.islink(path)]
+    if not installed:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        result = run({}, failed=True)
+    else:
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            pytest.skip("smartctl is installed; hiding it needs root and unshare (util-linux)")
+        cmd, env = module_runner.module_command(tmp_path, "smart_info", {})
+        hide = " && ".join("mount --bind /dev/null %s" % path for path in installed)
+        # the module itself gets a PATH without smartctl on it either
+        script = '%s && exec env PATH="%s" "$@"' % (hide, tmp_path)
+        proc = subprocess.run([shutil.which("unshare"), "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"] + cmd,
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+        result = module_runner.check_outcome(json.loads(proc.stdout), failed=True)
     assert "install the smartmontools package" in result["msg"]
 
 
