@@ -46,6 +46,7 @@ import multiprocessing
 import os
 import queue
 import re
+import stat
 import time
 
 from ansible_collections.datasteward.storage.plugins.module_utils._filesystems import mount_for_path, read_mounts
@@ -569,7 +570,7 @@ def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime"
         "shard_index": shard_index, "excludes": _compile_excludes(excludes),
     }
 
-    roots = _roots(paths)
+    roots = _roots(paths, one_file_system)
     partial = _Partial()
     stack = []
     for root, st in roots:
@@ -622,9 +623,11 @@ def default_workers():
         return max(1, os.cpu_count() or 1)
 
 
-def _roots(paths):
-    """Absolute roots with their lstat; nested or repeated roots dropped
-    (they would be counted twice)."""
+def _roots(paths, one_file_system=True):
+    """Absolute roots with their lstat, in the order given. A root is dropped
+    when it is the same directory as an earlier one (by device and inode,
+    whatever the spelling) or when scanning an outer root reaches it anyway;
+    either way it would be counted twice."""
     roots = []
     for path in paths:
         raw = os.fsdecode(path)
@@ -639,12 +642,38 @@ def _roots(paths):
             raise ScanError("paths: cannot stat %s: %s" % (safe_path(raw), exc.strerror or exc))
         roots.append((raw, st))
     kept = []
+    seen = set()
     for raw, st in sorted(roots, key=lambda item: len(item[0])):
-        if any(raw == other or raw.startswith(other.rstrip("/") + "/") for other, _st in kept):
+        if (st.st_dev, st.st_ino) in seen:
             continue
+        if any(_reached_from(outer, outer_st, raw, one_file_system) for outer, outer_st in kept):
+            continue
+        seen.add((st.st_dev, st.st_ino))
         kept.append((raw, st))
     order = dict((raw, index) for index, (raw, _st) in enumerate(roots))
     return sorted(kept, key=lambda item: order[item[0]])
+
+
+def _reached_from(outer, outer_st, raw, one_file_system):
+    """Whether the scan of ``outer`` counts ``raw``: it lies under it, no
+    directory on the way is a symlink (never followed) and, with
+    ``one_file_system``, neither they nor ``raw`` are on another file system
+    (such a root is scanned on its own, as du -x does with its arguments)."""
+    if not stat.S_ISDIR(outer_st.st_mode) or not raw.startswith(outer.rstrip("/") + "/"):
+        return False
+    current = outer
+    parts = os.path.relpath(raw, outer).split(os.sep)
+    for index, part in enumerate(parts):
+        current = os.path.join(current, part)
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return False
+        if one_file_system and st.st_dev != outer_st.st_dev:
+            return False
+        if index < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            return False  # a symlink (or anything but a directory) on the way
+    return True
 
 
 def _add_counts(table, key, counts):

@@ -27,7 +27,9 @@ extends_documentation_fragment:
 options:
   paths:
     description:
-      - Roots to scan. A root nested in another root is scanned once, as part of the outer one.
+      - Roots to scan. A root that the scan of another root reaches anyway (under it, on the same file system when
+        O(one_file_system) is set, no symlink on the way) and a root that is the same directory as another, however
+        spelt, are scanned once. A root under another one but on another file system is scanned on its own, as C(du -x) does.
     type: list
     elements: path
     required: true

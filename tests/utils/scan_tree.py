@@ -81,16 +81,19 @@ def build_tree(base):
 
 
 def du_bytes(root, apparent, one_file_system=True, user=None):
-    cmd = ["du", "-s", "-B1"]
+    """du's total for ``root`` (a path, or a list of paths: du counts a
+    hard-linked inode once across all of them)."""
+    roots = [root] if isinstance(root, (str, bytes, os.PathLike)) else list(root)
+    cmd = ["du", "-s", "-B1", "-c"]
     if apparent:
         cmd.append("--apparent-size")
     if one_file_system:
         cmd.append("-x")
-    cmd.append(root)
+    cmd.extend(roots)
     if user:
         cmd = ["runuser", "-u", user, "--"] + cmd
     out = subprocess.run(cmd, capture_output=True, check=False)
-    return int(out.stdout.split()[0])
+    return int(out.stdout.splitlines()[-1].split()[0])  # the "total" line
 
 
 def du_depth(root, depth, apparent):

@@ -326,6 +326,30 @@ def test_nested_mount(tree, mounted):
     assert across["totals"]["dirs"] == inside["totals"]["dirs"] + 1
 
 
+def test_root_on_another_file_system_under_another_root(tree, mounted):
+    """A root given explicitly is scanned even when it is a mount under
+    another root; without one_file_system the outer scan covers it once."""
+    for one_fs in (True, False):
+        both = scan([tree, mounted], one_file_system=one_fs)
+        assert both["totals"]["apparent_bytes"] == du_bytes([tree, mounted], apparent=True, one_file_system=one_fs)
+        assert both["totals"]["allocated_bytes"] == du_bytes([tree, mounted], apparent=False, one_file_system=one_fs)
+    assert mounted in _by(scan([tree, mounted]), "directories", "path")
+
+
+def test_same_directory_by_two_spellings_is_scanned_once(tree):
+    now = time.time()
+    # the tree again, through a symlinked parent (a symlink root itself would
+    # be counted as a symlink, never followed)
+    link = os.path.join(os.path.dirname(os.path.dirname(tree)), "parent-link")
+    os.symlink(os.path.dirname(tree), link)
+    try:
+        once = _comparable(scan([tree], now=now))
+        twice = _comparable(scan([tree, os.path.join(link, os.path.basename(tree))], now=now))
+        assert twice["totals"] == once["totals"]
+    finally:
+        os.unlink(link)
+
+
 def test_atime_warnings(tree, mounted):
     result = scan([mounted], age_stamp="atime")
     assert len(result["warnings"]) == 1 and "noatime" in result["warnings"][0] and mounted in result["warnings"][0]
