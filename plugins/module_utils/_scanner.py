@@ -224,6 +224,10 @@ def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
     shard_count = cfg["shard_count"]
     shard_index = cfg["shard_index"]
     sharded = shard_count > 1
+    # Every shard lists every directory and name; only the first reports what
+    # it finds about them, so that the shards' errors add up like their
+    # counters. A file's own errors are met only by the shard that owns it.
+    shared_notes = not sharded or shard_index == 0
     path_re, name_re = cfg["excludes"]
     excluding = path_re is not None or name_re is not None
     buckets = partial.buckets
@@ -259,20 +263,23 @@ def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
         try:
             fd = os_open(dirpath, _OPEN_DIR)
         except FileNotFoundError:
-            partial.note("vanished", dirpath)
+            if shared_notes:
+                partial.note("vanished", dirpath)
             continue
         except PermissionError as exc:
-            partial.note("unreadable", dirpath, exc.strerror or str(exc))
+            if shared_notes:
+                partial.note("unreadable", dirpath, exc.strerror or str(exc))
             continue
         except OSError as exc:
-            partial.note("errors", dirpath, _describe(exc))
+            if shared_notes:
+                partial.note("errors", dirpath, _describe(exc))
             continue
         prefix = dirpath if dirpath.endswith("/") else dirpath + "/"
         try:
             with scandir(fd) as it:
                 for entry in it:
                     name = entry.name
-                    if not name.isascii():
+                    if shared_notes and not name.isascii():
                         try:
                             name.encode("utf-8")
                         except UnicodeEncodeError:
@@ -287,10 +294,12 @@ def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
                     try:
                         st = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
-                        partial.note("vanished", prefix + name)
+                        if shared_notes or not entry.is_dir(follow_symlinks=False):
+                            partial.note("vanished", prefix + name)
                         continue
                     except OSError as exc:
-                        partial.note("errors", prefix + name, exc.strerror or str(exc))
+                        if shared_notes or not entry.is_dir(follow_symlinks=False):
+                            partial.note("errors", prefix + name, exc.strerror or str(exc))
                         continue
                     mode, ino, st_dev, nlink, uid, gid, size, _atime, _mtime, _ctime = st
                     if xdev and st_dev != dev:
@@ -381,7 +390,8 @@ def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
                     else:
                         counts[_I_OTHERS] += 1
         except OSError as exc:  # readdir failed part way (EIO, stale handle)
-            partial.note("errors", dirpath, _describe(exc))
+            if shared_notes:
+                partial.note("errors", dirpath, _describe(exc))
         finally:
             os_close(fd)
             if counts is not None:

@@ -411,6 +411,25 @@ def test_unreadable_directory_reported_not_fatal(workers):
         shutil.rmtree(base)
 
 
+def test_shards_report_each_error_once():
+    """Every shard lists every directory, but an unreadable directory or an
+    odd name is reported by one shard only, so the shards' errors add up."""
+    if not IS_ROOT:
+        pytest.skip("needs root to drop to user nobody")
+    base = scan_tree.world_readable_base()
+    try:
+        tree = build_tree(base)
+        os.mkdir(os.path.join(tree, "alice", "private"), 0o700)
+        whole = _scan_as_nobody(tree)
+        parts = [_scan_as_nobody(tree, shard_index=index, shard_count=3) for index in range(3)]
+        assert whole["totals"]["unreadable"] == 1 and whole["totals"]["non_utf8_names"] == 1
+        for counter in ("unreadable", "non_utf8_names", "errors", "vanished"):
+            assert sum(part["totals"][counter] for part in parts) == whole["totals"][counter], counter
+        assert [error for part in parts for error in part["errors"]] == whole["errors"]
+    finally:
+        shutil.rmtree(base)
+
+
 def test_vanished_directory_reported(tree):
     """A directory listed by its parent and removed before it is read: the
     scanner is handed the stack it would have had at that moment."""
