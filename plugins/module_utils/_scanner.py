@@ -471,13 +471,20 @@ def _split(stack, parts):
     return [stack[i::parts] for i in range(parts)]
 
 
+class _NoWorkers(Exception):
+    """The worker processes could not be started; nothing was scanned by them."""
+
+
 def _run_parallel(stack, cfg, workers, partial):
     """Hand the stack out to ``workers`` forked processes, re-split what they
     return when one of them is idle, and add their partial totals up."""
     ctx = multiprocessing.get_context("fork")
-    hungry = ctx.Value("b", 1, lock=False)
+    try:
+        hungry = ctx.Value("b", 1, lock=False)
+        pool = ctx.Pool(workers, initializer=_worker_init, initargs=(cfg, hungry))
+    except OSError as exc:  # no memory or process slots for the workers
+        raise _NoWorkers("could not start %d scan workers (%s); scanned in one process" % (workers, _describe(exc)))
     done = queue.Queue()
-    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(cfg, hungry))
     try:
         # A worker killed from outside (OOM killer, signal) loses its task
         # silently in a Pool: watch the processes, not only the results.
@@ -581,6 +588,7 @@ def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime"
     }
 
     roots = _roots(paths, one_file_system)
+    warnings = []
     partial = _Partial()
     stack = []
     for root, st in roots:
@@ -610,7 +618,11 @@ def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime"
         # before forking workers would have paid off.
         stack = _scan_stack(stack, cfg, partial, _RAISED, _PRESCAN)
         if stack:
-            _run_parallel(stack, cfg, workers, partial)
+            try:
+                _run_parallel(stack, cfg, workers, partial)
+            except _NoWorkers as exc:
+                warnings.append(str(exc))
+                _scan_stack(stack, cfg, partial)
     else:
         _scan_stack(stack, cfg, partial)
 
@@ -618,7 +630,9 @@ def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime"
         _add_record(partial, record, cfg)
     seconds = time.monotonic() - clock
     result = _report(partial, roots, cfg, now, seconds)
-    result["warnings"] = atime_warnings([root for root, _st in roots]) if age_stamp == "atime" else []
+    if age_stamp == "atime":
+        warnings.extend(atime_warnings([root for root, _st in roots]))
+    result["warnings"] = warnings
     return result
 
 

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sysconfig
@@ -365,9 +367,9 @@ def test_atime_warnings(tree, mounted):
         subprocess.run(["umount", point], check=True)
 
 
-def _scan_as_nobody(root, **kwargs):
+def _scan_as_nobody(root, nproc=None, **kwargs):
     """Run the scan in a forked child that has dropped root, for real
-    permission errors."""
+    permission errors (and, with ``nproc``, a real process limit)."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
@@ -376,6 +378,8 @@ def _scan_as_nobody(root, **kwargs):
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
+            if nproc is not None:
+                resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
             data = json.dumps(scan([root], **kwargs)).encode()
             with os.fdopen(write, "wb") as handle:
                 handle.write(data)
@@ -407,6 +411,33 @@ def test_unreadable_directory_reported_not_fatal(workers):
         assert result["totals"]["apparent_bytes"] == du_bytes(tree, apparent=True, user="nobody")
         assert result["totals"]["allocated_bytes"] == du_bytes(tree, apparent=False, user="nobody")
         assert result["totals"]["apparent_bytes"] < scan([tree])["totals"]["apparent_bytes"]
+    finally:
+        shutil.rmtree(base)
+
+
+def _import_worker_machinery():
+    """The scan as nobody runs the interpreter of a venv under /root, which
+    nobody cannot read: import what the workers need while still root."""
+    for name in ("pool", "sharedctypes", "queues", "synchronize", "popen_fork"):
+        importlib.import_module("multiprocessing." + name)
+
+
+def test_workers_that_cannot_start_fall_back_to_one_process(monkeypatch):
+    """With the process limit reached (fork fails with EAGAIN), the scan is
+    done in the module's own process, with a warning, and gives the same totals."""
+    if not IS_ROOT:
+        pytest.skip("needs root to drop to user nobody (root ignores RLIMIT_NPROC)")
+    base = scan_tree.world_readable_base()
+    try:
+        tree = build_tree(base)
+        _import_worker_machinery()
+        monkeypatch.setattr(_scanner, "_PRESCAN", 1)  # leave work for the workers
+        expected = _scan_as_nobody(tree, workers=1)
+        limited = _scan_as_nobody(tree, nproc=1, workers=2)
+        assert limited["totals"]["apparent_bytes"] == expected["totals"]["apparent_bytes"]
+        assert limited["totals"]["entries"] == expected["totals"]["entries"]
+        assert len(limited["warnings"]) == 1
+        assert limited["warnings"][0].startswith("could not start 2 scan workers (")
     finally:
         shutil.rmtree(base)
 
