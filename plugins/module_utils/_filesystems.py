@@ -195,9 +195,13 @@ def probe_all(paths, timeout, statvfs=os.statvfs, resolve=False):
     probes = dict((path, _Probe(path, statvfs, resolve)) for path in paths)
     deadline = time.monotonic() + timeout
     for probe in probes.values():
-        probe.start()
+        try:
+            probe.start()
+        except RuntimeError as exc:  # no thread could be started (memory, process limits)
+            probe.error = OSError("cannot start a thread to query it: %s" % exc)
     for probe in probes.values():
-        probe.join(max(0.0, deadline - time.monotonic()))
+        if probe.error is None:
+            probe.join(max(0.0, deadline - time.monotonic()))
     return probes
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,6 +121,52 @@ def test_statfs_error_is_reported_not_raised():
     assert len(result["alerts"]) == len(result["filesystems"])
 
 
+def test_blocking_statfs_is_abandoned_at_the_deadline():
+    """The deadline without FUSE: a statvfs that blocks until released."""
+    release = threading.Event()
+
+    def statvfs(path):
+        if path == "/data":
+            release.wait(60)
+        return FakeStat(f_blocks=100, f_bfree=50, f_bavail=50, f_files=10, f_ffree=5)
+
+    try:
+        result = fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=statvfs, timeout=0.5)
+    finally:
+        release.set()
+    by_mount = dict((fs["mount"], fs) for fs in result["filesystems"])
+    assert by_mount["/data"]["status"] == "error"
+    assert by_mount["/data"]["error"] == "statfs did not answer within 0.5 s (hung file system?)"
+    assert [fs["status"] for m, fs in sorted(by_mount.items()) if m != "/data"] == ["ok", "ok", "ok"]
+
+
+def test_no_thread_for_a_file_system_is_an_error_not_a_traceback():
+    """With the process limit reached no thread can start (as user nobody,
+    RLIMIT_NPROC counts threads): every file system is reported in error."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to user nobody (root ignores RLIMIT_NPROC)")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+            result = fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=lambda path: FakeStat())
+            with os.fdopen(write, "w") as handle:
+                json.dump(result, handle)
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as handle:
+        result = json.loads(handle.read())
+    os.waitpid(pid, 0)
+    assert {fs["status"] for fs in result["filesystems"]} == {"error"}
+    assert result["filesystems"][0]["error"].startswith("statfs failed: cannot start a thread to query it: ")
+
+
 # --- against the real machine -------------------------------------------------
 
 def df_report(mount):
@@ -165,8 +213,9 @@ def test_path_inside_a_mount_reports_its_file_system(tmp_path):
 def frozen_fuse_mount(tmp_path):
     """A real FUSE file system (bindfs) whose daemon is stopped with SIGSTOP:
     every statfs on it blocks, exactly like a mount of a dead NFS server."""
-    if shutil.which("bindfs") is None or os.geteuid() != 0:
-        pytest.skip("needs bindfs (Debian package bindfs, installed by make test) and root")
+    if shutil.which("bindfs") is None or os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("needs bindfs (Debian package bindfs, installed by make test), /dev/fuse and root; "
+                    "test_blocking_statfs_is_abandoned_at_the_deadline covers the deadline without them")
     source, mount = tmp_path / "source", tmp_path / "hung"
     source.mkdir()
     mount.mkdir()
