@@ -79,7 +79,7 @@ class DiskSet:
         self.checked = {}      # mount point -> disk dict, once usable
 
     def _describe(self, mount_point):
-        label = disk_label(mount_point)
+        label = self.run.label_of(mount_point)
         row = self.registry.disk(label)
         return label, row
 
@@ -191,6 +191,13 @@ class IngestRun:
         self.registry_created = False
         self.newest_age = None
         self.registry = None
+        self.labels = {}       # mount point -> label, read once per run
+
+    def label_of(self, mount_point):
+        """The disk label at ``mount_point``, read once per run."""
+        if mount_point not in self.labels:
+            self.labels[mount_point] = disk_label(mount_point)
+        return self.labels[mount_point]
 
     # -- validation -------------------------------------------------------
     def validate(self):
@@ -214,9 +221,26 @@ class IngestRun:
             if real == src_real or real.startswith(src_real.rstrip("/") + "/") or src_real.startswith(real.rstrip("/") + "/"):
                 raise IngestError("disk %s and src %s overlap; targets must be outside the buffer and vice versa" % (mount_point, self.src),
                                   mount_point)
+        self.validate_labels()
+
+    def validate_labels(self):
+        """Before any work: the disks present now (primary and backup) must
+        carry distinct labels, or their copies would be registered on one disk
+        row (and the second copy of a file refused by the registry)."""
+        seen = {}
+        for mount_point in self.primary + self.backup:
+            if (self.require_mount and not self.is_mount(mount_point)) or not os.path.isdir(mount_point):
+                continue  # not written in this run (missing, or a shelved full disk)
+            label = self.label_of(mount_point)
+            other = seen.get(label)
+            if other is not None and os.path.realpath(other) != os.path.realpath(mount_point):
+                raise IngestError("disks %s and %s both have the label %s; every disk needs its own label: put a %s file holding a "
+                                  "unique label at the root of each disk" % (other, mount_point, label, LABEL_FILE), mount_point)
+            seen[label] = mount_point
 
     # -- disks ----------------------------------------------------------------
     def use_disk(self, label, mount_point, role, row):
+        self._check_moved(label, mount_point, row)
         if self.check_mode:
             if row is None or row["mount_point"] != mount_point or row["role"] != role:
                 self.changed = True
@@ -225,6 +249,11 @@ class IngestRun:
             row, changed = self.registry.ensure_disk(label, mount_point, role)
             self.changed = self.changed or changed
             disk = {"label": label, "mount_point": mount_point, "role": role, "id": row["id"]}
+        for other in self.disks_used:
+            if other["label"] == label and other["mount_point"] != mount_point:
+                raise IngestError("disks %s and %s both have the label %s; every disk needs its own label: put a %s file holding a "
+                                  "unique label at the root of each disk" % (other["mount_point"], mount_point, label, LABEL_FILE),
+                                  mount_point)
         if mount_point not in [d["mount_point"] for d in self.disks_used]:
             self.disks_used.append({"label": label, "mount_point": mount_point, "role": role})
         if self.require_mount:
@@ -233,6 +262,26 @@ class IngestRun:
                     raise IngestError("disks %s and %s are the same file system; primary and backup copies must be on different disks"
                                       % (other["mount_point"], mount_point), mount_point)
         return disk
+
+    def _check_moved(self, label, mount_point, row):
+        """A registered disk seen at another mount point has moved, unless its
+        recorded mount point still holds a disk with that label: then two
+        disks share it and the registry would mix them up."""
+        if row is None or not row["mount_point"] or row["mount_point"] == mount_point:
+            return
+        old = row["mount_point"]
+        if (self.require_mount and not self.is_mount(old)) or not os.path.isdir(old):
+            return
+        if os.path.realpath(old) == os.path.realpath(mount_point) or (self.require_mount and _same_fs(old, mount_point)):
+            return  # the same disk (a bind mount, or another path to it)
+        try:
+            old_label = disk_label(old)
+        except OSError:
+            return
+        if old_label == label:
+            raise IngestError("disks %s and %s both have the label %s (the registry knows it at %s); every disk needs its own label: "
+                              "put a %s file holding a unique label at the root of each disk" % (old, mount_point, label, old, LABEL_FILE),
+                              mount_point)
 
     # -- stale temporaries -------------------------------------------------------
     def clean_pending(self, final=False):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import buffer_copy
+from ansible_collections.datasteward.storage.plugins.module_utils._ingest import IngestError, buffer_copy
 from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry
 
 
@@ -31,8 +31,8 @@ def make_file(path, data):
     return path
 
 
-def run(tree, primary=("P1",), **extra):
-    args = {"src": str(tree / "buffer"), "primary": [str(tree / p) for p in primary], "backup": [str(tree / "B1")],
+def run(tree, primary=("P1",), backup=None, **extra):
+    args = {"src": str(tree / "buffer"), "primary": [str(tree / p) for p in primary], "backup": backup or [str(tree / "B1")],
             "registry": str(tree / "registry.sqlite"), "settle_seconds": 0, "require_mount": False}
     args.update(extra)
     return buffer_copy(**args)
@@ -133,3 +133,39 @@ def test_crash_rerun_on_the_same_disks_reuses_the_copies(tree):
     assert result["copied_files"] == 1 and [c["reused"] for c in result["files"][0]["copies"]] == [True, True]
     assert result["stale_temporaries_removed"] == 0 and not warnings
     assert Registry(str(tree / "registry.sqlite")).pending() == []
+
+
+def test_two_disks_with_the_same_label_are_refused_before_any_work(tree):
+    for name in ("primary/01", "backup/01"):
+        (tree / name).mkdir(parents=True)
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    with pytest.raises(IngestError) as info:
+        run(tree, primary=("primary/01",), backup=[str(tree / "backup" / "01")])
+    msg = str(info.value)
+    assert "%s and %s both have the label 01" % (tree / "primary" / "01", tree / "backup" / "01") in msg
+    assert "put a .datasteward-disk file" in msg
+    assert os.listdir(str(tree / "primary" / "01")) == [] and os.listdir(str(tree / "backup" / "01")) == []
+    assert not (tree / "registry.sqlite").exists() and (tree / "buffer" / "a.dat").exists()
+
+    (tree / "backup" / "01" / ".datasteward-disk").write_text("B01\n")
+    result, dummy = run(tree, primary=("primary/01",), backup=[str(tree / "backup" / "01")])
+    assert result["copied_files"] == 1 and {d["label"] for d in result["disks_used"]} == {"01", "B01"}
+
+
+def test_a_label_still_present_at_its_registered_mount_point_is_refused_elsewhere(tree):
+    (tree / "B2").mkdir()
+    (tree / "B2" / ".datasteward-disk").write_text("P1\n")  # a copy of P1's label, e.g. a cloned disk
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    run(tree)
+    make_file(tree / "buffer" / "b.dat", b"b" * 100)
+    with pytest.raises(IngestError) as info:
+        run(tree, primary=("P2",), backup=[str(tree / "B2")])
+    assert "%s and %s both have the label P1" % (tree / "P1", tree / "B2") in str(info.value)
+    registry = Registry(str(tree / "registry.sqlite"))
+    assert (registry.disk("P1")["mount_point"], registry.disk("P1")["role"]) == (str(tree / "P1"), "primary")
+    assert not (tree / "B2" / "b.dat").exists()
+    # A disk that moved (nothing with its label left at the old place) is fine.
+    (tree / "P1" / ".datasteward-disk").write_text("P1\n")
+    os.rename(str(tree / "P1"), str(tree / "P1-old"))
+    result, dummy = run(tree, primary=("P2",), backup=[str(tree / "P1-old")])
+    assert result["copied_files"] == 1
