@@ -12,11 +12,23 @@ LINK := .collections/ansible_collections/datasteward/storage
 # e2fsprogs: small ext4 images for the copy tests).
 TEST_DEBS := bindfs smartmontools e2fsprogs
 
-.PHONY: setup site test bench lint sanity units integration changelog build clean test-deps
+.PHONY: setup site test bench lint sanity units integration changelog build clean test-deps python-venv
 
 setup: $(VENV)/.installed $(LINK) $(HOME)/.ansible/test/cache/.bootstrapped
 
+# Installs the Debian packages named in $(1) that are missing (as root;
+# otherwise it says which are missing and the next step fails).
+define install_debs
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages (install them as root):$$missing"; fi; \
+	fi
+endef
+
 $(VENV)/.installed: requirements.txt
+	@# Debian's python3 has no venv/ensurepip without python3-venv.
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(MAKE) --no-print-directory python-venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
@@ -33,12 +45,11 @@ $(HOME)/.ansible/test/cache/.bootstrapped: tests/utils/get_pip.py $(VENV)/.insta
 	$(BIN)/python tests/utils/get_pip.py --seed-ansible-test-cache
 	touch $@
 
+python-venv:
+	$(call install_debs,python3-venv)
+
 test-deps:
-	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "missing Debian packages (install as root):$$missing"; fi; \
-	fi
+	$(call install_debs,$(TEST_DEBS))
 
 site: setup
 	$(BIN)/ansible-playbook site.yml
