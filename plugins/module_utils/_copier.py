@@ -398,8 +398,11 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
             except OSError:
                 pass
 
-        for tgt in tgts:
-            tgt.dir_fd, dummy = open_tree_dir(tgt.root, tgt.parts[:-1], create=True)
+        for index, tgt in enumerate(tgts):
+            try:
+                tgt.dir_fd, dummy = open_tree_dir(tgt.root, tgt.parts[:-1], create=True)
+            except TargetFull as exc:  # no space (or no inode) for a directory: that disk is full
+                raise TargetFull(str(exc), exc.path, index)
             existing = lstat_at(tgt.dir_fd, tgt.name)
             if existing is not None and not stat.S_ISREG(existing.st_mode):
                 raise TargetConflict("%s exists and is not a regular file" % tgt.path, tgt.path)

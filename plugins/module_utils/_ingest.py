@@ -489,7 +489,7 @@ class IngestRun:
                     self.outcome(relpath, "failed", size, str(exc))
                     return False
                 disk_set = sets[0] if bad["role"] == "primary" else sets[1]
-                disk_set.mark_full(bad["mount_point"], bad["label"], None, "filled up while copying %s" % relpath)
+                disk_set.mark_full(bad["mount_point"], bad["label"], None, "filled up while copying %s (%s)" % (relpath, exc))
                 continue
             except (copier.SourceChanged, copier.SourceVanished) as exc:
                 self.registry.pending_remove(journal.take())

@@ -374,3 +374,30 @@ def test_sigkill_at_random_moments(tmp_path, buf, disks):
     assert not any(os.path.exists(str(buf / rel)) for rel in sources)  # the clean run finished everything
     for root in (p1, p2, b1):
         assert not [f for f in final_files(root) if os.path.basename(f).startswith(copier.TEMP_PREFIX)]
+
+
+def test_target_out_of_inodes_at_mkdir_moves_to_next_disk(tmp_path, buf, disks):
+    """A disk out of inodes refuses the target directory (ENOSPC from mkdir)
+    with plenty of bytes free: it is marked full and the next disk is used."""
+    (tmp_path / "P1").mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,nr_inodes=8", "tmpfs", str(tmp_path / "P1")],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
+    try:
+        p1 = str(tmp_path / "P1")
+        p2, b1 = disks(P2="8m", B1="8m")
+        rel = "a/b/c/d/e/f/g/h/i/deep.dat"
+        make_file(buf / rel, 1000)
+        make_file(buf / "z.dat", 1000)
+        res = run_module_process(tmp_path, "buffer_copy", base_args(tmp_path, buf, [p1, p2], [b1]))
+        assert res["copied_files"] == 2 and res["failed_files"] == 0, res
+        assert [(d["mount_point"], d["role"]) for d in res["disks_full"]] == [(p1, "primary")]
+        assert "No space left on device" in res["disks_full"][0]["reason"]
+        assert sha512(Path(p2, rel)) == sha512(buf / rel) == sha512(Path(b1, rel))
+        assert not final_files(p1)
+        conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
+        assert conn.execute("SELECT label, full FROM disks ORDER BY label").fetchall() == [("B1", 0), ("P1", 1), ("P2", 0)]
+        assert conn.execute("SELECT count(*) FROM pending").fetchone()[0] == 0
+    finally:
+        subprocess.run(["umount", "-l", str(tmp_path / "P1")], check=False)
