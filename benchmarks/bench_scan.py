@@ -166,12 +166,16 @@ def run(workdir: pathlib.Path, quick: bool = False) -> list:
         if du_best is None or wall < du_best:
             du_best, du_cpu = wall, cpu
         for label in ("auto", "1"):
-            _wall, cpu, data = _timed(lambda: _ours(tree, label))
+            wall, cpu, data = _timed(lambda: _ours(tree, label))
             data["cpu"] = cpu
+            data["process_seconds"] = min(wall, runs[label]["process_seconds"]) if label in runs else wall
             if label not in runs or data["seconds"] < runs[label]["seconds"]:
                 runs[label] = data
+            else:
+                runs[label]["process_seconds"] = data["process_seconds"]
     peak_mib = max(max(r["self_maxrss_kib"], r["children_maxrss_kib"]) for r in runs.values()) / 1024.0
 
+    total_mib = peak_mib * (1 + _workers())  # an upper bound: not all peak at once
     auto, single = runs["auto"], runs["1"]
     ok_bytes = auto["totals"]["allocated_bytes"] == du_bytes
     old_best = _best_of(1 if not quick else repeat, lambda: old_walk(str(tree)))
@@ -186,6 +190,9 @@ def run(workdir: pathlib.Path, quick: bool = False) -> list:
              "CPU s (incl. interpreter start) ours %.2f, du %.2f" % (
                  auto["totals"]["examined"] / auto["seconds"], repeat, peak_mib, "==" if ok_bytes else "!=",
                  auto["cpu"], du_cpu)),
+        _row("scan %d entries vs du -s, whole process" % entries, auto["process_seconds"], "du -s -x -B1", du_best,
+             round(auto["process_seconds"] / du_best, 2), "info", True,
+             "our time includes starting Python and importing the engine (du's includes its own start)"),
         _row("scan %d entries vs du -s (workers=1)" % entries, single["seconds"], "du -s -x -B1", du_best,
              round(single["seconds"] / du_best, 2), "info (one core)", True,
              "%d entries/s" % (single["totals"]["examined"] / single["seconds"])),
@@ -193,11 +200,12 @@ def run(workdir: pathlib.Path, quick: bool = False) -> list:
              monitor_best, round(monitor_ratio, 3), "<= 0.1", monitor_ratio <= 0.1,
              "%.1fx faster than the walk we replace, doing its per-file work (warm cache)" % (1 / monitor_ratio)),
         _row("scan %d entries vs listdir+isfile+getsize walk" % entries, auto["seconds"], "listdir+isfile+getsize (size only)",
-             old_best, round(old_ratio, 3), "info", True,
+             old_best, round(old_ratio, 3), "<= 0.1", old_ratio <= 0.1,
              "%.1fx faster than the size-only skeleton of that walk (warm cache)" % (1 / old_ratio)),
         _row("scan %d entries peak memory" % entries, auto["seconds"], "100 MiB", 0.0,
-             round(peak_mib / 100.0, 2), "< 1.0 (peak RSS / 100 MiB)", peak_mib < 100.0,
-             "peak RSS %.1f MiB (largest of parent and workers)" % peak_mib),
+             round(total_mib / 100.0, 2), "< 1.0 (peak RSS / 100 MiB)", total_mib < 100.0,
+             "at most %.1f MiB in all: parent and %d workers, each peaking at %.1f MiB or less"
+             % (total_mib, _workers(), peak_mib)),
     ]
 
 

@@ -90,10 +90,11 @@ options:
 notes:
   - Speed, measured by C(make bench) on a generated tree of 505,051 entries with a warm cache on a 2-CPU host
     (GNU du 9.1, Python 3.11); ratios are scan time over reference time in the same run, see C(docs/user_usage_info.md).
-  - Versus C(du -s -x -B1) the ratio was 0.94 to 0.97 with 2 workers (about 710,000 entries/s) and 1.8 with one
-    worker. Versus the walk of the scratch monitor this module replaces, doing its per-file work (listdir, isfile,
-    getatime, getsize, stat and getpwuid per file), 0.095 to 0.099 (about 10x faster); versus only the size-counting
-    skeleton of that walk (listdir, isfile, getsize), 0.26. Peak memory about 15 MiB per process.
+  - Versus C(du -s -x -B1) the ratio was 0.94 to 0.97 with 2 workers (about 710,000 entries/s; 1.01 when the time to
+    start Python is counted too) and 1.8 with one worker. Versus the walk of the scratch monitor this module replaces,
+    doing its per-file work (listdir, isfile, getatime, getsize, stat and getpwuid per file), 0.095 to 0.099 (about
+    10x faster); versus only the size-counting skeleton of that walk (listdir, isfile, getsize), 0.25 (4x).
+    Peak memory about 15 MiB per process.
   - The scan runs C(os.scandir) on each directory opened with C(O_NOFOLLOW), so a directory swapped for a
     symlink during the scan is reported, not followed.
 seealso:
