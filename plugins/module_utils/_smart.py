@@ -85,6 +85,10 @@ NVME_CRITICAL_WARNINGS = (
 # smartctl options that act on the drive rather than read it.
 WRITING_OPTIONS = frozenset(("-t", "--test", "-X", "--abort", "-s", "--smart", "-o", "--offlineauto", "-S", "--saveauto"))
 
+# ATA attributes whose normalised value is the remaining rated life of an SSD in
+# percent: Wear_Leveling_Count, Percent_Lifetime_Remain, SSD_Life_Left,
+# Media_Wearout_Indicator.
+SSD_LIFE_ATTRIBUTES = frozenset((177, 202, 231, 233))
 DEFAULT_LIMITS = {"temperature_limit_hdd": 60, "temperature_limit_ssd": 70, "wear_limit": 90}
 SELF_TESTS_REPORTED = 5
 
@@ -542,6 +546,15 @@ def assess(facts, acknowledge=None, limits=None):
             warning.append("%s raw value %d grew past the acknowledged %d" % (label, raw, known))
         else:
             warning.append("%s raw value is %d" % (label, raw))
+
+    if facts["is_ssd"]:
+        for attr in facts["attributes"]:
+            # Normalised values of these count down from 100 as the rated life is used.
+            if attr["id"] in SSD_LIFE_ATTRIBUTES and isinstance(attr["value"], int) and 0 <= attr["value"] <= 100:
+                used = 100 - attr["value"]
+                if used > limits["wear_limit"]:
+                    warning.append("SSD wear: attribute %s (%d) is at %d, about %d%% of the rated life used, over the wear limit %d%%"
+                                   % (attr["name"], attr["id"], attr["value"], used, limits["wear_limit"]))
 
     nvme = facts["nvme"]
     if nvme:

@@ -262,6 +262,19 @@ def test_nvme_spare_below_threshold_wear_and_media_errors(tmp_path):
     assert "NVMe percentage used 95% is over the wear limit 90%" not in facts["reasons"]
 
 
+def test_sata_ssd_wear(tmp_path):
+    """An ATA SSD's remaining-life attribute counting down past the wear limit
+    (this drive's threshold for it is 0, so smartctl itself raises nothing)."""
+    folder, smartctl = copy_fixture(tmp_path, "sata_ssd_0_issue_49")
+    assert read_one(folder, smartctl)["health"] == "ok"
+    edit(folder, r"^(177 Wear_Leveling_Count\s+\S+\s+)100(\s+)100", r"\g<1>007\g<2>007")
+    facts = read_one(folder, smartctl)
+    assert facts["is_ssd"] is True
+    assert (facts["health"], facts["reasons"]) == ("warning", [
+        "SSD wear: attribute Wear_Leveling_Count (177) is at 7, about 93% of the rated life used, over the wear limit 90%"])
+    assert read_one(folder, smartctl, limits={"wear_limit": 95})["health"] == "ok"
+
+
 def test_temperature_limits(tmp_path):
     smartctl = fake_smartctl.install(tmp_path, folder_of("singletests", "sata_hdd_0_issue42"), state_dir=tmp_path)
     folder = folder_of("singletests", "sata_hdd_0_issue42")
