@@ -17,7 +17,8 @@ description:
     failing now, smartctl's exit status says DISK FAILING or prefail attributes below threshold, an NVMe critical warning other than
     temperature is set or the NVMe available spare is below its threshold. V(warning) when a raw value of ATA attribute 5, 187, 188, 197
     or 198 (or the NVMe media error count, or the SCSI grown defect list) is not zero, an attribute failed in the past, the NVMe wear
-    or an ATA SSD's used life (attributes 177, 202, 231, 233) is over O(wear_limit), the temperature is over its limit, the NVMe temperature warning is set, or the last self-test failed.
+    or an ATA SSD's used life (attributes 177, 202, 231, 233) is over O(wear_limit), the temperature is over its limit, the NVMe
+    temperature warning is set, or the last self-test failed.
     V(unknown) when the drive could not be read; the other drives are still read.
   - With O(disk_map), each drive gets its site label, and drives in the map that are not present (RV(missing)) or present but not in the
     map (RV(unmapped)) are listed, so a swapped or dead drive shows up.
