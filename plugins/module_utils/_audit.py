@@ -18,7 +18,7 @@ import random
 import time
 
 from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import disk_label, sweep_pending
+from ansible_collections.datasteward.storage.plugins.module_utils._ingest import DiskLabelError, disk_label, sweep_pending
 from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry, RegistryError
 
 PROBLEMS = ("missing", "corrupt", "unreadable")
@@ -33,14 +33,21 @@ class AuditError(Exception):
         self.path = path
 
 
-def _disk_mounts(registry, mount_points, require_mount, is_mount):
-    """label -> mount point for every disk that is present now."""
+def _disk_mounts(registry, mount_points, require_mount, is_mount, warnings):
+    """label -> mount point for every disk that is present now; a disk whose
+    label cannot be read is left out (its copies are unavailable) with a warning."""
     found = {}
     candidates = list(mount_points or []) + [d["mount_point"] for d in registry.disks() if d["mount_point"]]
     for mount_point in candidates:
         if (require_mount and not is_mount(mount_point)) or not os.path.isdir(mount_point):
             continue
-        found.setdefault(disk_label(mount_point), mount_point)
+        try:
+            label = disk_label(mount_point)
+        except DiskLabelError as exc:
+            if str(exc) not in warnings:
+                warnings.append("%s; its copies count as unavailable" % exc)
+            continue
+        found.setdefault(label, mount_point)
     return found
 
 
@@ -84,6 +91,8 @@ def audit(registry, sample_size=None, older_than_days=None, labels=None, mount_p
                       clock, rng or random.Random())
     except RegistryError as exc:
         raise AuditError(str(exc), registry)
+    except OSError as exc:  # nothing in _audit should let one through; never a traceback
+        raise AuditError("%s: %s" % (exc.filename or registry, exc.strerror or exc), exc.filename or registry)
     finally:
         if lock is not None:
             lock.release()
@@ -92,8 +101,8 @@ def audit(registry, sample_size=None, older_than_days=None, labels=None, mount_p
 
 def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, require_mount, check_mode, is_mount, clock, rng):
     now = clock()
-    mounts = _disk_mounts(reg, mount_points, require_mount, is_mount)
     warnings = []
+    mounts = _disk_mounts(reg, mount_points, require_mount, is_mount, warnings)
     stale, swept = sweep_pending(reg, require_mount, is_mount, check_mode, warnings)
     sql = ("SELECT c.id, c.path, c.role, c.status, c.verified_at, c.file_id, d.label, f.path AS file_path, f.size, f.algorithm, f.digest "
            "FROM copies c JOIN disks d ON d.id = c.disk_id JOIN files f ON f.id = c.file_id")

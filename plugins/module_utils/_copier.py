@@ -136,6 +136,23 @@ def _strerror(exc):
     return exc.strerror or str(exc)
 
 
+def _fstat(fd, where):
+    """``fstat`` of an open file; an I/O error (a dying disk) is a CopyError."""
+    try:
+        return os.fstat(fd)
+    except OSError as exc:
+        raise CopyError("cannot stat %s: %s" % (where, _strerror(exc)), where)
+
+
+def _close(fd):
+    """Close a descriptor; a late error (the data was fsynced and verified,
+    or is being discarded) must not hide the outcome."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def open_root(root):
     """Open a tree root directory (the root itself may be any directory)."""
     try:
@@ -153,7 +170,7 @@ def open_tree_dir(root, parts, create=False, mode=0o755):
     fd = open_root(root)
     created = []
     try:
-        dev = os.fstat(fd).st_dev
+        dev = _fstat(fd, root).st_dev
         where = root
         for part in parts:
             where = os.path.join(where, part)
@@ -172,27 +189,35 @@ def open_tree_dir(root, parts, create=False, mode=0o755):
                     if exc.errno in _FULL_ERRNOS:
                         raise TargetFull("no space to create directory %s: %s" % (where, _strerror(exc)), where)
                     raise CopyError("cannot create directory %s: %s" % (where, _strerror(exc)), where)
-                child = os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
+                try:
+                    child = os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
+                except OSError as exc:
+                    raise CopyError("cannot open directory %s: %s" % (where, _strerror(exc)), where)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise UnsafePath("%s is a symlink or not a directory; refusing to follow it" % where, where)
                 raise CopyError("cannot open directory %s: %s" % (where, _strerror(exc)), where)
-            os.close(fd)
+            _close(fd)
             fd = child
-            if os.fstat(fd).st_dev != dev:
+            if _fstat(fd, where).st_dev != dev:
                 raise UnsafePath("%s is on another file system than %s; refusing to leave the tree" % (where, root), where)
         return fd, created
     except BaseException:
-        os.close(fd)
+        _close(fd)
         raise
 
 
-def lstat_at(dir_fd, name):
-    """``lstat`` of ``name`` in an open directory, or None when absent."""
+def lstat_at(dir_fd, name, where=None):
+    """``lstat`` of ``name`` in an open directory, or None when absent; any
+    other error (EIO on a dying disk, ENAMETOOLONG) is a CopyError naming
+    ``where`` (the full path)."""
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        where = where or name
+        raise CopyError("cannot stat %s: %s" % (where, _strerror(exc)), where)
 
 
 def same_content_stat(a, b):
@@ -251,16 +276,16 @@ def hash_file(root, relpath, algorithm, from_disk=True):
     try:
         fd = _open_source(dfd, parts[-1], where)
         try:
-            before = os.fstat(fd)
+            before = _fstat(fd, where)
             try:
                 digest, size = hash_fd(fd, algorithm, from_disk=from_disk)
             except OSError as exc:
                 raise CopyError("cannot read %s: %s" % (where, _strerror(exc)), where)
-            after = os.fstat(fd)
+            after = _fstat(fd, where)
         finally:
-            os.close(fd)
+            _close(fd)
     finally:
-        os.close(dfd)
+        _close(dfd)
     if not same_content_stat(before, after) or size != before.st_size:
         raise SourceChanged("%s changed while it was read" % where, where)
     return digest, size, before
@@ -289,9 +314,13 @@ def _open_source(dir_fd, name, where):
         if exc.errno == errno.ELOOP:
             raise UnsafePath("%s is a symlink; refusing to follow it" % where, where)
         raise CopyError("cannot read %s: %s" % (where, _strerror(exc)), where)
-    st = os.fstat(fd)
+    try:
+        st = _fstat(fd, where)
+    except CopyError:
+        _close(fd)
+        raise
     if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
+        _close(fd)
         raise UnsafePath("%s is not a regular file" % where, where)
     return fd
 
@@ -388,7 +417,7 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
     try:
         src_dir_fd = _open_source_dir(src_root, src_parts, src_path, "read")
         src_fd = _open_source(src_dir_fd, src_parts[-1], src_path)
-        before = os.fstat(src_fd)
+        before = _fstat(src_fd, src_path)
         if expect_stat is not None and (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns) != (
                 expect_stat.st_dev, expect_stat.st_ino, expect_stat.st_size, expect_stat.st_mtime_ns):
             raise SourceChanged("%s changed since it was scanned" % src_path, src_path)
@@ -403,7 +432,7 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
                 tgt.dir_fd, dummy = open_tree_dir(tgt.root, tgt.parts[:-1], create=True)
             except TargetFull as exc:  # no space (or no inode) for a directory: that disk is full
                 raise TargetFull(str(exc), exc.path, index)
-            existing = lstat_at(tgt.dir_fd, tgt.name)
+            existing = lstat_at(tgt.dir_fd, tgt.name, tgt.path)
             if existing is not None and not stat.S_ISREG(existing.st_mode):
                 raise TargetConflict("%s exists and is not a regular file" % tgt.path, tgt.path)
             if existing is not None and not replace:
@@ -449,7 +478,7 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
                     call()
             turn ^= 1
         digest = hasher.hexdigest()
-        after = os.fstat(src_fd)
+        after = _fstat(src_fd, src_path)
         if not same_content_stat(before, after) or size != after.st_size:
             raise SourceChanged("%s was modified while it was copied; not registered, left in place" % src_path, src_path)
         if expect_digest is not None and digest != expect_digest:
@@ -483,6 +512,9 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
             copies.append({"root": tgt.root, "relpath": tgt.relpath, "path": tgt.path, "verified_at": verified_at,
                            "reused": tgt.reused})
         return CopyResult(digest, size, before, copies)
+    except OSError as exc:  # a call not converted above; still named, never a traceback
+        where = exc.filename or src_path
+        raise CopyError("cannot copy %s to %s: %s (%s)" % (src_path, ", ".join(t.path for t in tgts), _strerror(exc), where), where)
     finally:
         for future in pending:
             try:
@@ -493,18 +525,18 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
             own_pool.shutdown(wait=True)
         for tgt in tgts:
             if tgt.fd is not None:
-                os.close(tgt.fd)
+                _close(tgt.fd)
             if tgt.temp is not None and tgt.dir_fd is not None:
                 try:
                     os.unlink(tgt.temp, dir_fd=tgt.dir_fd)
                 except OSError:
                     pass
             if tgt.dir_fd is not None:
-                os.close(tgt.dir_fd)
+                _close(tgt.dir_fd)
         if src_fd is not None:
-            os.close(src_fd)
+            _close(src_fd)
         if src_dir_fd is not None:
-            os.close(src_dir_fd)
+            _close(src_dir_fd)
 
 
 def _wait(futures):
@@ -539,14 +571,14 @@ def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE):
     except OSError as exc:
         raise VerifyFailed("cannot re-open %s to verify it: %s" % (where, _strerror(exc)), where)
     try:
-        if tgt.temp is None and not stat.S_ISREG(os.fstat(fd).st_mode):
+        if tgt.temp is None and not stat.S_ISREG(_fstat(fd, where).st_mode):
             raise TargetConflict("%s is not a regular file" % where, where)
         try:
             got, dummy = hash_fd(fd, algorithm, chunk_size)
         except OSError as exc:
             raise VerifyFailed("cannot read back %s: %s" % (where, _strerror(exc)), where)
     finally:
-        os.close(fd)
+        _close(fd)
     tgt.digest = got
     if got != digest:
         if tgt.temp is None:
@@ -563,7 +595,7 @@ def remove_file(root, relpath, expect_stat):
     where = os.path.join(root, relpath)
     dfd = _open_source_dir(root, parts, where, "removed")
     try:
-        current = lstat_at(dfd, parts[-1])
+        current = lstat_at(dfd, parts[-1], where)
         if current is None:
             raise SourceVanished("%s vanished before it could be removed" % where, where)
         if not stat.S_ISREG(current.st_mode) or not same_content_stat(current, expect_stat):
@@ -575,7 +607,7 @@ def remove_file(root, relpath, expect_stat):
             raise CopyError("cannot remove %s: %s" % (where, _strerror(exc)), where)
         return True
     finally:
-        os.close(dfd)
+        _close(dfd)
 
 
 def remove_temp(root, relpath, dry_run=False):
@@ -607,9 +639,9 @@ def regular_file_stat(root, relpath):
     except FileNotFoundError:
         return None
     try:
-        current = lstat_at(dfd, parts[-1])
+        current = lstat_at(dfd, parts[-1], os.path.join(root, relpath))
     finally:
-        os.close(dfd)
+        _close(dfd)
     return current if current is not None and stat.S_ISREG(current.st_mode) else None
 
 

@@ -13,6 +13,7 @@ the buffer file after re-checking it did not change. No AnsibleModule here.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -36,22 +37,43 @@ class IngestError(Exception):
         self.result = result
 
 
+class DiskLabelError(IngestError):
+    """A disk's label file exists but cannot be read (I/O error, not a
+    regular file); ``path`` names it."""
+
+
 def disk_label(mount_point):
     """The first word of ``<mount_point>/.datasteward-disk`` if that regular
-    file exists, else the mount point's basename."""
+    file exists, else the mount point's basename. A label file that exists
+    but cannot be read, or is not a regular file, raises DiskLabelError:
+    guessing the basename instead could file the disk's copies under
+    another disk."""
+    path = os.path.join(mount_point, LABEL_FILE)
     try:
-        fd = os.open(os.path.join(mount_point, LABEL_FILE), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        fd = None
-    if fd is not None:
-        try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                words = os.read(fd, 256).decode("utf-8", "replace").split()
-                if words:
-                    return words[0]
-        finally:
-            os.close(fd)
-    return os.path.basename(os.path.normpath(mount_point))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return os.path.basename(os.path.normpath(mount_point))
+        why = "it is a symlink" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise DiskLabelError("cannot read the disk label %s: %s" % (path, why), path)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DiskLabelError("cannot read the disk label %s: it is not a regular file" % path, path)
+        words = os.read(fd, 256).decode("utf-8", "replace").split()
+    except OSError as exc:
+        raise DiskLabelError("cannot read the disk label %s: %s" % (path, exc.strerror or exc), path)
+    finally:
+        os.close(fd)
+    return words[0] if words else os.path.basename(os.path.normpath(mount_point))
+
+
+def disk_label_or_none(mount_point):
+    """:func:`disk_label`, or None when the label file cannot be read (for
+    readers that only compare labels: an unreadable disk is not that disk)."""
+    try:
+        return disk_label(mount_point)
+    except DiskLabelError:
+        return None
 
 
 class NoDiskLeft(Exception):
@@ -274,10 +296,7 @@ class IngestRun:
             return
         if os.path.realpath(old) == os.path.realpath(mount_point) or (self.require_mount and _same_fs(old, mount_point)):
             return  # the same disk (a bind mount, or another path to it)
-        try:
-            old_label = disk_label(old)
-        except OSError:
-            return
+        old_label = disk_label_or_none(old)
         if old_label == label:
             raise IngestError("disks %s and %s both have the label %s (the registry knows it at %s); every disk needs its own label: "
                               "put a %s file holding a unique label at the root of each disk" % (old, mount_point, label, old, LABEL_FILE),
@@ -365,6 +384,9 @@ class IngestRun:
         except IngestError as exc:
             exc.result = self.result()
             raise
+        except OSError as exc:  # nothing above should let one through; never a traceback
+            where = exc.filename or self.src
+            raise IngestError("%s: %s" % (where, exc.strerror or exc), where, result=self.result())
         finally:
             if lock is not None:
                 lock.release()
@@ -549,7 +571,7 @@ def sweep_pending(registry, require_mount, is_mount, check_mode, warnings=None):
                     if warnings is not None:
                         warnings.append("%s: %s" % (os.path.join(root, final), keep))
                     continue
-        except (copier.CopyError, OSError) as exc:
+        except (copier.CopyError, DiskLabelError, OSError) as exc:
             if warnings is not None:
                 warnings.append("stale temporary %s: %s" % (os.path.join(root, path), getattr(exc, "strerror", None) or exc))
             continue

@@ -196,7 +196,7 @@ disks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import disk_label
+from ansible_collections.datasteward.storage.plugins.module_utils._ingest import disk_label_or_none
 from ansible_collections.datasteward.storage.plugins.module_utils._registry import (
     Registry,
     RegistryError,
@@ -229,7 +229,7 @@ def main():
         registry = Registry(params["registry"], readonly=True)
         try:
             files, matched = find_files(registry, params["patterns"], since, until, params["labels"], params["limit"], params["date_field"])
-            disks = disk_summary(registry, params["labels"], label_of=disk_label)
+            disks = disk_summary(registry, params["labels"], label_of=disk_label_or_none)
         finally:
             registry.close()
     except RegistryError as exc:

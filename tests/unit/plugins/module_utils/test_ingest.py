@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -169,3 +170,66 @@ def test_a_label_still_present_at_its_registered_mount_point_is_refused_elsewher
     os.rename(str(tree / "P1"), str(tree / "P1-old"))
     result, dummy = run(tree, primary=("P2",), backup=[str(tree / "P1-old")])
     assert result["copied_files"] == 1
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_label_file_that_cannot_be_read_is_named(tree, kind):
+    """A label file that exists but is no regular file is an error naming it,
+    not a silent fall-back to the basename (which could file the disk's
+    copies under another disk), and a FIFO never blocks the run."""
+    label = tree / "P1" / ".datasteward-disk"
+    os.mkdir(str(label)) if kind == "directory" else os.mkfifo(str(label))
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    with pytest.raises(IngestError) as info:
+        run(tree)
+    assert "cannot read the disk label %s: it is not a regular file" % label in str(info.value)
+    assert info.value.path == str(label) and (tree / "buffer" / "a.dat").exists()
+
+
+def test_label_read_error_is_named(tree, monkeypatch):
+    (tree / "P1" / ".datasteward-disk").write_text("P01\n")
+
+    def dead_disk(fd, size):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "read", dead_disk)
+    with pytest.raises(IngestError) as info:
+        run(tree)
+    assert "cannot read the disk label %s: Input/output error" % (tree / "P1" / ".datasteward-disk") in str(info.value)
+
+
+def test_io_error_on_a_target_fails_that_file_and_the_run_goes_on(tree, monkeypatch):
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    make_file(tree / "buffer" / "b.dat", b"b" * 100)
+    real_stat = os.stat
+
+    def stat_with_eio(path, *args, **kwargs):
+        if path == "a.dat" and kwargs.get("dir_fd") is not None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_with_eio)
+    result, warnings = run(tree)
+    assert [(f["path"], f["status"]) for f in result["files"]] == [("a.dat", "failed"), ("b.dat", "copied")]
+    assert result["files"][0]["msg"] == "cannot stat %s: Input/output error" % (tree / "P1" / "a.dat")
+    assert (tree / "buffer" / "a.dat").exists() and not (tree / "P1" / "a.dat").exists()
+    assert Registry(str(tree / "registry.sqlite")).pending() == []
+
+
+def test_engine_never_lets_a_bare_oserror_through(tree, monkeypatch):
+    """fstat of an open file on a dying disk: a named CopyError, not a traceback."""
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    real_fstat = os.fstat
+    calls = []
+
+    def fstat_with_eio(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_fstat(fd)
+
+    monkeypatch.setattr(os, "fstat", fstat_with_eio)
+    with pytest.raises(copier.CopyError) as info:
+        copier.copy_verified(str(tree / "buffer"), "a.dat", [(str(tree / "P1"), "a.dat")])
+    assert "Input/output error" in str(info.value) and info.value.path
+    assert sorted(os.listdir(str(tree / "P1"))) == []

@@ -142,3 +142,17 @@ def test_info_bad_input_and_absent_registry(tmp_path):
     assert res["matched"] == 0 and res["disks"] == [] and not (tmp_path / "none.sqlite").exists()
     res = run_module_process(tmp_path, "copy_registry_info", {"registry": str(tmp_path / "none.sqlite"), "since": "yesterday"}, failed=True)
     assert res["failed"] and "since: 'yesterday' is not a date" in res["msg"]
+
+
+def test_unreadable_label_file_is_reported_not_a_traceback(tmp_path, station):
+    """A label file that is a directory (a real OSError path: it cannot be
+    read as a label) makes that disk unavailable with a warning, for the
+    audit and the info module alike; the other disk is still audited."""
+    registry, p1, b1, dummy = station
+    os.unlink(os.path.join(p1, ".datasteward-disk"))
+    os.mkdir(os.path.join(p1, ".datasteward-disk"))
+    res = run_module_process(tmp_path, "registry_audit", {"registry": registry})
+    assert res["disks_present"] == ["B1"] and res["ok_copies"] == 3 and res["unavailable_copies"] == 3
+    assert "cannot read the disk label %s" % os.path.join(p1, ".datasteward-disk") in str(res["warnings"])
+    res = run_module_process(tmp_path, "copy_registry_info", {"registry": registry})
+    assert {d["label"]: d["mounted"] for d in res["disks"]} == {"P01": False, "B1": True}
