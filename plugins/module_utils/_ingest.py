@@ -123,10 +123,23 @@ class DiskSet:
             raise IngestError("%s disk %s does not exist or is not a directory" % (self.role, mount_point), mount_point)
         return label, row
 
+    def _usable(self, mount_point, reasons):
+        """:meth:`_present`, or None for a disk unusable in this run (its
+        label cannot be read), which is reported once."""
+        if mount_point in self.run.unusable:
+            reasons.append("%s unusable: %s" % (mount_point, self.run.unusable[mount_point]))
+            return None
+        try:
+            return self._present(mount_point, reasons)
+        except DiskLabelError as exc:
+            self.run.mark_unusable(mount_point, self.role, str(exc))
+            reasons.append("%s unusable: %s" % (mount_point, exc))
+            return None
+
     def precheck(self):
         """Before any work: the current disk of the set must be present."""
         for mount_point in self.mount_points:
-            if self._present(mount_point, []) is not None:
+            if self._usable(mount_point, []) is not None:
                 return
 
     def choose(self, size):
@@ -137,14 +150,17 @@ class DiskSet:
             if mount_point in self.full:
                 reasons.append("%s full" % mount_point)
                 continue
-            present = self._present(mount_point, reasons)
+            present = self._usable(mount_point, reasons)
             if present is None:
                 continue
             label, row = present
             try:
                 st = self.run.statvfs(mount_point)
-            except OSError as exc:
-                raise IngestError("%s disk %s: cannot read free space: %s" % (self.role, mount_point, exc.strerror or exc), mount_point)
+            except OSError as exc:  # a dead disk: not this run's, the next one may do
+                why = "cannot read free space of %s: %s" % (mount_point, exc.strerror or exc)
+                self.run.mark_unusable(mount_point, self.role, why, label)
+                reasons.append("%s unusable: %s" % (mount_point, why))
+                continue
             free = st.f_bavail * st.f_frsize - self.run.min_free_bytes - self.run.planned.get(mount_point, 0)
             if free < size + SLACK_BYTES:
                 self.mark_full(mount_point, label, row, "%d bytes free (after min_free_bytes), next file needs %d" % (free, size))
@@ -214,6 +230,17 @@ class IngestRun:
         self.newest_age = None
         self.registry = None
         self.labels = {}       # mount point -> label, read once per run
+        self.unusable = {}     # mount point -> why it cannot be used in this run
+        self.disks_unusable = []
+
+    def mark_unusable(self, mount_point, role, reason, label=None):
+        """Leave a disk out of this run (dead, unreadable label), reported
+        in ``disks_unusable`` and as a warning; its set goes on with the next."""
+        if mount_point in self.unusable:
+            return
+        self.unusable[mount_point] = reason
+        self.disks_unusable.append({"label": label, "mount_point": mount_point, "role": role, "reason": reason})
+        self.warnings.append("%s disk %s not used in this run: %s" % (role, mount_point, reason))
 
     def label_of(self, mount_point):
         """The disk label at ``mount_point``, read once per run."""
@@ -253,7 +280,11 @@ class IngestRun:
         for mount_point in self.primary + self.backup:
             if (self.require_mount and not self.is_mount(mount_point)) or not os.path.isdir(mount_point):
                 continue  # not written in this run (missing, or a shelved full disk)
-            label = self.label_of(mount_point)
+            try:
+                label = self.label_of(mount_point)
+            except DiskLabelError as exc:
+                self.mark_unusable(mount_point, "primary" if mount_point in self.primary else "backup", str(exc))
+                continue
             other = seen.get(label)
             if other is not None and os.path.realpath(other) != os.path.realpath(mount_point):
                 raise IngestError("disks %s and %s both have the label %s; every disk needs its own label: put a %s file holding a "
@@ -343,6 +374,7 @@ class IngestRun:
             "copy_seconds": round(self.copy_seconds, 3),
             "disks_used": self.disks_used,
             "disks_full": self.disks_full,
+            "disks_unusable": self.disks_unusable,
             "files": self.files,
             "files_truncated": self.truncated,
             "newest_file_age_seconds": self.newest_age,

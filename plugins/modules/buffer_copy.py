@@ -261,6 +261,30 @@ disks_full:
       description: Why it counts as full.
       type: str
       sample: 1048576 bytes free (after min_free_bytes), next file needs 4194304
+disks_unusable:
+  description:
+    - Disks left out of this run because they could not be used (free space or label file unreadable, e.g. a dead disk); the next
+      disk of their set is used instead. Also given as warnings.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    label:
+      description: Disk label, null when it could not be read.
+      type: str
+      sample: P01
+    mount_point:
+      description: Where it is mounted.
+      type: str
+      sample: /mnt/P01
+    role:
+      description: V(primary) or V(backup).
+      type: str
+      sample: primary
+    reason:
+      description: Why it is not used.
+      type: str
+      sample: "cannot read free space of /mnt/P01: Input/output error"
 files:
   description: Per-file outcomes, at most 1000 (see RV(files_truncated)). Files too new to copy are only counted.
   returned: always

@@ -182,8 +182,17 @@ def test_label_file_that_cannot_be_read_is_named(tree, kind):
     make_file(tree / "buffer" / "a.dat", b"a" * 100)
     with pytest.raises(IngestError) as info:
         run(tree)
-    assert "cannot read the disk label %s: it is not a regular file" % label in str(info.value)
-    assert info.value.path == str(label) and (tree / "buffer" / "a.dat").exists()
+    assert "no primary disk can take %s" % (tree / "buffer" / "a.dat") in str(info.value)
+    assert "%s unusable: cannot read the disk label %s: it is not a regular file" % (tree / "P1", label) in str(info.value)
+    assert info.value.result["disks_unusable"] == [
+        {"label": None, "mount_point": str(tree / "P1"), "role": "primary",
+         "reason": "cannot read the disk label %s: it is not a regular file" % label}]
+    assert (tree / "buffer" / "a.dat").exists() and os.listdir(str(tree / "B1")) == []
+    # The next disk of the set takes the file.
+    result, warnings = run(tree, primary=("P1", "P2"))
+    assert result["copied_files"] == 1 and (tree / "P2" / "a.dat").exists()
+    assert [d["mount_point"] for d in result["disks_unusable"]] == [str(tree / "P1")]
+    assert any("primary disk %s not used in this run: cannot read the disk label %s" % (tree / "P1", label) in w for w in warnings)
 
 
 def test_label_read_error_is_named(tree, monkeypatch):
@@ -193,9 +202,9 @@ def test_label_read_error_is_named(tree, monkeypatch):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
     monkeypatch.setattr(os, "read", dead_disk)
-    with pytest.raises(IngestError) as info:
-        run(tree)
-    assert "cannot read the disk label %s: Input/output error" % (tree / "P1" / ".datasteward-disk") in str(info.value)
+    result, warnings = run(tree)  # nothing to copy: reported, the run is fine
+    assert result["disks_unusable"] == [{"label": None, "mount_point": str(tree / "P1"), "role": "primary",
+                                         "reason": "cannot read the disk label %s: Input/output error" % (tree / "P1" / ".datasteward-disk")}]
 
 
 def test_io_error_on_a_target_fails_that_file_and_the_run_goes_on(tree, monkeypatch):
@@ -233,3 +242,29 @@ def test_engine_never_lets_a_bare_oserror_through(tree, monkeypatch):
         copier.copy_verified(str(tree / "buffer"), "a.dat", [(str(tree / "P1"), "a.dat")])
     assert "Input/output error" in str(info.value) and info.value.path
     assert sorted(os.listdir(str(tree / "P1"))) == []
+
+
+def test_disk_whose_free_space_cannot_be_read_is_skipped_for_the_run(tree):
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    make_file(tree / "buffer" / "b.dat", b"b" * 100)
+    calls = []
+
+    def statvfs(path):
+        calls.append(path)
+        if path == str(tree / "P1"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return os.statvfs(path)
+
+    result, warnings = run(tree, primary=("P1", "P2"), statvfs=statvfs)
+    assert result["copied_files"] == 2 and (tree / "P2" / "a.dat").exists() and (tree / "P2" / "b.dat").exists()
+    why = "cannot read free space of %s: Input/output error" % (tree / "P1")
+    assert result["disks_unusable"] == [{"label": "P1", "mount_point": str(tree / "P1"), "role": "primary", "reason": why}]
+    assert warnings == ["primary disk %s not used in this run: %s" % (tree / "P1", why)]
+    assert calls.count(str(tree / "P1")) == 1 and result["disks_full"] == []
+    assert not Registry(str(tree / "registry.sqlite")).disk("P1")  # not marked full, not registered
+
+    make_file(tree / "buffer" / "c.dat", b"c" * 100)
+    with pytest.raises(IngestError) as info:
+        run(tree, statvfs=statvfs)  # P1 is the only primary: a clean stop naming it
+    assert "no primary disk can take %s" % (tree / "buffer" / "c.dat") in str(info.value) and why in str(info.value)
+    assert info.value.result["disks_unusable"][0]["mount_point"] == str(tree / "P1") and (tree / "buffer" / "c.dat").exists()
