@@ -403,8 +403,11 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
     ``expect_stat``: the source must still be the file seen when scanning.
     ``journal``: object with ``add_all([(root, relpath), ...])``, called
     once (and durably recorded) before the temporaries are created, so a
-    rerun can remove temporaries left by a killed run.
-    Raises a CopyError subclass; no temporary survives an exception.
+    rerun can remove temporaries left by a killed run, and ``keep([(root,
+    relpath), ...])``, called for temporaries that could not be removed after
+    a failure: their entries must stay for a later sweep.
+    Raises a CopyError subclass; no temporary survives an exception, except
+    one whose unlink failed, which is handed to ``journal.keep``.
     """
     src_path = os.path.join(src_root, src_relpath)
     src_parts = split_relpath(src_relpath)
@@ -414,6 +417,7 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
         own_pool = pool = ThreadPoolExecutor(max_workers=len(tgts) + 1)
     src_dir_fd = src_fd = None
     pending = []
+    left = []
     try:
         src_dir_fd = _open_source_dir(src_root, src_parts, src_path, "read")
         src_fd = _open_source(src_dir_fd, src_parts[-1], src_path)
@@ -529,14 +533,18 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
             if tgt.temp is not None and tgt.dir_fd is not None:
                 try:
                     os.unlink(tgt.temp, dir_fd=tgt.dir_fd)
-                except OSError:
-                    pass
+                except FileNotFoundError:
+                    pass  # gone: nothing left to sweep
+                except OSError:  # still there: its journal entry must stay
+                    left.append((tgt.root, os.path.join(os.path.dirname(tgt.relpath), tgt.temp)))
             if tgt.dir_fd is not None:
                 _close(tgt.dir_fd)
         if src_fd is not None:
             _close(src_fd)
         if src_dir_fd is not None:
             _close(src_dir_fd)
+        if left and getattr(journal, "keep", None) is not None:
+            journal.keep(left)
 
 
 def _wait(futures):

@@ -298,9 +298,18 @@ class Journal:
     def __init__(self, registry):
         self.registry = registry
         self.ids = []
+        self.entries = {}
 
     def add_all(self, entries):
-        self.ids.extend(self.registry.pending_add_all(entries))
+        ids = self.registry.pending_add_all(entries)
+        self.entries.update(zip([tuple(entry) for entry in entries], ids))
+        self.ids.extend(ids)
+
+    def keep(self, entries):
+        """Temporaries still on disk (their unlink failed): :meth:`take`
+        leaves their entries out, so the rows stay for a later sweep."""
+        kept = {self.entries.get(tuple(entry)) for entry in entries}
+        self.ids = [pid for pid in self.ids if pid not in kept]
 
     def take(self):
         ids, self.ids = self.ids, []

@@ -268,3 +268,52 @@ def test_disk_whose_free_space_cannot_be_read_is_skipped_for_the_run(tree):
         run(tree, statvfs=statvfs)  # P1 is the only primary: a clean stop naming it
     assert "no primary disk can take %s" % (tree / "buffer" / "c.dat") in str(info.value) and why in str(info.value)
     assert info.value.result["disks_unusable"][0]["mount_point"] == str(tree / "P1") and (tree / "buffer" / "c.dat").exists()
+
+
+def test_temporary_that_cannot_be_removed_keeps_its_journal_row(tree, monkeypatch):
+    """A copy fails (conflict on P1) and the backup's temporary cannot be
+    unlinked: its pending row stays, so a later run still finds and removes it."""
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    (tree / "P1" / "a.dat").write_bytes(b"other data")
+    real_unlink = os.unlink
+
+    def unlink_fails_for_temporaries(path, *args, **kwargs):
+        if os.path.basename(path).startswith(copier.TEMP_PREFIX):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink_fails_for_temporaries)
+    result, warnings = run(tree)
+    assert result["files"][0]["status"] == "conflict"
+    temps = [name for name in os.listdir(str(tree / "B1")) if name.startswith(copier.TEMP_PREFIX)]
+    assert len(temps) == 1
+    assert [(row["root"], row["path"]) for row in Registry(str(tree / "registry.sqlite")).pending()] == [(str(tree / "B1"), temps[0])]
+    assert any("stale temporary %s" % (tree / "B1" / temps[0]) in warning for warning in warnings)
+
+    monkeypatch.setattr(os, "unlink", real_unlink)
+    result, warnings = run(tree)
+    assert result["stale_temporaries_removed"] == 1 and os.listdir(str(tree / "B1")) == []
+    assert Registry(str(tree / "registry.sqlite")).pending() == []
+
+
+def test_journal_keep_leaves_rows_of_temporaries_still_there(tree, monkeypatch):
+    """Every caller drops the rows ``journal.take()`` gives after a failure
+    (here registry_audit's repair path shares the same Journal)."""
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    registry = Registry(str(tree / "registry.sqlite"))
+    journal = Journal(registry)
+    real_unlink = os.unlink
+    monkeypatch.setattr(os, "unlink", lambda path, *a, **k: (_ for _ in ()).throw(PermissionError(errno.EPERM, "Operation not permitted"))
+                        if str(path).startswith(copier.TEMP_PREFIX) else real_unlink(path, *a, **k))
+    with pytest.raises(copier.VerifyFailed):
+        copier.copy_verified(str(tree / "buffer"), "a.dat", [(str(tree / "P1"), "a.dat"), (str(tree / "B1"), "a.dat")],
+                             expect_digest="0" * 128, journal=journal)
+    assert journal.take() == [] and len(registry.pending()) == 2
+    monkeypatch.setattr(os, "unlink", real_unlink)
+    # ENOENT counts as gone: the rows of temporaries that vanished are dropped.
+    journal = Journal(registry)
+    monkeypatch.setattr(os, "unlink", lambda path, *a, **k: (_ for _ in ()).throw(FileNotFoundError(errno.ENOENT, "gone"))
+                        if str(path).startswith(copier.TEMP_PREFIX) else real_unlink(path, *a, **k))
+    with pytest.raises(copier.VerifyFailed):
+        copier.copy_verified(str(tree / "buffer"), "a.dat", [(str(tree / "P2"), "a.dat")], expect_digest="0" * 128, journal=journal)
+    assert len(journal.take()) == 1
