@@ -401,3 +401,38 @@ def test_target_out_of_inodes_at_mkdir_moves_to_next_disk(tmp_path, buf, disks):
         assert conn.execute("SELECT count(*) FROM pending").fetchone()[0] == 0
     finally:
         subprocess.run(["umount", "-l", str(tmp_path / "P1")], check=False)
+
+
+def test_source_modified_during_its_copy_not_registered_not_removed(tmp_path, buf, disks, monkeypatch):
+    """A writer appends to the source after the first chunk was read (the
+    engine's read is wrapped so this happens deterministically mid-copy)."""
+    p1, b1 = disks(P1="64m", B1="64m")
+    src = make_file(buf / "live.dat", 3 * copier.CHUNK_SIZE + 12345)
+    make_file(buf / "other.dat", 100)
+    expected = hashlib.sha512(src.read_bytes() + b"late data").hexdigest()  # what the writer leaves
+    ino = src.stat().st_ino
+    real_readv = os.readv
+    reads = []
+
+    def readv_then_append(fd, buffers):
+        count = real_readv(fd, buffers)
+        if os.fstat(fd).st_ino == ino:
+            reads.append(count)
+            if len(reads) == 1:
+                with open(str(src), "ab") as handle:
+                    handle.write(b"late data")
+        return count
+
+    monkeypatch.setattr(os, "readv", readv_then_append)
+    run = IngestRun(str(buf), [p1], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0, remove_source=True)
+    res = run.execute()
+    assert len(reads) > 2 and reads[0] == copier.CHUNK_SIZE  # the copy was under way when the source changed
+    assert res["unsettled_files"] == 1 and res["copied_files"] == 1 and res["removed_files"] == 1
+    live = [f for f in res["files"] if f["path"] == "live.dat"][0]
+    assert live["status"] == "unsettled" and not live["removed"] and "was modified while it was copied" in live["msg"]
+    assert src.exists() and sha512(src) == expected  # left as the writer made it
+    for root in (p1, b1):
+        assert sorted(os.listdir(root)) == ["other.dat"]  # no final-named copy, no temporary
+    conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
+    assert conn.execute("SELECT path FROM files").fetchall() == [("other.dat",)]
+    assert conn.execute("SELECT count(*) FROM pending").fetchone()[0] == 0
