@@ -457,6 +457,32 @@ class IngestRun:
                 copied_files += 1
                 copied_bytes += st.st_size
 
+    def _predict_targets(self, relpath, disks, copies):
+        """Check mode: what the real run would find at the final names. An
+        existing file is hashed with the source (reads only): the same
+        content is reused, other content is a conflict. Returns
+        ``(status, msg)`` of a file that would not be copied, else None."""
+        src_digest = None
+        for disk, copy in zip(disks, copies):
+            path = copy["path"]
+            try:
+                existing = copier.regular_file_stat(disk["mount_point"], relpath)
+                if existing is None:
+                    copy["reused"] = False
+                    if os.path.lexists(path):
+                        return "conflict", "%s exists and is not a regular file; buffer file kept" % path
+                    continue
+                if src_digest is None:
+                    src_digest = copier.hash_file(self.src, relpath, self.algorithm, from_disk=False)[0]
+                got = copier.hash_file(disk["mount_point"], relpath, self.algorithm, from_disk=False)[0]
+            except copier.CopyError as exc:
+                return "failed", str(exc)
+            if got != src_digest:
+                return "conflict", "%s already exists with other content (%s %s, source %s); buffer file kept" % (
+                    path, self.algorithm, got, src_digest)
+            copy["reused"] = True
+        return None
+
     def _registered(self, relpath, st, reg):
         path = os.path.join(self.src, relpath)
         if reg["size"] != st.st_size:
@@ -474,13 +500,6 @@ class IngestRun:
                     path, bad[0]["label"], bad[0]["status"])
                 self.warnings.append(msg)
                 self.outcome(relpath, "skipped", st.st_size, msg)
-                return
-        if self.remove_source and self.check_mode:
-            if st.st_mtime == reg["mtime"]:
-                self.changed = True
-                self.outcome(relpath, "skipped", st.st_size, removed=True)
-                self.counts["removed"] += 1
-                self.bytes["removed"] += st.st_size
                 return
         try:
             digest, dummy, seen = copier.hash_file(self.src, relpath, reg["algorithm"], from_disk=False)
@@ -523,6 +542,11 @@ class IngestRun:
                                   % exc.describe(os.path.join(self.src, relpath)), os.path.join(self.src, relpath))
             copies = [{"role": d["role"], "label": d["label"], "path": os.path.join(d["mount_point"], relpath)} for d in disks]
             if self.check_mode:
+                problem = self._predict_targets(relpath, disks, copies)
+                if problem is not None:
+                    status, msg = problem
+                    self.outcome(relpath, status, size, msg, copies=copies)
+                    return False
                 for disk in disks:
                     self.planned[disk["mount_point"]] = self.planned.get(disk["mount_point"], 0) + size + SLACK_BYTES
                 self.changed = True

@@ -317,3 +317,29 @@ def test_journal_keep_leaves_rows_of_temporaries_still_there(tree, monkeypatch):
     with pytest.raises(copier.VerifyFailed):
         copier.copy_verified(str(tree / "buffer"), "a.dat", [(str(tree / "P2"), "a.dat")], expect_digest="0" * 128, journal=journal)
     assert len(journal.take()) == 1
+
+
+def test_check_mode_predicts_existing_targets_like_the_real_run(tree):
+    make_file(tree / "buffer" / "same.dat", b"s" * 100)
+    make_file(tree / "buffer" / "other.dat", b"o" * 100)
+    make_file(tree / "buffer" / "new.dat", b"n" * 100)
+    (tree / "P1" / "same.dat").write_bytes(b"s" * 100)   # a crash's verified copy
+    (tree / "B1" / "other.dat").write_bytes(b"x" * 100)  # someone else's data
+    predicted, dummy = run(tree, check_mode=True)
+    real, dummy = run(tree)
+    for result in (predicted, real):
+        assert [(f["path"], f["status"]) for f in result["files"]] == [("new.dat", "copied"), ("other.dat", "conflict"), ("same.dat", "copied")]
+        assert [c["reused"] for c in result["files"][2]["copies"]] == [True, False]
+        assert "%s already exists with other content" % (tree / "B1" / "other.dat") in result["files"][1]["msg"]
+    assert (tree / "B1" / "other.dat").read_bytes() == b"x" * 100
+
+
+def test_check_mode_remove_source_hashes_a_registered_file_first(tree):
+    src = make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    run(tree)
+    mtime = src.stat().st_mtime
+    src.write_bytes(b"b" * 100)  # same size and mtime, other content
+    os.utime(str(src), (mtime, mtime))
+    for check_mode in (True, False):
+        result, dummy = run(tree, remove_source=True, check_mode=check_mode)
+        assert result["conflict_files"] == 1 and result["removed_files"] == 0 and not result["changed"] and src.exists()
