@@ -296,6 +296,14 @@ def test_temporary_that_cannot_be_removed_keeps_its_journal_row(tree, monkeypatc
     assert Registry(str(tree / "registry.sqlite")).pending() == []
 
 
+def failing_unlink(real_unlink, error):
+    def unlink(path, *args, **kwargs):
+        if str(path).startswith(copier.TEMP_PREFIX):
+            raise error
+        return real_unlink(path, *args, **kwargs)
+    return unlink
+
+
 def test_journal_keep_leaves_rows_of_temporaries_still_there(tree, monkeypatch):
     """Every caller drops the rows ``journal.take()`` gives after a failure
     (here registry_audit's repair path shares the same Journal)."""
@@ -303,8 +311,7 @@ def test_journal_keep_leaves_rows_of_temporaries_still_there(tree, monkeypatch):
     registry = Registry(str(tree / "registry.sqlite"))
     journal = Journal(registry)
     real_unlink = os.unlink
-    monkeypatch.setattr(os, "unlink", lambda path, *a, **k: (_ for _ in ()).throw(PermissionError(errno.EPERM, "Operation not permitted"))
-                        if str(path).startswith(copier.TEMP_PREFIX) else real_unlink(path, *a, **k))
+    monkeypatch.setattr(os, "unlink", failing_unlink(real_unlink, PermissionError(errno.EPERM, "Operation not permitted")))
     with pytest.raises(copier.VerifyFailed):
         copier.copy_verified(str(tree / "buffer"), "a.dat", [(str(tree / "P1"), "a.dat"), (str(tree / "B1"), "a.dat")],
                              expect_digest="0" * 128, journal=journal)
@@ -312,8 +319,7 @@ def test_journal_keep_leaves_rows_of_temporaries_still_there(tree, monkeypatch):
     monkeypatch.setattr(os, "unlink", real_unlink)
     # ENOENT counts as gone: the rows of temporaries that vanished are dropped.
     journal = Journal(registry)
-    monkeypatch.setattr(os, "unlink", lambda path, *a, **k: (_ for _ in ()).throw(FileNotFoundError(errno.ENOENT, "gone"))
-                        if str(path).startswith(copier.TEMP_PREFIX) else real_unlink(path, *a, **k))
+    monkeypatch.setattr(os, "unlink", failing_unlink(real_unlink, FileNotFoundError(errno.ENOENT, "gone")))
     with pytest.raises(copier.VerifyFailed):
         copier.copy_verified(str(tree / "buffer"), "a.dat", [(str(tree / "P2"), "a.dat")], expect_digest="0" * 128, journal=journal)
     assert len(journal.take()) == 1
