@@ -51,23 +51,6 @@ def _disk_mounts(registry, mount_points, require_mount, is_mount, warnings):
     return found
 
 
-def check_copy(mount_point, relpath, algorithm, digest):
-    """Hash one copy from disk: ``(status, detail)``."""
-    try:
-        got, dummy, dummy2 = copier.hash_file(mount_point, relpath, algorithm, from_disk=True)
-    except copier.SourceVanished:
-        return "missing", "%s does not exist" % os.path.join(mount_point, relpath)
-    except copier.UnsafePath as exc:
-        return "corrupt", str(exc)
-    except copier.CopyError as exc:  # changed while read, I/O error
-        return "unreadable", str(exc)
-    except OSError as exc:  # fstat of an open file on a dying disk
-        return "unreadable", "cannot read %s: %s" % (os.path.join(mount_point, relpath), exc.strerror or exc)
-    if got != digest:
-        return "corrupt", "%s digest %s does not match the registered %s" % (algorithm, got, digest)
-    return "ok", None
-
-
 def audit(registry, sample_size=None, older_than_days=None, labels=None, mount_points=None, repair=False,
           require_mount=True, check_mode=False, is_mount=os.path.ismount, clock=time.time, rng=None):
     """Run one audit; returns ``(result, warnings)``. Raises AuditError."""
@@ -128,7 +111,7 @@ def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, requ
         if mount_point is None:
             counts["unavailable"] += 1
             continue
-        status, detail = check_copy(mount_point, row["path"], row["algorithm"], row["digest"])
+        status, detail = copier.check_copy(mount_point, row["path"], row["algorithm"], row["digest"])
         counts["checked"] += 1
         counts[status] += 1
         if status != "unreadable":
@@ -185,7 +168,7 @@ def _repair(reg, row, mount_point, mounts, verified_ok, check_mode):
         if twin_mount is None:
             continue
         if not verified_ok.get(twin["id"]):
-            status, dummy = check_copy(twin_mount, twin["path"], row["algorithm"], row["digest"])
+            status, dummy = copier.check_copy(twin_mount, twin["path"], row["algorithm"], row["digest"])
             if status != "ok":
                 continue
             verified_ok[twin["id"]] = True

@@ -569,6 +569,25 @@ def _preserve(fd, st):
         pass  # metadata is best effort; content is what is verified
 
 
+def check_copy(mount_point, relpath, algorithm, digest):
+    """Verify one copy against its registered digest, read from the disk (not
+    the page cache): ``(status, detail)`` with status ``ok``, ``missing``,
+    ``corrupt`` or ``unreadable``."""
+    try:
+        got, dummy, dummy2 = hash_file(mount_point, relpath, algorithm, from_disk=True)
+    except SourceVanished:
+        return "missing", "%s does not exist" % os.path.join(mount_point, relpath)
+    except UnsafePath as exc:
+        return "corrupt", str(exc)
+    except CopyError as exc:  # changed while read, I/O error
+        return "unreadable", str(exc)
+    except OSError as exc:  # fstat of an open file on a dying disk
+        return "unreadable", "cannot read %s: %s" % (os.path.join(mount_point, relpath), exc.strerror or exc)
+    if got != digest:
+        return "corrupt", "%s digest %s does not match the registered %s" % (algorithm, got, digest)
+    return "ok", None
+
+
 def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE):
     """Re-read a copy (its temporary, or the existing final file) from the
     device and compare it with ``digest``."""

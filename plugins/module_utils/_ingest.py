@@ -512,15 +512,38 @@ class IngestRun:
             return
         removed = False
         msg = None
-        if self.remove_source and not self.check_mode:
+        if self.remove_source:
+            # Registered in an earlier run: its copies were verified then, but a
+            # copy may have gone since. Re-read every one from its disk first.
+            msg = self._unverified_copy(path, reg)
+            if msg:
+                self.warnings.append(msg)
+        if self.remove_source and not msg and not self.check_mode:
             removed, msg = self._remove(relpath, seen, reg["id"])
-        elif self.remove_source:
+        elif self.remove_source and not msg:
             removed = True
             self.changed = True
         if removed:
             self.counts["removed"] += 1
             self.bytes["removed"] += st.st_size
         self.outcome(relpath, "skipped", st.st_size, msg, removed=removed)
+
+    def _unverified_copy(self, path, reg):
+        """Verify every registered copy of a registered file from its disk;
+        None when all match, else why the buffer file must be kept. Results
+        are recorded in the registry (not in check mode)."""
+        for copy in self.registry.copies_of(reg["id"]):
+            mount_point = copy["mount_point"]
+            present = os.path.isdir(mount_point) and (self.is_mount(mount_point) or not self.require_mount)
+            if not present or disk_label_or_none(mount_point) != copy["label"]:
+                return "%s kept in the buffer: its copy on %s cannot be verified now (disk not at %s)" % (
+                    path, copy["label"], mount_point)
+            status, detail = copier.check_copy(mount_point, copy["path"], reg["algorithm"], reg["digest"])
+            if not self.check_mode:
+                self.registry.record_check(copy["id"], status, detail, verified=status == "ok")
+            if status != "ok":
+                return "%s kept in the buffer: its copy on %s is %s (%s)" % (path, copy["label"], status, detail)
+        return None
 
     def _remove(self, relpath, seen, file_id):
         try:

@@ -89,6 +89,8 @@ options:
       - Delete a buffer file once both copies are verified and registered (or it was already registered with the same digest).
       - A registered file is kept in the buffer, with a warning, while the last M(datasteward.storage.registry_audit) found one
         of its copies missing, corrupt or unreadable.
+      - A file registered in an earlier run is removed only after every registered copy of it has been read again from its
+        disk and matched its digest; a copy that does not, or whose disk is not present, keeps the buffer file.
     type: bool
     default: false
   settle_seconds:

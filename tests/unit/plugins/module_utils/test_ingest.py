@@ -13,6 +13,7 @@ import time
 import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._audit import audit
 from ansible_collections.datasteward.storage.plugins.module_utils._ingest import IngestError, buffer_copy
 from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry
 
@@ -55,6 +56,49 @@ def test_vanished_buffer_directory_is_unsettled_and_the_run_goes_on(tree, monkey
     assert [(f["path"], f["status"]) for f in result["files"]] == [("a/x.dat", "unsettled"), ("b/y.dat", "copied")]
     assert "a/x.dat vanished before it could be read" in result["files"][0]["msg"]
     assert (tree / "P1" / "b" / "y.dat").read_bytes() == b"y" * 100 and not (tree / "P1" / "a").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_source_registered_earlier_is_removed_only_after_its_copies_verify_again(tree, check_mode, damage):
+    """Registered without remove_source, then a copy is lost or damaged on its
+    disk (no audit has seen it): removing the source re-reads every copy
+    first, keeps the source, and records what it found."""
+    src = make_file(tree / "buffer" / "n" / "a.dat", b"a" * 5000)
+    result, dummy = run(tree)
+    assert result["copied_files"] == 1
+    copy = tree / "B1" / "n" / "a.dat"
+    if damage == "missing":
+        copy.unlink()
+    else:
+        copy.write_bytes(b"b" * 5000)
+
+    result, warnings = run(tree, remove_source=True, check_mode=check_mode)
+    assert src.read_bytes() == b"a" * 5000
+    assert result["removed_files"] == 0 and not result["changed"]
+    assert result["files"][0]["msg"].startswith("%s kept in the buffer: its copy on B1 is %s" % (src, damage))
+    assert any("kept in the buffer" in warning for warning in warnings)
+    registry = Registry(str(tree / "registry.sqlite"))
+    statuses = dict((c["label"], c["status"]) for c in registry.copies_of(registry.file("n/a.dat")["id"]))
+    registry.close()
+    assert statuses == {"P1": "ok", "B1": "ok" if check_mode else damage}
+
+    # registry_audit repairs the copy from its verified twin; then the source goes
+    audit_result, dummy = audit(str(tree / "registry.sqlite"), repair=True, require_mount=False)
+    assert audit_result["repaired_copies"] == 1
+    assert copy.read_bytes() == b"a" * 5000
+    result, dummy = run(tree, remove_source=True, check_mode=check_mode)
+    assert result["removed_files"] == 1 and src.exists() == check_mode
+
+
+def test_source_registered_earlier_is_kept_while_a_copy_disk_is_away(tree):
+    src = make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    run(tree)
+    (tree / "B1").rename(tree / "B1-shelved")
+    (tree / "B2").mkdir()
+    result, dummy = run(tree, remove_source=True, backup=[str(tree / "B2")])
+    assert src.exists() and result["removed_files"] == 0
+    assert "its copy on B1 cannot be verified now" in result["files"][0]["msg"]
 
 
 @pytest.mark.parametrize("check_mode", [True, False])
