@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils import _filesystems as fsu
+from tests.utils.as_nobody import run_as_nobody
 
 REPO = Path(__file__).resolve().parents[4]
 
@@ -145,24 +145,8 @@ def test_no_thread_for_a_file_system_is_an_error_not_a_traceback():
     RLIMIT_NPROC counts threads): every file system is reported in error."""
     if os.geteuid() != 0:
         pytest.skip("needs root to drop to user nobody (root ignores RLIMIT_NPROC)")
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
-            result = fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=lambda path: FakeStat())
-            with os.fdopen(write, "w") as handle:
-                json.dump(result, handle)
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as handle:
-        result = json.loads(handle.read())
-    os.waitpid(pid, 0)
+    result = run_as_nobody(lambda: fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=lambda path: FakeStat()),
+                           nproc=1)
     assert {fs["status"] for fs in result["filesystems"]} == {"error"}
     assert result["filesystems"][0]["error"].startswith("statfs failed: cannot start a thread to query it: ")
 
@@ -194,7 +178,7 @@ def test_equal_to_df_on_every_real_file_system():
     for mount in mounts:
         # A busy file system (the one the tests write to) may change between
         # the two reads: read both again until they agree, a few times.
-        for _attempt in range(5):
+        for _attempt in range(20):
             (fs,) = fsu.disk_usage(paths=[mount])["filesystems"]
             if ours(fs) == df_report(mount):
                 break

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sysconfig
@@ -22,6 +21,7 @@ from ansible_collections.datasteward.storage.plugins.module_utils import _scanne
 from ansible_collections.datasteward.storage.plugins.module_utils._scanner import ScanError, parse_age, scan
 
 from tests.utils import scan_tree
+from tests.utils.as_nobody import run_as_nobody
 from tests.utils.scan_tree import UNKNOWN_UID, build_tree, du_bytes, du_depth, find_sums
 
 COUNTS = ("files", "dirs", "symlinks", "others", "apparent_bytes", "allocated_bytes")
@@ -368,28 +368,8 @@ def test_atime_warnings(tree, mounted):
 
 
 def _scan_as_nobody(root, nproc=None, **kwargs):
-    """Run the scan in a forked child that has dropped root, for real
-    permission errors (and, with ``nproc``, a real process limit)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            if nproc is not None:
-                resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-            data = json.dumps(scan([root], **kwargs)).encode()
-            with os.fdopen(write, "wb") as handle:
-                handle.write(data)
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as handle:
-        data = handle.read()
-    os.waitpid(pid, 0)
-    return json.loads(data)
+    """The scan as user nobody, for real permission errors (and limits)."""
+    return run_as_nobody(lambda: scan([root], **kwargs), nproc)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
