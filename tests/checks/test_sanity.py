@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """ansible-test sanity, with empty ignore files, on the controller Python, and
-the compile test on every other target Python this machine has."""
+the compile and import tests (modules and module_utils load and import only
+what they may) on every other target Python this machine has."""
 
 from __future__ import annotations
 
@@ -38,10 +39,10 @@ def test_sanity(collection_copy):
 
 
 @pytest.mark.parametrize("version", TARGET_PYTHONS)
-def test_sanity_compile(collection_copy, version, tmp_path):
+def test_sanity_other_python(collection_copy, version, tmp_path):
     interpreter = find_python(version)
     if interpreter is None:
         pytest.skip("no Python %s on this machine" % version)
     (tmp_path / ("python%s" % version)).symlink_to(interpreter)
-    run_tool([BIN / "ansible-test", "sanity", "--color", "no", "--test", "compile", "--python", version],
+    run_tool([BIN / "ansible-test", "sanity", "--color", "no", "--test", "compile", "--test", "import", "--python", version],
              cwd=collection_copy, env={"PATH": "%s:%s:%s" % (tmp_path, BIN, os.environ.get("PATH", ""))})
