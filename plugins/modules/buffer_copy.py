@@ -28,7 +28,7 @@ description:
   - Symlinks are never followed, neither in the buffer nor on the disks, and neither tree is left for another file system.
   - The registry file is locked for the run; a second concurrent run fails with a clear message.
 author:
-  - datasteward.storage contributors (@datasteward)
+  - datasteward.storage maintainers (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
   - datasteward.storage._registry

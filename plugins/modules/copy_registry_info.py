@@ -15,7 +15,7 @@ description:
     with its copies (disk label, role, path, last verification and audit status), and a summary per disk.
   - Opens the registry read-only; never creates or changes it.
 author:
-  - datasteward.storage contributors (@datasteward)
+  - datasteward.storage maintainers (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
   - datasteward.storage._attributes.INFO_MODULE

@@ -22,7 +22,7 @@ description:
   - "A disk is found at the mount point the registry last saw it at, or at one of O(mount_points), and is recognised by its label:
     the first word of C(.datasteward-disk) at its root if present, else the mount point's basename."
 author:
-  - datasteward.storage contributors (@datasteward)
+  - datasteward.storage maintainers (@datasteward)
 extends_documentation_fragment:
   - datasteward.storage._attributes
   - datasteward.storage._registry
