@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO / ".collections"), str(REPO)]
 
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import IngestRun  # noqa: E402
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestRun  # noqa: E402
 
 MIB = 1024 * 1024
 # (size, share of the bytes) of the buffer: a few large raw files, many small ones.

@@ -40,7 +40,7 @@ QUICK = (10, 50, 100)   # 50,511 entries
 _CHILD = r"""
 import json, multiprocessing, sys, threading, time
 sys.path[:0] = [sys.argv[1] + "/.collections", sys.argv[1]]
-from ansible_collections.datasteward.storage.plugins.module_utils import _scanner
+from ansible_collections.datasteward.storage.plugins.module_utils._fs import usage as _scanner
 
 def hwm_kib(pid="self"):
     # VmHWM: peak RSS of this memory image. Unlike ru_maxrss it does not

@@ -9,7 +9,7 @@ from __future__ import annotations
 class ModuleDocFragment:
     """The O(registry) option of buffer_copy, copy_registry_info and
     registry_audit. Paired with ``registry_argument_spec()`` in
-    ``plugins/module_utils/_registry.py``: change both together. A module
+    ``plugins/module_utils/_registry/db.py``: change both together. A module
     may override the description to say how it treats an absent file."""
 
     DOCUMENTATION = r"""

@@ -9,7 +9,7 @@ from __future__ import annotations
 class ModuleDocFragment:
     """The options and requirements shared by the SMART modules.
 
-    Paired with ``smart_argument_spec()`` in ``plugins/module_utils/_smart.py``:
+    Paired with ``smart_argument_spec()`` in ``plugins/module_utils/_disks/smart.py``:
     change both together.
     """
 

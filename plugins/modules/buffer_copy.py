@@ -357,8 +357,8 @@ checksum_algorithm:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import IngestError, buffer_copy
-from ansible_collections.datasteward.storage.plugins.module_utils._registry import registry_argument_spec
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, buffer_copy
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import registry_argument_spec
 
 
 def main():

@@ -196,8 +196,8 @@ disks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import disk_label_or_none
-from ansible_collections.datasteward.storage.plugins.module_utils._registry import (
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.labels import disk_label_or_none
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import (
     Registry,
     RegistryError,
     disk_summary,

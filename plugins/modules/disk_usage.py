@@ -185,7 +185,7 @@ alerts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.datasteward.storage.plugins.module_utils._filesystems import (
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.mounts import (
     FilesystemError,
     disk_usage,
 )

@@ -208,8 +208,8 @@ stale_temporaries_removed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.datasteward.storage.plugins.module_utils._audit import AuditError, audit
-from ansible_collections.datasteward.storage.plugins.module_utils._registry import registry_argument_spec
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.audit import AuditError, audit
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import registry_argument_spec
 
 
 def main():

@@ -310,7 +310,7 @@ import functools
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.datasteward.storage.plugins.module_utils._smart import (
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.smart import (
     C_LOCALE,
     HAS_PYSMART,
     PYSMART_IMPORT_ERROR,

@@ -281,7 +281,7 @@ shard:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.datasteward.storage.plugins.module_utils._scanner import ScanError, scan
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, scan
 
 
 def main():

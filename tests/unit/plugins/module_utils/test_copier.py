@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 
 
 def sha512sum(path):
@@ -314,11 +314,3 @@ def test_scan_tree(tmp_path, mount_tmpfs):
     with pytest.raises(copier.CopyError, match="cannot read directory"):
         copier.scan_tree(str(tmp_path / "missing"))
 
-
-def test_lock_is_exclusive(tmp_path):
-    path = write(tmp_path / "reg", b"")
-    first = copier.Lock(str(path)).acquire()
-    with pytest.raises(copier.CopyError, match="locked by another run"):
-        copier.Lock(str(path)).acquire()
-    first.release()
-    copier.Lock(str(path)).acquire().release()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils import _filesystems as fsu
+from ansible_collections.datasteward.storage.plugins.module_utils._fs import mounts as fsu
 from tests.utils.as_nobody import run_as_nobody
 
 REPO = Path(__file__).resolve().parents[4]

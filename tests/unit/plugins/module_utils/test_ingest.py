@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._audit import audit
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import IngestError, buffer_copy
-from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry
+from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.audit import audit
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, buffer_copy
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Journal, Registry
 
 
 @pytest.fixture

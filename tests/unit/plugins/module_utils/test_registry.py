@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils import _registry as registry_mod
-from ansible_collections.datasteward.storage.plugins.module_utils._diskmap import load_disk_map
-from ansible_collections.datasteward.storage.plugins.module_utils._registry import Registry, RegistryError
+from ansible_collections.datasteward.storage.plugins.module_utils._registry import db as registry_mod
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.diskmap import load_disk_map
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Registry, RegistryError
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
 
 
 def test_create_schema_wal(tmp_path):
@@ -128,3 +129,13 @@ def test_journal_adapter(tmp_path):
     assert [row["root"] for row in reg.pending()] == ["/mnt/P01", "/mnt/B01"]
     reg.pending_remove(journal.take())
     assert reg.pending() == [] and journal.take() == []
+
+
+def test_lock_is_exclusive(tmp_path):
+    path = tmp_path / "reg"
+    path.write_bytes(b"")
+    first = Lock(str(path)).acquire()
+    with pytest.raises(RegistryError, match="locked by another run"):
+        Lock(str(path)).acquire()
+    first.release()
+    Lock(str(path)).acquire().release()

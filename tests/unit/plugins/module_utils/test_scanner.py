@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils import _scanner
-from ansible_collections.datasteward.storage.plugins.module_utils._scanner import ScanError, parse_age, scan
+from ansible_collections.datasteward.storage.plugins.module_utils._fs import usage as _scanner
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, parse_age, scan
 
 from tests.utils import scan_tree
 from tests.utils.as_nobody import run_as_nobody

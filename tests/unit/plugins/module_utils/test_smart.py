@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils import _smart
+from ansible_collections.datasteward.storage.plugins.module_utils._disks import smart as _smart
 from tests.utils import fake_smartctl
 
 ROOT = fake_smartctl.fixtures_root()

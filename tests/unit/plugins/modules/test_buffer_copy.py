@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import IngestError, IngestRun
+from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, IngestRun
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
 from tests.utils.module_runner import module_command, run_module_process
 
 
@@ -295,7 +296,7 @@ def test_concurrent_run_is_refused(tmp_path, buf, disks):
     p1, b1 = disks(P1="8m", B1="8m")
     args = base_args(tmp_path, buf, [p1], [b1])
     run_module_process(tmp_path, "buffer_copy", args)
-    lock = copier.Lock(str(tmp_path / "registry.sqlite")).acquire()
+    lock = Lock(str(tmp_path / "registry.sqlite")).acquire()
     try:
         res = run_module_process(tmp_path, "buffer_copy", args, failed=True)
         assert res["failed"] and "locked by another run" in res["msg"]

@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils._smart import HAS_PYSMART
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.smart import HAS_PYSMART
 from ansible_collections.datasteward.storage.plugins.modules import smart_info
 from tests.utils import fake_smartctl, module_runner
 

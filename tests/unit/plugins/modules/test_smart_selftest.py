@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils._smart import HAS_PYSMART
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.smart import HAS_PYSMART
 from ansible_collections.datasteward.storage.plugins.modules import smart_selftest
 from tests.utils import fake_smartctl
 

@@ -49,7 +49,7 @@ import re
 import stat
 import time
 
-from ansible_collections.datasteward.storage.plugins.module_utils._filesystems import mount_for_path, read_mounts
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.mounts import mount_for_path, read_mounts
 
 try:
     import grp

@@ -21,7 +21,7 @@ import subprocess
 import traceback
 import warnings
 
-from ansible_collections.datasteward.storage.plugins.module_utils._diskmap import (
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.diskmap import (
     DiskMapError,
     load_disk_map,
     normalize_wwn,

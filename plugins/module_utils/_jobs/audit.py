@@ -17,9 +17,11 @@ import os
 import random
 import time
 
-from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._ingest import DiskLabelError, disk_label, sweep_pending
-from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry, RegistryError
+from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.labels import DiskLabelError, disk_label
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.sweep import sweep_pending
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Journal, Registry, RegistryError
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
 
 PROBLEMS = ("missing", "corrupt", "unreadable")
 REPORT_LIMIT = 1000
@@ -67,8 +69,8 @@ def audit(registry, sample_size=None, older_than_days=None, labels=None, mount_p
     try:
         if not check_mode:
             try:
-                lock = copier.Lock(registry).acquire()
-            except copier.CopyError as exc:
+                lock = Lock(registry).acquire()
+            except RegistryError as exc:
                 raise AuditError(str(exc), registry)
         return _audit(reg, sample_size, older_than_days, labels, mount_points, repair, require_mount, check_mode, is_mount,
                       clock, rng or random.Random())

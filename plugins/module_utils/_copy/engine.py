@@ -721,30 +721,3 @@ def scan_tree(root, patterns=None, excludes=None, errors=None):
                 found.append((relpath, st))
     found.sort(key=lambda item: item[0])
     return found
-
-
-class Lock:
-    """An exclusive ``flock`` on a file, held for one run."""
-
-    def __init__(self, path):
-        self.path = path
-        self.fd = None
-
-    def acquire(self):
-        import fcntl
-        try:
-            self.fd = os.open(self.path, os.O_RDONLY | _O_CLOEXEC)
-        except OSError as exc:
-            raise CopyError("cannot open %s to lock it: %s" % (self.path, _strerror(exc)), self.path)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            self.fd = None
-            raise CopyError("%s is locked by another run (buffer_copy or registry_audit); try again later" % self.path, self.path)
-        return self
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None

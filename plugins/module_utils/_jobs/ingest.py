@@ -6,23 +6,23 @@
 """Verified ingest (buffer_copy): buffer -> primary and backup disk series.
 
 Per file: pick the current disk of each set (the first one not full), copy
-with the verified protocol of :mod:`_copier`, register the file and both
+with the verified protocol of :mod:`_copy.engine`, register the file and both
 copies in one committed transaction, and only then (``remove_source``) delete
 the buffer file after re-checking it did not change. No AnsibleModule here.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import time
 
-from ansible_collections.datasteward.storage.plugins.module_utils import _copier as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._diskmap import DiskMapError, load_disk_map
-from ansible_collections.datasteward.storage.plugins.module_utils._registry import Journal, Registry, RegistryError
+from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.diskmap import DiskMapError, load_disk_map
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.labels import LABEL_FILE, DiskLabelError, disk_label, disk_label_or_none
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.sweep import sweep_pending
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Journal, Registry, RegistryError
+from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
 
-LABEL_FILE = ".datasteward-disk"
 REPORT_LIMIT = 1000
 # Room kept per file beyond its size: block rounding plus a directory block.
 SLACK_BYTES = 64 * 1024
@@ -35,45 +35,6 @@ class IngestError(Exception):
         super().__init__(msg)
         self.path = path
         self.result = result
-
-
-class DiskLabelError(IngestError):
-    """A disk's label file exists but cannot be read (I/O error, not a
-    regular file); ``path`` names it."""
-
-
-def disk_label(mount_point):
-    """The first word of ``<mount_point>/.datasteward-disk`` if that regular
-    file exists, else the mount point's basename. A label file that exists
-    but cannot be read, or is not a regular file, raises DiskLabelError:
-    guessing the basename instead could file the disk's copies under
-    another disk."""
-    path = os.path.join(mount_point, LABEL_FILE)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return os.path.basename(os.path.normpath(mount_point))
-        why = "it is a symlink" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
-        raise DiskLabelError("cannot read the disk label %s: %s" % (path, why), path)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DiskLabelError("cannot read the disk label %s: it is not a regular file" % path, path)
-        words = os.read(fd, 256).decode("utf-8", "replace").split()
-    except OSError as exc:
-        raise DiskLabelError("cannot read the disk label %s: %s" % (path, exc.strerror or exc), path)
-    finally:
-        os.close(fd)
-    return words[0] if words else os.path.basename(os.path.normpath(mount_point))
-
-
-def disk_label_or_none(mount_point):
-    """:func:`disk_label`, or None when the label file cannot be read (for
-    readers that only compare labels: an unreadable disk is not that disk)."""
-    try:
-        return disk_label(mount_point)
-    except DiskLabelError:
-        return None
 
 
 class NoDiskLeft(Exception):
@@ -404,14 +365,14 @@ class IngestRun:
         lock = None
         try:
             if not self.check_mode:
-                lock = copier.Lock(self.registry_path).acquire()
+                lock = Lock(self.registry_path).acquire()
             if entries:
                 if self.registry.seed_disks(entries):
                     self.changed = True
             self.clean_pending()
             self._copy_all()
             self.clean_pending(final=True)
-        except (RegistryError, copier.CopyError) as exc:
+        except (RegistryError, copier.CopyError, DiskLabelError) as exc:
             raise IngestError(str(exc), getattr(exc, "path", None), result=self.result())
         except IngestError as exc:
             exc.result = self.result()
@@ -623,62 +584,6 @@ class IngestRun:
             return True
         self.outcome(relpath, "failed", size, "%s: gave up after disks kept filling up" % os.path.join(self.src, relpath))
         return False
-
-
-def sweep_pending(registry, require_mount, is_mount, check_mode, warnings=None):
-    """Finish the journal of interrupted runs (buffer_copy or a repair) on
-    every present disk, whichever disk is current now.
-
-    A temporary is removed. A temporary that was already renamed left a
-    verified final copy: when the registry has it as a copy, or has no file of
-    that path yet (the copy is then the only one, or this run reuses it), the
-    row stays until a later sweep; when its file is registered on other disks
-    and the copy hashes to the registered digest, it is a duplicate nothing
-    accounts for, and it is removed. ``warnings`` (a list) receives a line
-    per row left. Returns ``(removed, rows_done)``."""
-    removed, done = 0, []
-    for row in registry.pending():
-        root, path = row["root"], row["path"]
-        if require_mount and not is_mount(root):
-            continue  # that disk is not here; sweep it when it is
-        final = copier.final_of_temp(path)
-        try:
-            gone = copier.remove_temp(root, path, dry_run=check_mode)
-            if final is not None and not gone:
-                keep, gone = _orphan(registry, root, final, check_mode)
-                if keep:
-                    if warnings is not None:
-                        warnings.append("%s: %s" % (os.path.join(root, final), keep))
-                    continue
-        except (copier.CopyError, DiskLabelError, OSError) as exc:
-            if warnings is not None:
-                warnings.append("stale temporary %s: %s" % (os.path.join(root, path), getattr(exc, "strerror", None) or exc))
-            continue
-        removed += 1 if gone else 0
-        done.append(row["id"])
-    if done and not check_mode:
-        registry.pending_remove(done)
-    return removed, done
-
-
-def _orphan(registry, root, final, check_mode):
-    """``(why it is kept or None, removed)`` for ``root/final``, the final
-    name of a temporary that an interrupted run may have renamed."""
-    reg = registry.file(final)
-    if reg is not None:
-        disk = registry.disk(disk_label(root))
-        if disk is not None and any(c["disk_id"] == disk["id"] and c["path"] == final for c in registry.copies_of(reg["id"])):
-            return None, False  # registered: the journal entry is merely stale
-    if copier.regular_file_stat(root, final) is None:
-        return None, False
-    if reg is None:
-        return "verified copy left by an interrupted run, its file not registered yet; kept", False
-    digest, dummy, seen = copier.hash_file(root, final, reg["algorithm"])
-    if digest != reg["digest"]:
-        return "left by an interrupted run and holds other data than the registered file; kept", False
-    if not check_mode:
-        copier.remove_file(root, final, seen)
-    return None, True
 
 
 def _same_fs(a, b):
