@@ -313,4 +313,3 @@ def test_scan_tree(tmp_path, mount_tmpfs):
     assert "another file system" in messages
     with pytest.raises(copier.CopyError, match="cannot read directory"):
         copier.scan_tree(str(tmp_path / "missing"))
-
