@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.datasteward.storage.tests.unit.utils import fake_smartctl
 from tests.checks.conftest import BIN, REPO
 
 
@@ -35,3 +36,15 @@ def test_ansible_doc_renders():
                           capture_output=True, encoding="utf-8", errors="replace", timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "critical_percent" in proc.stdout and "filesystems" in proc.stdout
+
+
+def test_adhoc_smart_demo_prints_the_drive(tmp_path):
+    """What docs/smart.md shows: ansible localhost -m datasteward.storage.smart_info -a smartctl_path=<fake>."""
+    smartctl = fake_smartctl.install(tmp_path, fake_smartctl.fixtures_root() + "/listingtests/linux_01")
+    proc = subprocess.run([str(BIN / "ansible"), "localhost", "-m", "datasteward.storage.smart_info", "-a", "smartctl_path=%s" % smartctl],
+                          cwd=REPO, capture_output=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()
+    assert "localhost | SUCCESS" in out
+    assert "model: KBG30ZMV256G TOSHIBA" in out
+    assert "health: ok" in out

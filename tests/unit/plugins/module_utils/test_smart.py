@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The SMART engine on recorded output of real drives, replayed by tests/utils/fake_smartctl.py."""
+"""The SMART engine on recorded output of real drives, replayed by tests/unit/utils/fake_smartctl.py."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ import shutil
 import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._disks import smart as _smart
-from tests.utils import fake_smartctl
+from ansible_collections.datasteward.storage.tests.unit.utils import fake_smartctl
 
 ROOT = fake_smartctl.fixtures_root()
 SINGLE = fake_smartctl.fixture_folders("singletests")
 LISTING = fake_smartctl.fixture_folders("listingtests")
-NO_FIXTURES = "recorded smartctl output not found at %s (clone the shared/ folder beside the repository)" % ROOT
 
 pytestmark = pytest.mark.skipif(not _smart.HAS_PYSMART, reason="pySMART is not installed")
 
@@ -37,13 +36,11 @@ def device_json(folder):
 def skip_if_incomplete(folder):
     dangling = fake_smartctl.dangling_links(folder)
     if dangling:
-        pytest.skip("the recording is a link to a folder the shared fixtures do not include: %s" % ", ".join(dangling))
+        pytest.skip("the recording is a git symlink stand-in for a file pySMART's dataset does not include: %s" % ", ".join(dangling))
 
 
 def copy_fixture(tmp_path, name, kind="singletests"):
     """A writable copy of one recording folder, with a fake smartctl pointed at it."""
-    if not os.path.isdir(folder_of(kind, name)):
-        pytest.skip(NO_FIXTURES)
     folder = tmp_path / name
     shutil.copytree(folder_of(kind, name), str(folder))
     for path in folder.iterdir():
@@ -85,7 +82,14 @@ def read_one(folder, smartctl, **kwargs):
 # --------------------------------------------------------------------------
 # every recorded drive
 
-@pytest.mark.parametrize("name", SINGLE or [pytest.param("none", marks=pytest.mark.skip(reason=NO_FIXTURES))])
+
+def test_recordings_are_in_the_collection():
+    """The recordings ship inside the collection (no test reads anything beside the checkout)."""
+    assert (len(SINGLE), len(LISTING)) == (27, 4), ROOT
+    assert os.path.isfile(os.path.join(ROOT, "LICENSE")) and os.path.isfile(os.path.join(ROOT, "SOURCE.md"))
+
+
+@pytest.mark.parametrize("name", SINGLE)
 def test_single_drive_reports_what_pysmart_recorded(tmp_path, name):
     folder = folder_of("singletests", name)
     skip_if_incomplete(folder)
@@ -115,7 +119,7 @@ def test_single_drive_reports_what_pysmart_recorded(tmp_path, name):
     assert len(facts["self_tests"]) == min(len(expected.get("tests") or []), _smart.SELF_TESTS_REPORTED)
 
 
-@pytest.mark.parametrize("name", LISTING or [pytest.param("none", marks=pytest.mark.skip(reason=NO_FIXTURES))])
+@pytest.mark.parametrize("name", LISTING)
 def test_listing_finds_every_device(tmp_path, name):
     folder = folder_of("listingtests", name)
     skip_if_incomplete(folder)
@@ -134,8 +138,6 @@ def test_listing_finds_every_device(tmp_path, name):
 def test_listing_with_a_git_symlink_stand_in_is_followed(tmp_path):
     """win10_01's files are git's text stand-ins for symlinks into singletests/."""
     folder = folder_of("listingtests", "win10_01")
-    if not os.path.isdir(folder):
-        pytest.skip(NO_FIXTURES)
     smartctl = fake_smartctl.install(tmp_path, folder, state_dir=tmp_path)
     (facts,) = _smart.smart_info(smartctl)["devices"]
     assert facts["model"] == "WDS100T3X0C-00SJG0"
@@ -278,8 +280,6 @@ def test_sata_ssd_wear(tmp_path):
 def test_temperature_limits(tmp_path):
     smartctl = fake_smartctl.install(tmp_path, folder_of("singletests", "sata_hdd_0_issue42"), state_dir=tmp_path)
     folder = folder_of("singletests", "sata_hdd_0_issue42")
-    if not os.path.isdir(folder):
-        pytest.skip(NO_FIXTURES)
     facts = read_one(folder, smartctl, limits={"temperature_limit_hdd": 35})
     assert (facts["health"], facts["reasons"]) == ("warning", ["temperature 38 C is over the limit 35 C"])
     # the SSD limit does not apply to a rotating drive

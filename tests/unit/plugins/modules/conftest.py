@@ -3,13 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Fixtures for the module tests (see tests/utils/module_runner.py)."""
+"""Fixtures for the module tests (see tests/unit/utils/module_runner.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.utils.module_runner import patch_exits, run_in_process
+from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import patch_exits, run_in_process
 
 
 @pytest.fixture

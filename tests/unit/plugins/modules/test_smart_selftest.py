@@ -15,7 +15,7 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._disks.smart import HAS_PYSMART
 from ansible_collections.datasteward.storage.plugins.modules import smart_selftest
-from tests.utils import fake_smartctl
+from ansible_collections.datasteward.storage.tests.unit.utils import fake_smartctl
 
 ROOT = fake_smartctl.fixtures_root()
 
@@ -26,8 +26,6 @@ pytestmark = pytest.mark.skipif(not HAS_PYSMART, reason="pySMART is not installe
 def drive(tmp_path):
     """A copy of a real SATA SSD's recording (smartctl -d sat) with a fake smartctl on it."""
     source = os.path.join(ROOT, "singletests", "sat_ssd_0_issue_65")
-    if not os.path.isdir(source):
-        pytest.skip("recorded smartctl output not found at %s" % ROOT)
     folder = tmp_path / "fixture"
     shutil.copytree(source, str(folder))
     return fake_smartctl.install(tmp_path / "bin", folder)
@@ -70,8 +68,6 @@ def test_check_apply_reapply_check(run, drive):
 
 def test_scanned_devices_by_default(run, tmp_path):
     source = os.path.join(ROOT, "listingtests", "linux_01")
-    if not os.path.isdir(source):
-        pytest.skip("recorded smartctl output not found at %s" % ROOT)
     smartctl = fake_smartctl.install(tmp_path, source)
     result = run({"smartctl_path": smartctl, "test": "long"})
     assert [(d["name"], d["state"]) for d in result["devices"]] == [("/dev/nvme0", "started")]
