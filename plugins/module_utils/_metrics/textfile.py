@@ -120,8 +120,8 @@ def normalize(family, common_labels=None):
         key = _labels(labels, "metric %s" % name)
         if key in samples:
             raise TextfileError("metric %s: two samples with the labels %s" % (name, dict(key)))
-        value = sample.get("value", 1 if kind == "info" else None)
-        value = _number(value, "metric %s %s" % (name, dict(key)))
+        value = sample.get("value")
+        value = _number(1 if value is None and kind == "info" else value, "metric %s %s" % (name, dict(key)))
         if kind == "counter" and value < 0:
             raise TextfileError("metric %s %s: a counter cannot be negative (%s)" % (name, dict(key), value))
         samples[key] = value
@@ -230,9 +230,10 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
-def write_atomic(path, text, move=os.replace):
+def write_atomic(path, text, prepare=None):
     """Write ``text`` to a temporary name beside ``path``, fsync, re-read and
-    compare, then ``move`` it over ``path`` and fsync the directory."""
+    compare, ``prepare(tmp)`` it (owner, mode: the file appears with them),
+    rename it over ``path`` and fsync the directory."""
     directory = os.path.dirname(path) or "."
     data = text.encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
@@ -244,9 +245,16 @@ def write_atomic(path, text, move=os.replace):
         with open(tmp, "rb") as handle:
             if hashlib.sha256(handle.read()).digest() != hashlib.sha256(data).digest():
                 raise TextfileError("path %s: the temporary file %s does not read back as written" % (path, tmp))
-        move(tmp, path)
+        if prepare is not None:
+            prepare(tmp)
+        os.rename(tmp, path)
     except BaseException:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+def remove(path):
+    os.unlink(path)
+    _fsync_dir(os.path.dirname(path) or ".")
