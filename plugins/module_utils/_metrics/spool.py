@@ -96,8 +96,10 @@ class Spool:
         try:
             self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError as exc:
-            reason = "is a symlink" if exc.errno == errno.ELOOP else "is not a directory" if exc.errno == errno.ENOTDIR \
-                else "cannot be opened: %s" % exc.strerror
+            if os.path.islink(self.path) or exc.errno == errno.ELOOP:
+                reason = "is a symlink"
+            else:
+                reason = "is not a directory" if exc.errno == errno.ENOTDIR else "cannot be opened: %s" % exc.strerror
             raise MetricsError("spool_dir %s %s" % (self.path, reason))
         self._check_owner_and_mode(create)
         self._lock(lock_timeout)
