@@ -30,12 +30,10 @@ GAUGE = "gauge"
 COUNTER = "counter"
 INFO = "info"
 
-# pattoo data types (pattoo_shared.constants)
+# pattoo data types (pattoo_shared.constants) that the OS agent's datapoints use
 DATA_FLOAT = 101
 DATA_INT = 99
 DATA_COUNT64 = 64
-DATA_COUNT = 32
-DATA_STRING = 2
 
 OS_RELEASE = "/etc/os-release"
 
@@ -56,6 +54,9 @@ def _fields(names, kind, unit, prefix, pattoo_type, suffix=""):
 CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 
 # Fields of a psutil named tuple, by the snapshot path of the dict they fill.
+# pattoo data types are the OS agent's (percentages too: a checksum includes
+# the type, so a pattoo server goes on charting a replaced agent's series),
+# except the load averages, FLOAT here (the agent declared INT, truncating).
 GROUPS = collections.OrderedDict((
     ("cpu.times_percent", _fields(CPU_TIMES, GAUGE, "percent", "cpu_times_percent_", DATA_FLOAT)),
     ("cpu.times_seconds", _fields(CPU_TIMES, COUNTER, "seconds", "cpu_times_", DATA_COUNT64)),
@@ -63,9 +64,9 @@ GROUPS = collections.OrderedDict((
                           COUNTER, "events", "cpu_stats_", DATA_COUNT64)),
     ("memory", _fields(("total", "available", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab"),
                        GAUGE, "bytes", "memory_", DATA_INT, suffix="_bytes")
-     + (Field("percent", "percent", GAUGE, "percent", "memory_percent", DATA_FLOAT),)),
+     + (Field("percent", "percent", GAUGE, "percent", "memory_percent", DATA_INT),)),
     ("swap", _fields(("total", "used", "free"), GAUGE, "bytes", "swap_memory_", DATA_INT, suffix="_bytes")
-     + (Field("percent", "percent", GAUGE, "percent", "swap_memory_percent", DATA_FLOAT),)
+     + (Field("percent", "percent", GAUGE, "percent", "swap_memory_percent", DATA_INT),)
      + _fields(("sin", "sout"), COUNTER, "bytes", "swap_memory_", DATA_COUNT64, suffix="_bytes")),
 ))
 
@@ -92,7 +93,7 @@ PARTITION_VALUES = (
     Field("total_bytes", "total_bytes", GAUGE, "bytes", "disk_partition_disk_usage_total", DATA_INT),
     Field("used_bytes", "used_bytes", GAUGE, "bytes", "disk_partition_disk_usage_used", DATA_INT),
     Field("available_bytes", "available_bytes", GAUGE, "bytes", "disk_partition_disk_usage_free", DATA_INT),
-    Field("used_percent", "used_percent", GAUGE, "percent", "disk_partition_disk_usage_percent", DATA_FLOAT),
+    Field("used_percent", "used_percent", GAUGE, "percent", "disk_partition_disk_usage_percent", DATA_INT),
     Field("reserved_bytes", "reserved_bytes", GAUGE, "bytes", None, None),
     Field("inodes_total", "inodes_total", GAUGE, "inodes", None, None),
     Field("inodes_used", "inodes_used", GAUGE, "inodes", None, None),
