@@ -16,7 +16,7 @@ description:
     kernel and OS release.
   - CPU percentages are measured between two readings O(interval) seconds apart, never from a single reading.
   - Partitions follow the rules of M(datasteward.storage.disk_usage), whose engine reads them, no pseudo or shadowed file
-    systems, df's arithmetic, and a deadline per file system (a hung one is reported with its RV(metrics.partitions[].error)).
+    systems, df's arithmetic, and a deadline per file system (a hung one is reported with an C(error) in RV(metrics.partitions)).
   - With O(format=native) it returns RV(metrics), a nested snapshot, and RV(schema), which marks every value as a gauge or a
     counter and gives its unit.
   - With O(format=pattoo) it returns RV(pattoo_payload), the document a pattoo server's agent API
