@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import re
 
 import psutil
 import pytest
@@ -143,3 +145,19 @@ def test_agent_id_errors_name_the_option_or_file(tmp_path):
     with pytest.raises(snap.MetricsError, match="no agent id: agent_id_file .*/gone does not exist and the host has no "
                                                 "machine id"):
         pattoo.resolve_agent_id(None, str(tmp_path / "gone"), machine_id_paths=(str(tmp_path / "none"),))
+
+
+def documented_keys():
+    """Every `name` and `prefix_{a,b}suffix` of docs/metrics.md, braces expanded."""
+    path = os.path.join(os.path.dirname(__file__), *([os.pardir] * 5), "docs", "metrics.md")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    names = set()
+    for head, choices, tail in re.findall(r"`([a-z0-9_]*)(?:\{([a-z0-9_,]+)\})?([a-z0-9_]*)`", text):
+        names.update(head + choice + tail for choice in (choices.split(",") if choices else [""]))
+    return names
+
+
+def test_every_pattoo_key_is_in_the_docs(taken):
+    keys = set(p["pattoo_key"] for p in decoded(pattoo.payload(taken, AGENT_ID))) | OS_AGENT_KEYS
+    assert keys - documented_keys() == set()
