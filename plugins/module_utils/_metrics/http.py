@@ -37,8 +37,8 @@ def post_json(url, body, timeout, headers=None, validate_certs=True):
     except HTTPError as exc:
         return exc.code, "HTTP %d %s" % (exc.code, exc.reason)
     except URLError as exc:
-        return None, "cannot reach %s: %s" % (url, _reason(exc.reason, timeout) if isinstance(exc.reason, Exception)
-                                             else exc.reason)
+        reason = _reason(exc.reason, timeout) if isinstance(exc.reason, Exception) else exc.reason
+        return None, "cannot reach %s: %s" % (url, reason)
     except (OSError, http.client.HTTPException) as exc:  # closed connection, reset, timeout while reading
         return None, "no valid answer from %s: %s" % (url, _reason(exc, timeout))
 

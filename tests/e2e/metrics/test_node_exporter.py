@@ -36,8 +36,8 @@ def test_node_exporter_reads_our_textfiles(tmp_path, node_exporter):
     run_module_process(tmp_path, "prometheus_textfile", {
         "path": str(directory / "datasteward_filesystems.prom"), "source": "disk_usage", "result": usage})
     for _run in range(2):
-        run_module_process(tmp_path, "prometheus_textfile", {"path": str(directory / "datasteward_inbox.prom"),
-                                                            "metrics": INBOX})
+        args = {"path": str(directory / "datasteward_inbox.prom"), "metrics": INBOX}
+        run_module_process(tmp_path, "prometheus_textfile", args)
     assert sorted(os.listdir(str(directory))) == ["datasteward_filesystems.prom", "datasteward_inbox.prom"]
     metrics = exported(scrape())
     assert metrics["node_textfile_scrape_error"] == [({}, 0.0)]
