@@ -7,14 +7,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LINK := .collections/ansible_collections/datasteward/storage
+# Test-only packages kept out of the venv's import path (requirements-isolated.txt).
+ISOLATED := $(VENV)/isolated
 # Debian packages the test suite drives for real (bindfs: a FUSE file system
 # whose daemon the disk_usage hang test freezes; smartmontools: smartctl;
-# e2fsprogs: small ext4 images for the copy tests).
-TEST_DEBS := bindfs smartmontools e2fsprogs
+# e2fsprogs: small ext4 images for the copy tests; prometheus-node-exporter:
+# the node_exporter that reads our textfiles in the metrics tests).
+TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter
 
 .PHONY: setup site test bench lint sanity units integration changelog build clean test-deps python-venv
 
-setup: $(VENV)/.installed $(LINK) $(HOME)/.ansible/test/cache/.bootstrapped
+setup: $(VENV)/.installed $(LINK) $(HOME)/.ansible/test/cache/.bootstrapped $(ISOLATED)/.installed
 
 # Installs the Debian packages named in $(1) that are missing (as root;
 # otherwise it says which are missing and the next step fails).
@@ -32,6 +35,11 @@ $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(ISOLATED)/.installed: requirements-isolated.txt $(VENV)/.installed
+	rm -rf $(ISOLATED)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --target $(ISOLATED) -r requirements-isolated.txt
 	touch $@
 
 # The checkout is the collection root; Ansible finds it under collections_path.
