@@ -41,12 +41,14 @@ def job(name):
 
 def ansible_env(tmp, **extra):
     """Environment for ansible commands run by a test: the venv first on PATH,
-    the checkout's ansible.cfg, and Ansible's own scratch space under tmp."""
+    the checkout's ansible.cfg, and Ansible's own scratch space (local and,
+    for local connections, remote) under tmp, not in the shared ~/.ansible."""
     env = dict(os.environ)
     env.update({
         "PATH": "%s:%s" % (BIN, env.get("PATH", "")),
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_LOCAL_TEMP": str(Path(tmp) / "ansible-local"),
+        "ANSIBLE_REMOTE_TMP": str(Path(tmp) / "ansible-remote"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
     })
