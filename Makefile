@@ -12,10 +12,13 @@ ISOLATED := $(VENV)/isolated
 # Debian packages the test suite drives for real (bindfs: a FUSE file system
 # whose daemon the disk_usage hang test freezes; smartmontools: smartctl;
 # e2fsprogs: small ext4 images for the copy tests; prometheus-node-exporter:
-# the node_exporter that reads our textfiles in the metrics tests).
-TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter
+# the node_exporter that reads our textfiles in the metrics tests; openssh-server:
+# the sshd fleet of tests/e2e/fleet).
+TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter openssh-server
+# `make ee`: the execution environment's build context (execution-environment.yml).
+EE_CONTEXT ?= .build/ee/context
 
-.PHONY: setup site test bench lint sanity units integration changelog build clean test-deps python-venv
+.PHONY: setup site test bench lint sanity units integration changelog build clean test-deps python-venv ee
 
 setup: $(VENV)/.installed $(LINK) $(HOME)/.ansible/test/cache/.bootstrapped $(ISOLATED)/.installed
 
@@ -87,6 +90,15 @@ changelog: setup
 
 build: setup
 	$(BIN)/ansible-galaxy collection build --force --output-path .build
+
+# The collection artifact goes where execution-environment.yml takes it from;
+# ansible-builder then writes the context (Containerfile, _build/) to
+# $(EE_CONTEXT). Build the image with `podman build $(EE_CONTEXT)`.
+ee: setup
+	rm -rf .build/ee/dist
+	$(BIN)/ansible-galaxy collection build --force --output-path .build/ee/dist
+	mv .build/ee/dist/datasteward-storage-*.tar.gz .build/ee/datasteward-storage.tar.gz
+	$(BIN)/ansible-builder create -f execution-environment.yml --context $(EE_CONTEXT) --output-filename Containerfile
 
 clean:
 	rm -rf $(VENV) .collections .build .cache .pytest_cache tests/output
