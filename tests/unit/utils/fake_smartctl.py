@@ -25,6 +25,17 @@ scsiprint.cpp and smartctl.cpp):
   ``--all`` output shows the test in progress, as a real drive's does. A test
   already in progress (recorded or started here) gets "Can't start self-test
   without aborting current test" and exit status 4.
+* ``--scan`` (without a recording of its own): the devices of the folder's
+  ``--scan-open`` recording as smartctl lists them without opening them: a
+  SATA or SCSI ``/dev/sdX`` as ``-d scsi`` (the open is what turns it into
+  ``sat``), the others with their recorded type.
+* ``-d test DEVICE`` (without a recording of its own): smartctl's detection
+  lines for the type of the device's recorded ``--all`` call.
+* A device listed in the folder's ``HANG`` file (one device per line) is a
+  wedged drive: every call naming it, and ``--scan-open`` (which opens every
+  drive) while the file lists any, prints smartctl's banner, forks a child (as
+  smartctl may) and both sleep for ``HANG_SECONDS``; only killing the whole
+  process group ends them.
 * A device that no recording mentions: ``Smartctl open device: ... failed: No
   such device``, exit status 2 (smartctl's FAILDEV).
 * A call on a known device that was never recorded: message on stderr, exit
@@ -43,7 +54,9 @@ the recordings themselves are never written to). Every call is appended to
 Test helpers (importable as
 ``ansible_collections.datasteward.storage.tests.unit.utils.fake_smartctl``):
 ``install()`` writes an executable ``smartctl`` wrapper pointed at one folder;
-``fixtures_root()`` finds the recordings inside the collection.
+``fixtures_root()`` finds the recordings inside the collection; ``combine()``
+puts several single-drive recordings into one folder with a ``--scan-open``
+listing them; ``running_fakes()`` lists the live processes of one wrapper.
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -63,6 +77,10 @@ GENERIC_HEADER = (
 TEST_TYPES = ("short", "long", "conveyance")
 ATA_TEST_NAMES = {"short": "Short self-test", "long": "Extended self-test", "conveyance": "Conveyance self-test"}
 NVME_TEST_NAMES = {"short": "Short", "long": "Extended"}
+
+# How long a wedged drive's smartctl sleeps (a stray one ends by itself).
+HANG_SECONDS = 600
+PROTOCOLS = {"ata": "ATA", "sat": "ATA", "nvme": "NVMe"}
 
 # smartctl's exit status bits (smartctl(8), RETURN VALUES)
 FAILCMD = 1
@@ -123,6 +141,44 @@ def install(bin_dir, fixture_dir, state_dir=None, python=None):
     return path
 
 
+def combine(dest, folders):
+    """Copy the recordings of several single-drive folders (distinct device names) into ``dest``
+    and write a ``--scan-open`` recording listing their devices; return ``dest``."""
+    dest = str(dest)
+    os.makedirs(dest, exist_ok=True)
+    scan = []
+    for folder in folders:
+        for name in sorted(os.listdir(str(folder))):
+            if name.startswith("_"):
+                shutil.copyfile(os.path.join(str(folder), name), os.path.join(dest, name))
+        with open(os.path.join(str(folder), "device.json"), "r", encoding="utf-8") as handle:
+            device = json.load(handle)["name"]
+        kind = Replay(str(folder), None).recorded_type(device)
+        scan.append("%s -d %s # %s, %s device" % (device, kind, device, PROTOCOLS.get(kind, "SCSI")))
+    with open(os.path.join(dest, file_name(["--scan-open"])), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(scan) + "\n")
+    return dest
+
+
+def running_fakes(smartctl, proc_root="/proc"):
+    """Pids of live (not zombie) processes of the fake installed as ``smartctl`` (found by its FAKE_SMARTCTL_STATE)."""
+    marker = ("FAKE_SMARTCTL_STATE=%s" % os.path.abspath(os.path.dirname(str(smartctl)))).encode()
+    found = []
+    for pid in os.listdir(proc_root):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(os.path.join(proc_root, pid, "environ"), "rb") as handle:
+                environ = handle.read().split(b"\0")
+            with open(os.path.join(proc_root, pid, "stat"), "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in environ and state != b"Z":
+            found.append(int(pid))
+    return found
+
+
 class Replay:
     """One recording folder plus the state of self-tests started on it."""
 
@@ -172,12 +228,28 @@ class Replay:
         suffix = file_name([device])
         return any(name.endswith(suffix) for name in self.names)
 
-    def in_standby(self, device):
-        path = os.path.join(self.folder, "STANDBY")
+    def recorded_type(self, device):
+        """The device type of the device's recorded ``--all`` call (``_-d_TYPE_--all_DEVICE``), else None."""
+        prefix, middle, suffix = "_-d_", "_--all", file_name([device])
+        for name in self.names:
+            if name.startswith(prefix) and name.endswith(suffix) and middle in name:
+                return name[len(prefix):name.index(middle)]
+        return None
+
+    def _listed(self, name):
+        path = os.path.join(self.folder, name)
         if not os.path.isfile(path):
-            return False
+            return []
         with open(path, "r", encoding="utf-8") as handle:
-            return device in [line.strip() for line in handle]
+            return [line.strip() for line in handle if line.strip()]
+
+    def hangs(self, args, device):
+        """Whether this call is on a wedged drive (listed in HANG), or is --scan-open while one is."""
+        wedged = self._listed("HANG")
+        return bool(wedged) and (device in wedged or "--scan-open" in args)
+
+    def in_standby(self, device):
+        return device in self._listed("STANDBY")
 
     # self-test state -----------------------------------------------------
     def _state_path(self, device):
@@ -351,6 +423,48 @@ def start_selftest(replay, args, device, test):
     return "".join(out), 0
 
 
+def hang(replay, device):
+    """A wedged drive: smartctl's banner, then a forked child and the parent both sleep."""
+    sys.stdout.write(replay.header(device) if device else GENERIC_HEADER)
+    sys.stdout.flush()
+    os.fork()
+    time.sleep(HANG_SECONDS)
+    return "", FAILDEV
+
+
+def scan_unopened(replay):
+    """``smartctl --scan`` from the ``--scan-open`` recording: what smartctl lists without opening the devices."""
+    name = file_name(["--scan-open"])
+    if not replay.has(name):
+        return None
+    out = []
+    for line in replay.read(name).splitlines():
+        match = re.match(r"^(\S+)\s+-d\s+(\S+)", line)
+        if match:
+            kind = "scsi" if match.group(2) in ("ata", "sat", "scsi") else match.group(2)
+            out.append("%s -d %s # %s, %s device" % (match.group(1), kind, match.group(1), PROTOCOLS.get(kind, "SCSI")))
+    return "\n".join(out) + "\n"
+
+
+def detect_type(replay, device):
+    """``smartctl -d test DEVICE`` from the type of the device's recorded --all call."""
+    kind = replay.recorded_type(device)
+    if kind is None:
+        return None
+    protocol = PROTOCOLS.get(kind, "SCSI")
+    return "%s%s: Device of type '%s' [%s] detected\n%s: Device of type '%s' [%s] opened\n" % (
+        replay.header(device), device, kind, protocol, device, kind, protocol)
+
+
+def synthesized(replay, args, device):
+    """An answer for a call the folder has no recording of, where smartctl's own words are known; else None."""
+    if args == ["--scan"]:
+        return scan_unopened(replay)
+    if args[:2] == ["-d", "test"] and device:
+        return detect_type(replay, device)
+    return None
+
+
 def fail_unknown(replay, args, device):
     if device and not replay.knows(device):
         return replay.header(device) + "Smartctl open device: %s failed: No such device\n" % device, FAILDEV
@@ -373,6 +487,9 @@ def run(argv, env):
         del args[index:index + 2]
     device = args[-1] if args and not args[-1].startswith("-") else None
 
+    if replay.hangs(args, device):
+        return hang(replay, device)
+
     if power_mode and device and replay.in_standby(device) and power_mode.split(",")[0] in ("standby", "sleep", "idle"):
         return replay.header(device) + "Device is in STANDBY mode, exit(2)\n", 2
 
@@ -386,7 +503,8 @@ def run(argv, env):
 
     name = file_name(args)
     if not replay.has(name):
-        return fail_unknown(replay, args, device)
+        text = synthesized(replay, args, device)
+        return (text, 0) if text is not None else fail_unknown(replay, args, device)
     text = replay.read(name)
     if "--all" in args and device:
         started = replay.started_test(device)
