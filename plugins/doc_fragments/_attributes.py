@@ -39,10 +39,3 @@ attributes:
     support: full
 """
 
-    # Should be used together with the standard fragment and INFO_MODULE
-    FACTS = r"""
-options: {}
-attributes:
-  facts:
-    support: full
-"""

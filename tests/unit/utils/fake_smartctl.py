@@ -35,7 +35,9 @@ scsiprint.cpp and smartctl.cpp):
   wedged drive: every call naming it, and ``--scan-open`` (which opens every
   drive) while the file lists any, prints smartctl's banner, forks a child (as
   smartctl may) and both sleep for ``HANG_SECONDS``; only killing the whole
-  process group ends them.
+  process group ends them. A line ``DEVICE OPTION...`` hangs only the calls on
+  that device with one of the options (``/dev/sda -t``: it answers queries but
+  hangs when a self-test is started).
 * A device that no recording mentions: ``Smartctl open device: ... failed: No
   such device``, exit status 2 (smartctl's FAILDEV).
 * A call on a known device that was never recorded: message on stderr, exit
@@ -141,9 +143,10 @@ def install(bin_dir, fixture_dir, state_dir=None, python=None):
     return path
 
 
-def combine(dest, folders):
+def combine(dest, folders, hang=()):
     """Copy the recordings of several single-drive folders (distinct device names) into ``dest``
-    and write a ``--scan-open`` recording listing their devices; return ``dest``."""
+    and write a ``--scan-open`` recording listing their devices, and a ``HANG`` file with the
+    lines ``hang``; return ``dest``."""
     dest = str(dest)
     os.makedirs(dest, exist_ok=True)
     scan = []
@@ -157,24 +160,33 @@ def combine(dest, folders):
         scan.append("%s -d %s # %s, %s device" % (device, kind, device, PROTOCOLS.get(kind, "SCSI")))
     with open(os.path.join(dest, file_name(["--scan-open"])), "w", encoding="utf-8") as handle:
         handle.write("\n".join(scan) + "\n")
+    if hang:
+        with open(os.path.join(dest, "HANG"), "w", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in hang))
     return dest
 
 
+def _proc_file(proc_root, pid, name):
+    with open(os.path.join(proc_root, pid, name), "rb") as handle:
+        return handle.read()
+
+
 def running_fakes(smartctl, proc_root="/proc"):
-    """Pids of live (not zombie) processes of the fake installed as ``smartctl`` (found by its FAKE_SMARTCTL_STATE)."""
+    """Pids of live (not zombie) processes of the fake installed as ``smartctl``: their command line
+    names this script, and their environment the wrapper's FAKE_SMARTCTL_STATE."""
     marker = ("FAKE_SMARTCTL_STATE=%s" % os.path.abspath(os.path.dirname(str(smartctl)))).encode()
+    script = os.path.basename(__file__).encode()
     found = []
     for pid in os.listdir(proc_root):
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not pid.isdigit():
             continue
         try:
-            with open(os.path.join(proc_root, pid, "environ"), "rb") as handle:
-                environ = handle.read().split(b"\0")
-            with open(os.path.join(proc_root, pid, "stat"), "rb") as handle:
-                state = handle.read().rsplit(b")", 1)[1].split()[0]
+            cmdline = _proc_file(proc_root, pid, "cmdline").split(b"\0")
+            environ = _proc_file(proc_root, pid, "environ").split(b"\0")
+            state = _proc_file(proc_root, pid, "stat").rsplit(b")", 1)[1].split()[0]
         except OSError:
-            continue
-        if marker in environ and state != b"Z":
+            continue  # gone meanwhile
+        if any(arg.endswith(script) for arg in cmdline) and marker in environ and state != b"Z":
             found.append(int(pid))
     return found
 
@@ -244,9 +256,15 @@ class Replay:
             return [line.strip() for line in handle if line.strip()]
 
     def hangs(self, args, device):
-        """Whether this call is on a wedged drive (listed in HANG), or is --scan-open while one is."""
-        wedged = self._listed("HANG")
-        return bool(wedged) and (device in wedged or "--scan-open" in args)
+        """Whether this call is on a wedged drive (listed in HANG), or is --scan-open while one is.
+
+        A HANG line is a device, optionally followed by the options on which it hangs (``/dev/sda -t``).
+        """
+        for line in self._listed("HANG"):
+            words = line.split()
+            if (words[0] == device or (len(words) == 1 and "--scan-open" in args)) and (len(words) == 1 or set(words[1:]) & set(args)):
+                return True
+        return False
 
     def in_standby(self, device):
         return device in self._listed("STANDBY")
