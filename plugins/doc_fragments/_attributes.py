@@ -38,4 +38,3 @@ attributes:
   idempotent:
     support: full
 """
-

@@ -140,6 +140,8 @@ class RecordingSmartctl(Smartctl):
             # Report the drive's budget, not what was left of it for this call.
             self.timed_out = CommandTimeout(args, self.timeout, exc.stuck)
             raise self.timed_out
+        except OSError as exc:  # not one drive's problem: no drive can be read
+            raise SmartError("cannot run %s: %s" % (args[0], exc.strerror or exc))
 
     def _exec(self, cmd):
         args = [str(part) for part in cmd]
@@ -459,7 +461,7 @@ def _open_device(smartctl, name, interface):
     """pySMART's Device for one drive."""
     try:
         return Device(name, interface=interface, smartctl=smartctl)
-    except CommandTimeout:
+    except (CommandTimeout, SmartError):
         raise
     except Exception as exc:  # pylint: disable=broad-exception-caught
         # pySMART raises whatever its parsers hit on output it does not

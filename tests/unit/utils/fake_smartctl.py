@@ -380,6 +380,54 @@ def polling_minutes(text, test):
     return int(match.group(1)) if match else 2
 
 
+CANNOT_START = ("Can't start self-test without aborting current test (%s),\n"
+                "add '-t force' option to override, or run 'smartctl -X' to abort test.\n")
+
+
+def ata_start(text, test, progress):
+    """(lines, exit status) of ``-t`` on an ATA drive."""
+    out = ["=== START OF OFFLINE IMMEDIATE AND SELF-TEST SECTION ===\n"]
+    if progress:
+        return out + [CANNOT_START % progress], FAILSMART
+    if test == "conveyance" and "No Conveyance Self-test supported" in text:
+        return out + ["Conveyance Self-test functions not supported\n\n"], FAILSMART
+    cmdmsg = "Execute SMART %s routine immediately in off-line mode" % ATA_TEST_NAMES[test]
+    minutes = polling_minutes(text, test)
+    out.append('Sending command: "%s".\n' % cmdmsg)
+    out.append('Drive command "%s" successful.\n' % cmdmsg)
+    out.append("Testing has begun.\n")
+    out.append("Please wait %d minutes for test to complete.\n" % minutes)
+    out.append("Test will complete after %s\n" % time.strftime("%a %b %d %H:%M:%S %Y %Z", time.localtime(time.time() + 60 * minutes)))
+    out.append("Use smartctl -X to abort test.\n")
+    return out, 0
+
+
+def nvme_start(text, test, progress):
+    """(lines, exit status) of ``-t`` on an NVMe drive."""
+    if test not in NVME_TEST_NAMES:
+        sys.stderr.write("=======> INVALID ARGUMENT TO -t: %s\n" % test)
+        return None, FAILCMD
+    if progress:
+        return ["Can't start self-test without aborting current test (%2d%% completed)\n"
+                "Use smartctl -X to abort test\n" % int(re.match(r"\d+", progress).group(0))], FAILSMART
+    return ["Self-test has begun (NSID 0x1)\nUse smartctl -X to abort test\n"], 0
+
+
+def scsi_start(text, test, progress):
+    """(lines, exit status) of ``-t`` on a SCSI drive."""
+    if progress:
+        return [CANNOT_START % progress], FAILSMART
+    if test == "short":
+        return ["Short Background Self Test has begun\nUse smartctl -X to abort test\n"], 0
+    if test == "long":
+        return ["Extended Background Self Test has begun\nUse smartctl -X to abort test\n"], 0
+    sys.stderr.write("=======> INVALID ARGUMENT TO -t: %s\n" % test)
+    return None, FAILCMD
+
+
+STARTS = {"ata": ata_start, "nvme": nvme_start, "scsi": scsi_start}
+
+
 def start_selftest(replay, args, device, test):
     """Answer ``smartctl [-d TYPE] -t TEST DEVICE`` like smartctl."""
     header = replay.header(device)
@@ -393,52 +441,16 @@ def start_selftest(replay, args, device, test):
         return fail_unknown(replay, args, device)
     text = replay.read(name)
     kind = kind_of(text)
-    started = replay.started_test(device)
-    if started:
+    if replay.started_test(device):
         progress = "10% completed" if kind == "nvme" else "90% remaining"
     else:
         progress = recorded_progress(text)
-    out = [header]
-    if kind == "ata":
-        out.append("=== START OF OFFLINE IMMEDIATE AND SELF-TEST SECTION ===\n")
-        if progress:
-            out.append("Can't start self-test without aborting current test (%s),\n"
-                       "add '-t force' option to override, or run 'smartctl -X' to abort test.\n" % progress)
-            return "".join(out), FAILSMART
-        if test == "conveyance" and "No Conveyance Self-test supported" in text:
-            out.append("Conveyance Self-test functions not supported\n\n")
-            return "".join(out), FAILSMART
-        cmdmsg = "Execute SMART %s routine immediately in off-line mode" % ATA_TEST_NAMES[test]
-        minutes = polling_minutes(text, test)
-        out.append('Sending command: "%s".\n' % cmdmsg)
-        out.append('Drive command "%s" successful.\n' % cmdmsg)
-        out.append("Testing has begun.\n")
-        out.append("Please wait %d minutes for test to complete.\n" % minutes)
-        out.append("Test will complete after %s\n" % time.strftime("%a %b %d %H:%M:%S %Y %Z", time.localtime(time.time() + 60 * minutes)))
-        out.append("Use smartctl -X to abort test.\n")
-    elif kind == "nvme":
-        if test not in NVME_TEST_NAMES:
-            sys.stderr.write("=======> INVALID ARGUMENT TO -t: %s\n" % test)
-            return header, FAILCMD
-        if progress:
-            out.append("Can't start self-test without aborting current test (%2d%% completed)\n"
-                       "Use smartctl -X to abort test\n" % int(re.match(r"\d+", progress).group(0)))
-            return "".join(out), FAILSMART
-        out.append("Self-test has begun (NSID 0x1)\nUse smartctl -X to abort test\n")
-    else:
-        if progress:
-            out.append("Can't start self-test without aborting current test (%s),\n"
-                       "add '-t force' option to override, or run 'smartctl -X' to abort test.\n" % progress)
-            return "".join(out), FAILSMART
-        if test == "short":
-            out.append("Short Background Self Test has begun\nUse smartctl -X to abort test\n")
-        elif test == "long":
-            out.append("Extended Background Self Test has begun\nUse smartctl -X to abort test\n")
-        else:
-            sys.stderr.write("=======> INVALID ARGUMENT TO -t: %s\n" % test)
-            return header, FAILCMD
-    replay.start_test(device, test)
-    return "".join(out), 0
+    lines, status = STARTS[kind](text, test, progress)
+    if lines is None:
+        return header, status
+    if status == 0:
+        replay.start_test(device, test)
+    return header + "".join(lines), status
 
 
 def hang(replay, device):

@@ -158,3 +158,14 @@ def test_fake_answers_scan_and_type_detection_in_smartctls_words(tmp_path):
     # the recorded one is replayed as it is
     with open(os.path.join(SINGLE, "sat_ssd_0_issue_65", "_-d_test__dev_sda"), "rb") as handle:
         assert _smart.run_smartctl([smartctl, "-d", "test", "/dev/sda"], 10)[1] == handle.read()
+
+
+def test_smartctl_that_cannot_run_is_an_error_not_a_drive_problem(tmp_path):
+    """An executable smartctl whose interpreter is missing: the module fails naming it, for the scan and for named drives."""
+    broken = tmp_path / "smartctl"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    for devices in (None, [{"name": "/dev/sda", "interface": "sat"}, {"name": "/dev/sdb"}]):
+        with pytest.raises(_smart.SmartError) as caught:
+            _smart.smart_info(str(broken), devices, timeout=TIMEOUT)
+        assert str(caught.value) == "cannot run %s: No such file or directory" % broken
