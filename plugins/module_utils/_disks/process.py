@@ -30,13 +30,15 @@ class CommandTimeout(Exception):
     """A command did not finish within its deadline; it was killed with its process group.
 
     ``stuck`` lists the pids of the group still there after the grace time
-    (in uninterruptible sleep in the kernel); usually empty.
+    (in uninterruptible sleep in the kernel); usually empty. ``killed`` is
+    false when the command was not started at all (no time was left).
     """
 
-    def __init__(self, argv, timeout, stuck=None):
+    def __init__(self, argv, timeout, stuck=None, killed=True):
         self.argv = list(argv)
         self.timeout = timeout
         self.stuck = list(stuck or [])
+        self.killed = killed
         super().__init__("%s did not answer within %g s" % (" ".join(self.argv), timeout))
 
 

@@ -134,11 +134,11 @@ class RecordingSmartctl(Smartctl):
         try:
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
-                raise CommandTimeout(args, self.timeout)
+                raise CommandTimeout(args, self.timeout, killed=False)
             return self.run_command(args, remaining)
         except CommandTimeout as exc:
             # Report the drive's budget, not what was left of it for this call.
-            self.timed_out = CommandTimeout(args, self.timeout, exc.stuck)
+            self.timed_out = CommandTimeout(args, self.timeout, exc.stuck, exc.killed)
             raise self.timed_out
         except OSError as exc:  # not one drive's problem: no drive can be read
             raise SmartError("cannot run %s: %s" % (args[0], exc.strerror or exc))
@@ -170,8 +170,9 @@ class RecordingSmartctl(Smartctl):
 
 def timeout_reason(name, exc):
     """What to report for a drive whose smartctl missed its deadline."""
-    reason = "smartctl did not answer within %g s for %s (smartctl %s was killed): a wedged drive or controller?" % (
-        exc.timeout, name, " ".join(exc.argv[1:]))
+    call = "smartctl %s" % " ".join(exc.argv[1:])
+    reason = "smartctl did not answer within %g s for %s (%s): a wedged drive or controller?" % (
+        exc.timeout, name, call + " was killed" if exc.killed else "no time was left for " + call)
     if exc.stuck:
         reason += "; pid %s did not exit after SIGKILL (stuck in the kernel)" % ", ".join(str(pid) for pid in exc.stuck)
     return reason

@@ -133,8 +133,19 @@ def test_deadline_is_per_drive_not_per_call(tmp_path):
 
     facts, device = _smart.read_device(smartctl, "/dev/sda", None, run_command=slow, timeout=0.5)
     assert device is None and facts["timed_out"] is True
-    assert facts["unread"].startswith("smartctl did not answer within 0.5 s for /dev/sda")
+    assert facts["unread"].startswith("smartctl did not answer within 0.5 s for /dev/sda (")
     assert len(made) <= 2, made
+    # a call that found no time left was never started: the reason does not say it was killed
+    facts, device = _smart.read_device(smartctl, "/dev/sda", None, run_command=slow, timeout=0.2)
+    assert facts["unread"] == ("smartctl did not answer within 0.2 s for /dev/sda (smartctl -d test /dev/sda was killed): "
+                               "a wedged drive or controller?")
+    recording = _smart.RecordingSmartctl(smartctl, slow, timeout=0.001)
+    time.sleep(0.01)
+    with pytest.raises(_smart.CommandTimeout) as caught:
+        recording.generic_call(["-d", "test", "/dev/sda"])
+    assert _smart.timeout_reason("/dev/sda", caught.value) == (
+        "smartctl did not answer within 0.001 s for /dev/sda (no time was left for smartctl -d test /dev/sda): "
+        "a wedged drive or controller?")
 
 
 @pytest.mark.parametrize("timeout", [0, -1])
