@@ -30,10 +30,7 @@ def station(tmp_path):
     folder = fake_smartctl.combine(tmp_path / "drives", [os.path.join(SINGLE, name) for name in RECORDINGS], ["/dev/sdau"])
     smartctl = fake_smartctl.install(tmp_path / "bin", folder)
     yield smartctl
-    left = fake_smartctl.running_fakes(smartctl)
-    for pid in left:
-        os.kill(pid, 9)
-    assert left == [], "smartctl processes left running"
+    assert fake_smartctl.kill_left(smartctl) == [], "smartctl processes left running"
 
 
 def by_name(devices):

@@ -58,7 +58,8 @@ Test helpers (importable as
 ``install()`` writes an executable ``smartctl`` wrapper pointed at one folder;
 ``fixtures_root()`` finds the recordings inside the collection; ``combine()``
 puts several single-drive recordings into one folder with a ``--scan-open``
-listing them; ``running_fakes()`` lists the live processes of one wrapper.
+listing them; ``running_fakes()`` lists the live processes of one wrapper and
+``kill_left()`` kills them.
 """
 
 from __future__ import annotations
@@ -189,6 +190,17 @@ def running_fakes(smartctl, proc_root="/proc"):
         if any(arg.endswith(script) for arg in cmdline) and marker in environ and state != b"Z":
             found.append(int(pid))
     return found
+
+
+def kill_left(smartctl):
+    """SIGKILL what is left of the fake installed as ``smartctl`` (test cleanup); return the pids that were left."""
+    left = running_fakes(smartctl)
+    for pid in left:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass  # gone meanwhile
+    return left
 
 
 class Replay:

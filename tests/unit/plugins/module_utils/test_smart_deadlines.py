@@ -42,10 +42,7 @@ def no_fake_left():
     """Yields a list to put smartctl paths in; fails the test if a process of one is left, and kills it."""
     installed = []
     yield installed
-    left = [pid for smartctl in installed for pid in fake_smartctl.running_fakes(smartctl)]
-    for pid in left:
-        os.kill(pid, 9)
-    assert left == [], "smartctl processes left running"
+    assert [pid for smartctl in installed for pid in fake_smartctl.kill_left(smartctl)] == [], "smartctl processes left running"
 
 
 def by_name(devices):
