@@ -38,11 +38,3 @@ attributes:
   idempotent:
     support: full
 """
-
-    # Should be used together with the standard fragment and INFO_MODULE
-    FACTS = r"""
-options: {}
-attributes:
-  facts:
-    support: full
-"""

@@ -41,4 +41,16 @@ options:
           - The smartctl device type (C(smartctl -d)), for example V(sat), V(scsi), V(nvme), V(megaraid,28) or V(sat+megaraid,28).
           - When omitted, smartctl detects it (C(smartctl -d test)).
         type: str
+  timeout:
+    description:
+      - Seconds each drive gets for all its smartctl calls (pySMART makes a few per drive).
+      - A drive whose smartctl has not answered by then is reported with RV(devices[].timed_out=true) and a message naming the
+        device and the timeout; smartctl is killed with every process it forked, and the other drives are still read.
+      - Up to eight drives are read at once, so a drive that hangs delays the others by at most O(timeout).
+      - Without O(devices), C(smartctl --scan-open) gets O(timeout) too. It opens every drive, so one that hangs blocks it;
+        then the drives are listed with C(smartctl --scan), which opens none, with a warning, and each drive's type is detected
+        (C(smartctl -d test)) when it is read.
+      - A spun-down drive that smartctl wakes takes 10 to 20 seconds to answer; keep O(timeout) well above that.
+    type: float
+    default: 60
 """

@@ -24,22 +24,31 @@ extends_documentation_fragment:
   - datasteward.storage._attributes
   - datasteward.storage._attributes.INFO_MODULE
 options:
+  path:
+    description:
+      - One path whose file system to report, taken as it is (a comma in it is part of the name). A path inside a mount reports the
+        file system that holds it, with the path as asked in RV(filesystems[].path).
+      - A path that does not exist fails the module with a message naming it.
+      - Mutually exclusive with O(paths). When both are omitted, every mounted file system that is not a pseudo file system is reported.
+    type: path
   paths:
     description:
-      - Paths whose file systems to report. A path inside a mount reports the file system that holds it, with the path as asked in RV(filesystems[].path).
+      - Paths whose file systems to report, as O(path) does for one; each is reported once, in the order given.
       - A path that does not exist fails the module with a message naming it.
-      - When omitted, every mounted file system that is not a pseudo file system is reported.
+      - As a string, the list is split at commas; give a path that contains a comma as O(path), or as a YAML list.
     type: list
     elements: path
-    aliases: [path]
   fstypes:
     description:
       - Only report file systems of these types (for example V(ext4), V(xfs), V(nfs4)).
+      - When no mounted file system (or none of those holding O(path) or O(paths)) has one of these types, the module fails,
+        naming the types that are mounted.
     type: list
     elements: str
   exclude_fstypes:
     description:
       - Never report file systems of these types (for example V(tmpfs), V(squashfs)).
+      - When this leaves no file system to report, the module fails, naming the types that are mounted.
     type: list
     elements: str
   warn_percent:
@@ -68,7 +77,11 @@ options:
     type: float
     default: 5
 notes:
-  - Pseudo file systems are still reported when asked for by O(paths) or O(fstypes).
+  - Pseudo file systems are still reported when asked for by O(path), O(paths) or O(fstypes).
+  - Type filters that select no file system fail the module rather than warn. In an alerting play (C(failed_when) on RV(status))
+    a warning is easily missed and RV(status) would be V(ok) with nothing checked, so a typo (V(ext3) for V(ext4), V(nfs) for
+    V(nfs4)) or a data disk that is no longer mounted would pass silently. Plays run across hosts with different file systems
+    should filter by type on each host's own list.
   - When several file systems are mounted on one directory only the one on top is reported, as df does.
   - A file system that hangs leaves one blocked thread behind for the lifetime of the module process only.
 seealso:
@@ -92,21 +105,28 @@ EXAMPLES = r"""
     warn_percent: 70
     critical_percent: 85
 
-- name: Only NFS mounts, with a short deadline for dead servers
+- name: Only NFS mounts, with a short deadline for dead servers (fails if the host has no NFS mount)
   datasteward.storage.disk_usage:
     fstypes: [nfs, nfs4]
     timeout: 2
+
+- name: The file systems of the buffer and the two disk series
+  datasteward.storage.disk_usage:
+    paths:
+      - /data/buffer
+      - /mnt/primary
+      - /mnt/backup
 """
 
 RETURN = r"""
 filesystems:
-  description: One entry per reported file system (per path when O(paths) is given), in mount table order or in the order of O(paths).
+  description: One entry per reported file system (per path when O(path) or O(paths) is given), in mount table order or in the order of O(paths).
   returned: always
   type: list
   elements: dict
   contains:
     path:
-      description: The path asked for, or the mount point when O(paths) was not given.
+      description: The path asked for, or the mount point when neither O(path) nor O(paths) was given.
       type: str
       sample: /data/telescope
     mount:
@@ -194,7 +214,8 @@ from ansible_collections.datasteward.storage.plugins.module_utils._fs.mounts imp
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            paths=dict(type="list", elements="path", aliases=["path"]),
+            path=dict(type="path"),
+            paths=dict(type="list", elements="path"),
             fstypes=dict(type="list", elements="str"),
             exclude_fstypes=dict(type="list", elements="str"),
             warn_percent=dict(type="int", default=80),
@@ -203,6 +224,7 @@ def main():
             inodes_critical_percent=dict(type="int", default=90),
             timeout=dict(type="float", default=5),
         ),
+        mutually_exclusive=[["path", "paths"]],
         supports_check_mode=True,
     )
     params = module.params
@@ -210,7 +232,8 @@ def main():
         "warn_percent", "critical_percent", "inodes_warn_percent", "inodes_critical_percent"))
     try:
         result = disk_usage(
-            paths=params["paths"],
+            paths=[params["path"]] if params["path"] else params["paths"],
+            paths_option="path" if params["path"] else "paths",
             fstypes=params["fstypes"],
             exclude_fstypes=params["exclude_fstypes"],
             thresholds=thresholds,

@@ -19,7 +19,7 @@ description:
     or 198 (or the NVMe media error count, or the SCSI grown defect list) is not zero, an attribute failed in the past, the NVMe wear
     or an ATA SSD's used life (attributes 177, 202, 231, 233) is over O(wear_limit), the temperature is over its limit, the NVMe
     temperature warning is set, or the last self-test failed.
-    V(unknown) when the drive could not be read; the other drives are still read.
+    V(unknown) when the drive could not be read or did not answer within O(timeout); the other drives are still read.
   - With O(disk_map), each drive gets its site label, and drives in the map that are not present (RV(missing)) or present but not in the
     map (RV(unmapped)) are listed, so a swapped or dead drive shows up.
   - Must run as root (C(become=true)); smartctl needs raw access to the drives.
@@ -255,6 +255,12 @@ devices:
       description: Whether the drive was spun down and was not woken (O(standby=true)).
       type: bool
       sample: false
+    timed_out:
+      description:
+        - Whether smartctl did not answer for this drive within O(timeout) (it was killed); RV(devices[].health) is then
+          V(unknown) and RV(devices[].reasons) names the device, the timeout and the smartctl call.
+      type: bool
+      sample: false
     exit_status:
       description: smartctl's exit status bitmask for the drive's query.
       type: int
@@ -306,12 +312,9 @@ unmapped:
       model: HUH721212AL4204
 """
 
-import functools
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.datasteward.storage.plugins.module_utils._disks.smart import (
-    C_LOCALE,
     HAS_PYSMART,
     PYSMART_IMPORT_ERROR,
     SmartError,
@@ -343,14 +346,15 @@ def main():
         module.fail_json(msg=missing_required_lib("pySMART"), exception=PYSMART_IMPORT_ERROR)
     params = module.params
     limits = dict((key, params[key]) for key in ("temperature_limit_hdd", "temperature_limit_ssd", "wear_limit"))
-    run_command = functools.partial(module.run_command, environ_update=C_LOCALE, encoding=None)
     try:
         smartctl = find_smartctl(params["smartctl_path"], module.get_bin_path)
         require_root("smart_info")
         result = smart_info(smartctl, devices=params["devices"], standby=params["standby"], disk_map=params["disk_map"],
-                            acknowledge=params["acknowledge"], limits=limits, run_command=run_command)
+                            acknowledge=params["acknowledge"], limits=limits, timeout=params["timeout"])
     except SmartError as exc:
         module.fail_json(msg=str(exc))
+    for warning in result.pop("warnings"):
+        module.warn(warning)
     module.exit_json(changed=False, **result)
 
 

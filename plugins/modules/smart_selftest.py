@@ -16,8 +16,8 @@ description:
   - The test runs in the drive's background; read the result later with M(datasteward.storage.smart_info)
     (RV(datasteward.storage.smart_info#module:devices[].self_tests)).
   - In check mode no test is started; drives that would get one are reported with RV(devices[].state=would_start) and C(changed).
-  - Fails, after trying every drive, when a drive could not be read or does not support the test; the drives where a test was started
-    are still reported.
+  - Fails, after trying every drive, when a drive could not be read, did not answer within O(timeout) or does not support the test;
+    the drives where a test was started are still reported.
   - Must run as root (C(become=true)).
 author:
   - datasteward.storage maintainers (@datasteward)
@@ -97,7 +97,8 @@ devices:
     state:
       description:
         - V(started) (a test was started), V(would_start) (check mode), V(running) (a test was already in progress),
-          V(unsupported) (the drive does not offer this test) or V(failed) (the drive could not be read or smartctl did not start the test).
+          V(unsupported) (the drive does not offer this test) or V(failed) (the drive could not be read, did not answer within
+          O(timeout), or smartctl did not start the test).
       type: str
       sample: started
     changed:
@@ -120,14 +121,17 @@ devices:
       description: smartctl's exit status bitmask for the C(-t) call; null when none was made.
       type: int
       sample: 0
+    timed_out:
+      description:
+        - Whether smartctl did not answer for this drive within O(timeout) (it was killed); RV(devices[].state) is then V(failed).
+        - When it was the C(-t) call that did not answer, the test may or may not have started; RV(devices[].message) says so.
+      type: bool
+      sample: false
 """
-
-import functools
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.datasteward.storage.plugins.module_utils._disks.smart import (
-    C_LOCALE,
     HAS_PYSMART,
     PYSMART_IMPORT_ERROR,
     TEST_TYPES,
@@ -149,13 +153,15 @@ def main():
     if not HAS_PYSMART:
         module.fail_json(msg=missing_required_lib("pySMART"), exception=PYSMART_IMPORT_ERROR)
     params = module.params
-    run_command = functools.partial(module.run_command, environ_update=C_LOCALE, encoding=None)
     try:
         smartctl = find_smartctl(params["smartctl_path"], module.get_bin_path)
         require_root("smart_selftest")
-        result = start_selftests(smartctl, devices=params["devices"], test=params["test"], check_mode=module.check_mode, run_command=run_command)
+        result = start_selftests(smartctl, devices=params["devices"], test=params["test"], check_mode=module.check_mode,
+                                 timeout=params["timeout"])
     except SmartError as exc:
         module.fail_json(msg=str(exc))
+    for warning in result["warnings"]:
+        module.warn(warning)
     if result["failed"]:
         module.fail_json(
             msg="could not start the %s self-test on %s" % (params["test"], "; ".join(

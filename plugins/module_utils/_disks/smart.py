@@ -3,21 +3,26 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""SMART engine: drive facts through pySMART, our health verdict, self-tests.
+"""SMART engine: drive facts through pySMART, self-tests, a deadline per drive.
 
 pySMART parses smartctl's text output; its ``Smartctl`` wrapper is pointed at
 a configurable smartctl and, here, runs smartctl through an injected
-``run_command`` (AnsibleModule.run_command in the modules, subprocess in the
-unit tests), recording every call so smartctl's exit-status bitmask and raw
-lines stay available. No AnsibleModule import.
+``run_command`` (by default ``_disks/process.run_with_deadline``: its own
+session, killed with its whole process group at the deadline), recording every
+call so smartctl's exit-status bitmask and raw lines stay available. Each
+drive gets ``timeout`` seconds for all its smartctl calls; drives are read
+concurrently (at most ``MAX_PARALLEL`` at once), so a wedged drive delays the
+others by at most its timeout. The verdict is ``_disks/health.py``. No
+AnsibleModule import.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import re
-import subprocess
+import time
 import traceback
 import warnings
 
@@ -25,6 +30,12 @@ from ansible_collections.datasteward.storage.plugins.module_utils._disks.diskmap
     DiskMapError,
     load_disk_map,
     normalize_wwn,
+)
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.health import assess
+from ansible_collections.datasteward.storage.plugins.module_utils._disks.process import (
+    C_LOCALE,
+    CommandTimeout,
+    run_with_deadline,
 )
 
 try:
@@ -46,19 +57,14 @@ else:
 # print its warnings on the module's stderr.
 logging.getLogger("pySMART").addHandler(logging.NullHandler())
 
-C_LOCALE = {"LANG": "C", "LC_ALL": "C", "LC_MESSAGES": "C"}
-
-HEALTH_ORDER = ("ok", "warning", "failing", "unknown")
 TEST_TYPES = ("short", "long", "conveyance")
 
-# ATA attributes whose raw value counts damage: any non-zero value warns.
-ATA_COUNTERS = {
-    5: "Reallocated_Sector_Ct",
-    187: "Reported_Uncorrect",
-    188: "Command_Timeout",
-    197: "Current_Pending_Sector",
-    198: "Offline_Uncorrectable",
-}
+# Seconds a drive gets for all its smartctl calls (smartctl's own command
+# timeouts are of the same order; a drive spinning up takes 10-20 s).
+DEFAULT_TIMEOUT = 60.0
+# Drives read at once: enough that a wedged drive or two do not hold up the
+# rest, few enough not to flood one controller with pass-through commands.
+MAX_PARALLEL = 8
 
 # smartctl(8), RETURN VALUES: bit -> meaning.
 EXIT_STATUS_BITS = (
@@ -72,24 +78,9 @@ EXIT_STATUS_BITS = (
     (7, "the device self-test log contains records of errors"),
 )
 
-# NVMe SMART/Health log, Critical Warning bits.
-NVME_CRITICAL_WARNINGS = (
-    (0x01, "available spare capacity has fallen below the threshold"),
-    (0x02, "temperature is above an over-temperature threshold or below an under-temperature threshold"),
-    (0x04, "NVM subsystem reliability has been degraded due to significant media related errors"),
-    (0x08, "media has been placed in read only mode"),
-    (0x10, "volatile memory backup device has failed"),
-    (0x20, "persistent memory region has become read-only or unreliable"),
-)
-
 # smartctl options that act on the drive rather than read it.
 WRITING_OPTIONS = frozenset(("-t", "--test", "-X", "--abort", "-s", "--smart", "-o", "--offlineauto", "-S", "--saveauto"))
 
-# ATA attributes whose normalised value is the remaining rated life of an SSD in
-# percent: Wear_Leveling_Count, Percent_Lifetime_Remain, SSD_Life_Left,
-# Media_Wearout_Indicator.
-SSD_LIFE_ATTRIBUTES = frozenset((177, 202, 231, 233))
-DEFAULT_LIMITS = {"temperature_limit_hdd": 60, "temperature_limit_ssd": 70, "wear_limit": 90}
 SELF_TESTS_REPORTED = 5
 
 
@@ -97,13 +88,9 @@ class SmartError(Exception):
     """Bad input or an unusable smartctl; the message names the option or device and the cause."""
 
 
-def default_run_command(args):
-    """Run a command the way the modules do (no shell, C locale); return (rc, stdout bytes, stderr bytes)."""
-    env = dict(os.environ)
-    env.update(C_LOCALE)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    out, err = proc.communicate()
-    return proc.returncode, out, err
+def run_smartctl(args, timeout):
+    """Run smartctl the way the modules do (no shell, C locale, its own session, a deadline): (rc, stdout, stderr)."""
+    return run_with_deadline(args, timeout, C_LOCALE)
 
 
 def _text(data):
@@ -115,7 +102,7 @@ def _text(data):
 
 
 class RecordingSmartctl(Smartctl):
-    """pySMART's Smartctl, running smartctl through ``run_command`` and keeping every call.
+    """pySMART's Smartctl, running smartctl through ``run_command`` under one deadline, keeping every call.
 
     pySMART repeats its queries: every ``Device.update()`` (the constructor,
     ``get_selftest_result()``, ``run_selftest()``) runs ``--all`` again and,
@@ -123,15 +110,38 @@ class RecordingSmartctl(Smartctl):
     ``-l sasphy``). One instance serves one drive for a moment, so a query it
     has already run is answered from memory until a call that changes the drive
     (``-t``, ``-X``, ``-s``, ...) is made.
+
+    All calls share ``timeout`` seconds from the instance's creation. A call
+    that misses the deadline raises CommandTimeout (its process group killed);
+    so does every later call, and ``timed_out`` keeps the first one, because
+    pySMART swallows the exceptions of some of its calls.
     """
 
-    def __init__(self, smartctl_path, run_command=None, options=None):
+    def __init__(self, smartctl_path, run_command=None, options=None, timeout=DEFAULT_TIMEOUT):
         # pySMART's own constructor; options are extra smartctl arguments
         # (``-n standby``) that pySMART passes on its --all/--info queries.
         super(RecordingSmartctl, self).__init__(smartctl_path=smartctl_path, options=list(options or []))
-        self.run_command = run_command or default_run_command
+        self.run_command = run_command or run_smartctl
         self.calls = []
         self._answers = {}
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.timed_out = None
+
+    def _run(self, args):
+        if self.timed_out is not None:
+            raise self.timed_out
+        try:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise CommandTimeout(args, self.timeout, killed=False)
+            return self.run_command(args, remaining)
+        except CommandTimeout as exc:
+            # Report the drive's budget, not what was left of it for this call.
+            self.timed_out = CommandTimeout(args, self.timeout, exc.stuck, exc.killed)
+            raise self.timed_out
+        except OSError as exc:  # not one drive's problem: no drive can be read
+            raise SmartError("cannot run %s: %s" % (args[0], exc.strerror or exc))
 
     def _exec(self, cmd):
         args = [str(part) for part in cmd]
@@ -139,7 +149,7 @@ class RecordingSmartctl(Smartctl):
         if key in self._answers:
             lines, rc = self._answers[key]
             return list(lines), rc
-        rc, out, err = self.run_command(args)
+        rc, out, err = self._run(args)
         # pySMART's own decoding (it detects the encoding: some recordings
         # use non-UTF-8 thousands separators).
         lines = self._decode_output(out) if isinstance(out, bytes) else _text(out).splitlines()
@@ -158,15 +168,26 @@ class RecordingSmartctl(Smartctl):
         return None
 
 
+def timeout_reason(name, exc):
+    """What to report for a drive whose smartctl missed its deadline."""
+    call = "smartctl %s" % " ".join(exc.argv[1:])
+    reason = "smartctl did not answer within %g s for %s (%s): a wedged drive or controller?" % (
+        exc.timeout, name, call + " was killed" if exc.killed else "no time was left for " + call)
+    if exc.stuck:
+        reason += "; pid %s did not exit after SIGKILL (stuck in the kernel)" % ", ".join(str(pid) for pid in exc.stuck)
+    return reason
+
+
 def smart_argument_spec(**options):
     """The argument spec of a SMART module: the options of the ``datasteward.storage._smart``
-    doc fragment (``smartctl_path``, ``devices``) plus the module's own ``options``."""
+    doc fragment (``smartctl_path``, ``devices``, ``timeout``) plus the module's own ``options``."""
     spec = dict(
         smartctl_path=dict(type="path"),
         devices=dict(type="list", elements="dict", options=dict(
             name=dict(type="str", required=True),
             interface=dict(type="str"),
         )),
+        timeout=dict(type="float", default=DEFAULT_TIMEOUT),
     )
     spec.update(options)
     return spec
@@ -202,6 +223,11 @@ def decode_exit_status(status):
     return ["bit %d: %s" % (bit, text) for bit, text in EXIT_STATUS_BITS if status & (1 << bit)]
 
 
+def check_timeout(timeout, option="timeout"):
+    if timeout is None or timeout <= 0:
+        raise SmartError("%s must be greater than 0 (seconds a drive gets for its smartctl calls), got %s" % (option, timeout))
+
+
 def check_devices(devices, option="devices"):
     """Validate ``devices`` (list of dicts with ``name`` and optional ``interface``)."""
     checked = []
@@ -219,6 +245,19 @@ def check_devices(devices, option="devices"):
     return checked
 
 
+def _check_acknowledge_raw(item, option, index):
+    raw = item.get("raw")
+    if raw is None or isinstance(raw, bool):
+        raise SmartError("%s[%d]: raw (the acknowledged raw value) is required" % (option, index))
+    try:
+        raw = int(raw)
+    except (TypeError, ValueError):
+        raise SmartError("%s[%d]: raw must be an integer, got %r" % (option, index, item.get("raw")))
+    if raw < 0:
+        raise SmartError("%s[%d]: raw must not be negative, got %d" % (option, index, raw))
+    return raw
+
+
 def check_acknowledge(entries, option="acknowledge"):
     """Validate acknowledged counters: ``serial`` or ``device``, ``attribute`` and ``raw``."""
     checked = []
@@ -230,18 +269,13 @@ def check_acknowledge(entries, option="acknowledge"):
         attribute = str(item.get("attribute") or "").strip()
         if not attribute:
             raise SmartError("%s[%d]: attribute is required (an ATA attribute ID or name, media_errors or grown_defects)" % (option, index))
-        raw = item.get("raw")
-        if raw is None or isinstance(raw, bool):
-            raise SmartError("%s[%d]: raw (the acknowledged raw value) is required" % (option, index))
-        try:
-            raw = int(raw)
-        except (TypeError, ValueError):
-            raise SmartError("%s[%d]: raw must be an integer, got %r" % (option, index, item.get("raw")))
-        if raw < 0:
-            raise SmartError("%s[%d]: raw must not be negative, got %d" % (option, index, raw))
+        raw = _check_acknowledge_raw(item, option, index)
         checked.append({"serial": serial, "device": device, "attribute": attribute.lower(), "raw": raw})
     return checked
 
+
+# --------------------------------------------------------------------------
+# which drives
 
 def parse_scan(lines):
     """``smartctl --scan-open`` lines into [{'name', 'interface'}]; comment lines (open failures) are skipped."""
@@ -256,15 +290,61 @@ def parse_scan(lines):
     return found
 
 
-def scan_devices(smartctl_path, run_command=None):
-    """Every device ``smartctl --scan-open`` finds."""
-    smartctl = RecordingSmartctl(smartctl_path, run_command)
-    lines, rc = smartctl.generic_call(["--scan-open"])
+def _scan(smartctl_path, run_command, timeout, option):
+    """parse_scan of ``smartctl <option>``; SmartError when it fails and finds nothing."""
+    smartctl = RecordingSmartctl(smartctl_path, run_command, timeout=timeout)
+    lines, rc = smartctl.generic_call([option])
     found = parse_scan(lines)
     if not found and rc:
         call = smartctl.calls[-1]
-        raise SmartError("smartctl --scan-open failed (exit status %d): %s" % (rc, (call["stderr"] or "\n".join(lines)).strip()))
+        raise SmartError("smartctl %s failed (exit status %d): %s" % (option, rc, (call["stderr"] or "\n".join(lines)).strip()))
     return found
+
+
+def scan_devices(smartctl_path, run_command=None, timeout=DEFAULT_TIMEOUT):
+    """Every device ``smartctl --scan-open`` finds, and the warnings to give: ([{'name', 'interface'}], [str]).
+
+    --scan-open opens every drive, so one wedged drive blocks it. Past the
+    deadline the drives are listed with ``--scan``, which opens none; the
+    device type ``scsi`` it guesses from a ``/dev/sdX`` name is dropped, so
+    each drive's type is detected when it is read (``-d test``), under that
+    drive's own deadline.
+    """
+    try:
+        return _scan(smartctl_path, run_command, timeout, "--scan-open"), []
+    except CommandTimeout:
+        pass
+    try:
+        found = _scan(smartctl_path, run_command, timeout, "--scan")
+    except CommandTimeout:
+        raise SmartError("smartctl --scan-open did not answer within %g s, nor did smartctl --scan: name the drives with devices" % timeout)
+    for item in found:
+        if item["interface"] == "scsi":
+            item["interface"] = None
+    return found, ["smartctl --scan-open did not answer within %g s (it opens every drive: one that hangs blocks it); the drives were "
+                   "listed with smartctl --scan, which opens none, and each was read with its device type detected (-d test)" % timeout]
+
+
+def wanted_devices(smartctl_path, devices, run_command, timeout):
+    """The checked ``devices``, else the scanned ones: (devices, warnings)."""
+    if devices:
+        return check_devices(devices), []
+    return scan_devices(smartctl_path, run_command, timeout)
+
+
+def map_drives(read_one, items, workers=MAX_PARALLEL):
+    """``read_one(item)`` for every item, at most ``workers`` at once; results in the order of ``items``.
+
+    pySMART's warnings are silenced here, in the calling thread: the filter
+    list is shared by all threads, and ``catch_warnings`` inside each worker
+    would restore it in whatever order the workers finish.
+    """
+    if not items:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+            return list(pool.map(read_one, items))
 
 
 # --------------------------------------------------------------------------
@@ -354,68 +434,70 @@ def _empty_facts(name, interface):
         "capacity_bytes": None, "rotation_rate": None, "is_ssd": None, "smart_capable": None, "smart_enabled": None,
         "assessment": None, "assessment_text": None, "temperature_c": None, "power_on_hours": None,
         "attributes": [], "nvme": None, "scsi": None, "self_tests": [], "self_test_running": False,
-        "self_test_progress_percent": None, "standby": False, "exit_status": None, "exit_status_flags": [],
+        "self_test_progress_percent": None, "standby": False, "timed_out": False, "exit_status": None, "exit_status_flags": [],
         "label": None, "health": "unknown", "reasons": [], "acknowledged": [],
     }
 
 
-def open_device(name, interface, smartctl):
-    """pySMART's Device for one drive (None if pySMART gave up), with its warnings silenced."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        device = Device(name, interface=interface, smartctl=smartctl)
-    return device
+class _Unread(Exception):
+    """The drive cannot be read (further); the message says why."""
 
 
-def read_device(smartctl_path, name, interface=None, standby=False, run_command=None):
-    """Facts for one drive. Never raises for a drive that cannot be read: that drive gets ``unread`` set."""
-    facts = _empty_facts(name, interface)
-    smartctl = RecordingSmartctl(smartctl_path, run_command, ["-n", "standby"] if standby else None)
-    if standby:
-        # pySMART follows its --all query with others that do not pass -n
-        # (-l sataphy, -l sasphy) and would wake the drive: ask first.
-        lines = smartctl.all(name, interface)
-        asleep = _power_mode(lines)
-        if asleep:
-            call = smartctl.calls[-1]
-            facts.update(standby=True, exit_status=call["rc"], exit_status_flags=decode_exit_status(call["rc"]))
-            facts["unread"] = "%s is in %s mode; not woken up because standby is set" % (name, asleep)
-            return facts, None
+def _set_exit_status(facts, rc):
+    facts["exit_status"] = rc
+    facts["exit_status_flags"] = decode_exit_status(rc)
+
+
+def _refuse_to_wake(smartctl, name, interface, facts):
+    """With ``standby``, ask with ``-n standby`` first: pySMART follows its --all
+    query with others that do not pass -n (-l sataphy, -l sasphy) and would wake the drive."""
+    asleep = _power_mode(smartctl.all(name, interface))
+    if asleep:
+        facts["standby"] = True
+        _set_exit_status(facts, smartctl.calls[-1]["rc"])
+        raise _Unread("%s is in %s mode; not woken up because standby is set" % (name, asleep))
+
+
+def _open_device(smartctl, name, interface):
+    """pySMART's Device for one drive."""
     try:
-        device = open_device(name, interface, smartctl)
+        return Device(name, interface=interface, smartctl=smartctl)
+    except (CommandTimeout, SmartError):
+        raise
     except Exception as exc:  # pylint: disable=broad-exception-caught
         # pySMART raises whatever its parsers hit on output it does not
         # expect; one such drive must not hide the others.
-        facts["unread"] = "pySMART could not parse the smartctl output for %s: %s: %s" % (name, type(exc).__name__, exc)
-        return facts, None
-    call = smartctl.last_call("--all") or smartctl.last_call("--info")
-    if call is None:
-        probe = smartctl.last_call("test")
-        reason = _open_failure(probe["lines"], probe["stderr"]) if probe else None
-        facts["unread"] = reason or "smartctl could not detect the device type of %s (smartctl -d test failed)" % name
-        if probe:
-            facts["exit_status"] = probe["rc"]
-            facts["exit_status_flags"] = decode_exit_status(probe["rc"])
-        return facts, None
+        raise _Unread("pySMART could not parse the smartctl output for %s: %s: %s" % (name, type(exc).__name__, exc))
 
-    lines = call["lines"]
-    facts["exit_status"] = call["rc"]
-    facts["exit_status_flags"] = decode_exit_status(call["rc"])
-    facts["interface"] = device.interface or interface
-    asleep = _power_mode(lines)
+
+def _main_query(smartctl, name, facts):
+    """pySMART's --all (or --info) call; without one, why the device type could not be detected."""
+    call = smartctl.last_call("--all") or smartctl.last_call("--info")
+    if call is not None:
+        return call
+    probe = smartctl.last_call("test")
+    if probe:
+        _set_exit_status(facts, probe["rc"])
+    reason = _open_failure(probe["lines"], probe["stderr"]) if probe else None
+    raise _Unread(reason or "smartctl could not detect the device type of %s (smartctl -d test failed)" % name)
+
+
+def _check_readable(device, call, name, facts):
+    """Raise _Unread for a sleeping drive or one smartctl could not open."""
+    asleep = _power_mode(call["lines"])
     if asleep:
         facts["standby"] = True
-        facts["unread"] = "%s is in %s mode; not woken up because standby is set" % (name, asleep)
-        return facts, device
+        raise _Unread("%s is in %s mode; not woken up because standby is set" % (name, asleep))
     if call["rc"] & 0x03:
-        reason = _open_failure(lines, call["stderr"])
+        reason = _open_failure(call["lines"], call["stderr"])
         if reason or not device.model:
             stderr = call["stderr"].strip()
-            facts["unread"] = reason or "smartctl could not read %s (exit status %d: %s)%s" % (
-                name, call["rc"], "; ".join(decode_exit_status(call["rc"] & 0x03)), ": " + stderr if stderr else "")
-            return facts, device
+            raise _Unread(reason or "smartctl could not read %s (exit status %d: %s)%s" % (
+                name, call["rc"], "; ".join(decode_exit_status(call["rc"] & 0x03)), ": " + stderr if stderr else ""))
 
-    facts.update({
+
+def _identity(device, lines):
+    return {
         "model": device.model,
         "serial": device.serial,
         "wwn": parse_wwn(lines),
@@ -428,170 +510,109 @@ def read_device(smartctl_path, name, interface=None, standby=False, run_command=
         "assessment": device.assessment,
         "assessment_text": parse_assessment_text(lines),
         "temperature_c": device.temperature,
-    })
-    running, progress = parse_running_test(lines)
-    facts["self_test_running"] = running
-    facts["self_test_progress_percent"] = progress
+    }
 
-    attributes = []
-    for attr in device.attributes:
-        if attr is None:
-            continue
-        attributes.append({
-            "id": attr.num, "name": attr.name, "value": attr.value_int, "worst": attr.worst, "thresh": attr.thresh,
-            "type": attr.type, "updated": attr.updated, "when_failed": attr.when_failed, "raw": attr.raw,
-            "raw_int": attr.raw_int,
-        })
-    facts["attributes"] = attributes
-    for attr in attributes:
-        if attr["id"] == 9 and attr["raw_int"] is not None:
-            facts["power_on_hours"] = attr["raw_int"]
 
-    nvme = device.if_attributes if isinstance(device.if_attributes, NvmeAttributes) else None
-    if nvme is not None:
-        facts["nvme"] = {
-            "critical_warning": nvme.criticalWarning,
-            "available_spare": nvme.availableSpare,
-            "available_spare_threshold": nvme.availableSpareThreshold,
-            "percentage_used": nvme.percentageUsed,
-            "media_errors": nvme.integrityErrors,
-            "error_log_entries": nvme.errorEntries,
-            "unsafe_shutdowns": nvme.unsafeShutdowns,
-            "power_cycles": nvme.powerCycles,
-            "errors": [{"num": err.num, "error_count": err.errCount, "sqid": err.sqId, "cmdid": err.cmdId,
-                        "status": err.status, "lba": err.lba, "nsid": err.nsid} for err in nvme.errors],
-        }
-        facts["power_on_hours"] = nvme.powerOnHours
+def _ata_attributes(device):
+    return [{
+        "id": attr.num, "name": attr.name, "value": attr.value_int, "worst": attr.worst, "thresh": attr.thresh,
+        "type": attr.type, "updated": attr.updated, "when_failed": attr.when_failed, "raw": attr.raw,
+        "raw_int": attr.raw_int,
+    } for attr in device.attributes if attr is not None]
+
+
+def _nvme_log(nvme):
+    return {
+        "critical_warning": nvme.criticalWarning,
+        "available_spare": nvme.availableSpare,
+        "available_spare_threshold": nvme.availableSpareThreshold,
+        "percentage_used": nvme.percentageUsed,
+        "media_errors": nvme.integrityErrors,
+        "error_log_entries": nvme.errorEntries,
+        "unsafe_shutdowns": nvme.unsafeShutdowns,
+        "power_cycles": nvme.powerCycles,
+        "errors": [{"num": err.num, "error_count": err.errCount, "sqid": err.sqId, "cmdid": err.cmdId,
+                    "status": err.status, "lba": err.lba, "nsid": err.nsid} for err in nvme.errors],
+    }
+
+
+def _interface_facts(device, lines, facts):
+    """NVMe health log or SCSI counters, and the power-on hours each reports."""
+    if isinstance(device.if_attributes, NvmeAttributes):
+        facts["nvme"] = _nvme_log(device.if_attributes)
+        facts["power_on_hours"] = device.if_attributes.powerOnHours
     elif isinstance(device.if_attributes, SCSIAttributes):
         counters = parse_scsi_counters(lines)
         facts["scsi"] = {"grown_defects": counters.get("grown_defects"), "non_medium_errors": counters.get("non_medium_errors")}
         if counters.get("power_on_hours") is not None:
             facts["power_on_hours"] = counters["power_on_hours"]
 
-    tests = []
-    for entry in device.tests[:SELF_TESTS_REPORTED]:
-        tests.append({"num": entry.num, "type": entry.type, "status": entry.status, "remaining": entry.remain,
-                      "hours": entry.hours, "lba": entry.LBA})
-    facts["self_tests"] = tests
 
+def _smart_unavailable(device, name):
+    """Why SMART cannot be read on a drive that answered (a RAID volume, SMART off), or None."""
     if not device.smart_capable and not device.smart_enabled and device.assessment is None:
-        facts["unread"] = "SMART is not available on %s (a RAID volume or a bridge that hides the drive?); " \
-                          "name the physical drive, e.g. with interface megaraid,N or sat" % name
-    elif not device.smart_enabled and device.assessment is None:
-        facts["unread"] = "SMART is disabled on %s; enable it with smartctl -s on %s" % (name, name)
+        return "SMART is not available on %s (a RAID volume or a bridge that hides the drive?); " \
+               "name the physical drive, e.g. with interface megaraid,N or sat" % name
+    if not device.smart_enabled and device.assessment is None:
+        return "SMART is disabled on %s; enable it with smartctl -s on %s" % (name, name)
+    return None
+
+
+def _read_facts(device, lines, name, facts):
+    facts.update(_identity(device, lines))
+    facts["self_test_running"], facts["self_test_progress_percent"] = parse_running_test(lines)
+    facts["attributes"] = _ata_attributes(device)
+    for attr in facts["attributes"]:
+        if attr["id"] == 9 and attr["raw_int"] is not None:
+            facts["power_on_hours"] = attr["raw_int"]
+    _interface_facts(device, lines, facts)
+    facts["self_tests"] = [{"num": entry.num, "type": entry.type, "status": entry.status, "remaining": entry.remain,
+                            "hours": entry.hours, "lba": entry.LBA} for entry in device.tests[:SELF_TESTS_REPORTED]]
+    unavailable = _smart_unavailable(device, name)
+    if unavailable:
+        facts["unread"] = unavailable
+
+
+def _query(smartctl, name, interface, standby, facts):
+    """Ask smartctl about one drive, step by step; the pySMART Device, or _Unread."""
+    if standby:
+        _refuse_to_wake(smartctl, name, interface, facts)
+    device = _open_device(smartctl, name, interface)
+    call = _main_query(smartctl, name, facts)
+    _set_exit_status(facts, call["rc"])
+    facts["interface"] = device.interface or interface
+    _check_readable(device, call, name, facts)
+    _read_facts(device, call["lines"], name, facts)
+    return device
+
+
+def read_device(smartctl_path, name, interface=None, standby=False, run_command=None, timeout=DEFAULT_TIMEOUT):
+    """Facts for one drive, and pySMART's Device (None when unread).
+
+    Never raises for a drive that cannot be read, or does not answer within
+    ``timeout`` seconds: that drive gets ``unread`` set (and ``timed_out``).
+    """
+    facts = _empty_facts(name, interface)
+    smartctl = RecordingSmartctl(smartctl_path, run_command, ["-n", "standby"] if standby else None, timeout)
+    device = None
+    try:
+        device = _query(smartctl, name, interface, standby, facts)
+    except _Unread as exc:
+        facts["unread"] = str(exc)
+    except CommandTimeout:
+        pass  # kept in smartctl.timed_out
+    if smartctl.timed_out is not None:
+        # Also when pySMART swallowed the exception (its try_generic_call).
+        facts.update(timed_out=True, unread=timeout_reason(name, smartctl.timed_out))
+        device = None
     return facts, device
 
 
 # --------------------------------------------------------------------------
-# verdict
+# smart_info
 
-def _counters(facts):
-    """(keys, label, raw) for every counter that warns when non-zero."""
-    found = []
-    for attr in facts["attributes"]:
-        if attr["id"] in ATA_COUNTERS and attr["raw_int"]:
-            found.append(({str(attr["id"]), attr["name"].lower()}, "%s (%d)" % (attr["name"], attr["id"]), attr["raw_int"]))
-    if facts["nvme"] and facts["nvme"]["media_errors"]:
-        found.append(({"media_errors"}, "media and data integrity errors", facts["nvme"]["media_errors"]))
-    if facts["scsi"] and facts["scsi"]["grown_defects"]:
-        found.append(({"grown_defects"}, "elements in grown defect list", facts["scsi"]["grown_defects"]))
-    return found
-
-
-def _acknowledged_raw(facts, keys, acknowledge):
-    best = None
-    for entry in acknowledge:
-        if entry["serial"] and entry["serial"] != facts["serial"]:
-            continue
-        if not entry["serial"] and entry["device"] != facts["name"]:
-            continue
-        if entry["attribute"] in keys:
-            best = entry["raw"] if best is None else max(best, entry["raw"])
-    return best
-
-
-def assess(facts, acknowledge=None, limits=None):
-    """Our verdict for one drive: (health, reasons, acknowledged)."""
-    limits = dict(DEFAULT_LIMITS, **(limits or {}))
-    if facts.get("unread"):
-        return "unknown", [facts["unread"]], []
-    failing = []
-    warning = []
-    acknowledged = []
-    status = facts["exit_status"] or 0
-
-    if facts["assessment"] == "FAIL":
-        failing.append("the drive's SMART self-assessment failed: %s" % (facts["assessment_text"] or "FAILED"))
-    if status & 0x08:
-        failing.append("smartctl exit status %d, bit 3: SMART status check returned DISK FAILING" % status)
-    if status & 0x10:
-        failing.append("smartctl exit status %d, bit 4: prefail attributes found <= threshold" % status)
-    if status & 0x20:
-        warning.append("smartctl exit status %d, bit 5: some attributes have been <= threshold in the past" % status)
-
-    for attr in facts["attributes"]:
-        when = attr["when_failed"] or "-"
-        if when == "FAILING_NOW":
-            failing.append("attribute %s (%d) is failing now: value %s, threshold %s" % (attr["name"], attr["id"], attr["value"], attr["thresh"]))
-        elif when == "In_the_past":
-            warning.append("attribute %s (%d) failed in the past: worst %s, threshold %s" % (attr["name"], attr["id"], attr["worst"], attr["thresh"]))
-        elif when != "-":
-            warning.append("attribute %s (%d) says it failed %r" % (attr["name"], attr["id"], when))
-
-    for keys, label, raw in _counters(facts):
-        known = _acknowledged_raw(facts, keys, acknowledge or [])
-        if known is not None and raw <= known:
-            acknowledged.append({"attribute": label, "raw": raw, "acknowledged_raw": known})
-        elif known is not None:
-            warning.append("%s raw value %d grew past the acknowledged %d" % (label, raw, known))
-        else:
-            warning.append("%s raw value is %d" % (label, raw))
-
-    if facts["is_ssd"]:
-        for attr in facts["attributes"]:
-            # Normalised values of these count down from 100 as the rated life is used.
-            if attr["id"] in SSD_LIFE_ATTRIBUTES and isinstance(attr["value"], int) and 0 <= attr["value"] <= 100:
-                used = 100 - attr["value"]
-                if used > limits["wear_limit"]:
-                    warning.append("SSD wear: attribute %s (%d) is at %d, about %d%% of the rated life used, over the wear limit %d%%"
-                                   % (attr["name"], attr["id"], attr["value"], used, limits["wear_limit"]))
-
-    nvme = facts["nvme"]
-    if nvme:
-        critical = nvme["critical_warning"] or 0
-        for bit, text in NVME_CRITICAL_WARNINGS:
-            if critical & bit:
-                (warning if bit == 0x02 else failing).append("NVMe critical warning 0x%02x: %s" % (bit, text))
-        spare, threshold = nvme["available_spare"], nvme["available_spare_threshold"]
-        if spare is not None and threshold is not None and spare < threshold and not critical & 0x01:
-            failing.append("NVMe available spare %d%% is below its threshold %d%%" % (spare, threshold))
-        used = nvme["percentage_used"]
-        if used is not None and used > limits["wear_limit"]:
-            warning.append("NVMe percentage used %d%% is over the wear limit %d%%" % (used, limits["wear_limit"]))
-
-    temperature = facts["temperature_c"]
-    limit = limits["temperature_limit_ssd"] if facts["is_ssd"] else limits["temperature_limit_hdd"]
-    if temperature is not None and temperature > limit:
-        warning.append("temperature %d C is over the limit %d C" % (temperature, limit))
-
-    for entry in facts["self_tests"]:
-        text = (entry["status"] or "").lower()
-        if "progress" in text or text == "running":
-            continue
-        if "fail" in text or "fatal" in text:
-            warning.append("last self-test (%s at %s h) did not pass: %s" % (entry["type"], entry["hours"], entry["status"]))
-        break
-
-    if failing:
-        return "failing", failing + warning, acknowledged
-    if warning:
-        return "warning", warning, acknowledged
-    return "ok", [], acknowledged
-
-
-def apply_disk_map(devices, disk_map):
-    """Set each device's ``label``; return (missing, unmapped)."""
-    entries = load_disk_map(disk_map) if isinstance(disk_map, (list, tuple)) else load_disk_map(disk_map, "disk_map")
+def apply_disk_map(devices, entries):
+    """Set each device's ``label`` from the disk map ``entries``; return (missing, unmapped)."""
     matched = set()
     unmapped = []
     by_serial = dict((entry["serial"].strip().lower(), index) for index, entry in enumerate(entries))
@@ -612,48 +633,58 @@ def apply_disk_map(devices, disk_map):
     return missing, unmapped
 
 
-def smart_info(smartctl_path, devices=None, standby=False, disk_map=None, acknowledge=None, limits=None, run_command=None):
-    """Facts and verdicts for the given devices (default: every device smartctl --scan-open finds)."""
-    wanted = check_devices(devices) if devices else scan_devices(smartctl_path, run_command)
+def read_disk_map(disk_map):
+    """The entries of ``disk_map`` (a file path or a list of dicts); SmartError naming the line or file."""
+    try:
+        return load_disk_map(disk_map) if isinstance(disk_map, (list, tuple)) else load_disk_map(disk_map, "disk_map")
+    except DiskMapError as exc:
+        raise SmartError(str(exc))
+
+
+def _report(facts, acknowledge, limits):
+    facts["health"], facts["reasons"], facts["acknowledged"] = assess(facts, acknowledge, limits)
+    facts.pop("unread", None)
+    return facts
+
+
+def smart_info(smartctl_path, devices=None, standby=False, disk_map=None, acknowledge=None, limits=None, run_command=None,
+               timeout=DEFAULT_TIMEOUT):
+    """Facts and verdicts for the given devices (default: every device smartctl --scan-open finds).
+
+    Returns ``{"devices", "missing", "unmapped", "warnings"}``; bad input raises SmartError before any drive is read.
+    """
+    check_timeout(timeout)
     acknowledge = check_acknowledge(acknowledge)
-    results = []
-    for item in wanted:
-        facts, dummy = read_device(smartctl_path, item["name"], item["interface"], standby, run_command)
-        facts["health"], facts["reasons"], facts["acknowledged"] = assess(facts, acknowledge, limits)
-        facts.pop("unread", None)
-        results.append(facts)
-    missing, unmapped = [], []
-    if disk_map:
-        try:
-            missing, unmapped = apply_disk_map(results, disk_map)
-        except DiskMapError as exc:
-            raise SmartError(str(exc))
-    return {"devices": results, "missing": missing, "unmapped": unmapped}
+    entries = read_disk_map(disk_map) if disk_map else None
+    wanted, notes = wanted_devices(smartctl_path, devices, run_command, timeout)
+
+    def read_one(item):
+        facts, dummy = read_device(smartctl_path, item["name"], item["interface"], standby, run_command, timeout)
+        return _report(facts, acknowledge, limits)
+
+    results = map_drives(read_one, wanted)
+    missing, unmapped = apply_disk_map(results, entries) if entries is not None else ([], [])
+    return {"devices": results, "missing": missing, "unmapped": unmapped, "warnings": notes}
 
 
 # --------------------------------------------------------------------------
 # self-tests
 
-def _selftest_one(smartctl_path, item, test, check_mode, run_command):
-    result = {"name": item["name"], "interface": item["interface"], "model": None, "serial": None, "test": test,
-              "state": None, "changed": False, "message": None, "progress_percent": None,
-              "estimated_completion": None, "exit_status": None}
-    facts, device = read_device(smartctl_path, item["name"], item["interface"], False, run_command)
-    result.update({"model": facts["model"], "serial": facts["serial"], "interface": facts["interface"]})
-    if facts.get("unread") or device is None:
-        result.update(state="failed", message=facts.get("unread") or "could not read %s" % item["name"])
-        return result
-    if not device.test_capabilities.get(test):
-        result.update(state="unsupported", message="%s (%s) does not support the %s self-test" % (item["name"], facts["model"], test))
-        return result
-    code, message, progress = device.get_selftest_result()
-    if code == 1:
-        result.update(state="running", message="a self-test is already in progress; not starting another",
-                      progress_percent=progress if progress is not None else facts["self_test_progress_percent"])
-        return result
-    if check_mode:
-        result.update(state="would_start", changed=True, message="would start a %s self-test (check mode)" % test)
-        return result
+def _selftest_result(item, test):
+    return {"name": item["name"], "interface": item["interface"], "model": None, "serial": None, "test": test,
+            "state": None, "changed": False, "message": None, "progress_percent": None,
+            "estimated_completion": None, "exit_status": None, "timed_out": False}
+
+
+def _start_failure(test, name, call, message):
+    output = " ".join(line.strip() for line in (call["lines"][3:] if call else []) if line.strip())
+    detail = output or (call["stderr"].strip() if call else "")
+    return "smartctl did not start the %s self-test on %s (exit status %s): %s" % (
+        test, name, call["rc"] if call else None, detail or message)
+
+
+def _start(result, device, test):
+    """Start ``test`` (pySMART's run_selftest) and record what smartctl said."""
     code, message, eta = device.run_selftest(test)
     call = device.smartctl.last_call("-t")
     result["exit_status"] = call["rc"] if call else None
@@ -664,18 +695,48 @@ def _selftest_one(smartctl_path, item, test, check_mode, run_command):
     elif code == 2:
         result.update(state="unsupported", message=message)
     else:
-        output = " ".join(line.strip() for line in (call["lines"][3:] if call else []) if line.strip())
-        detail = output or (call["stderr"].strip() if call else "")
-        result.update(state="failed", message="smartctl did not start the %s self-test on %s (exit status %s): %s" % (
-            test, item["name"], result["exit_status"], detail or message))
+        result.update(state="failed", message=_start_failure(test, result["name"], call, message))
+
+
+def _selftest_steps(result, facts, device, test, check_mode):
+    if facts.get("unread") or device is None:
+        result.update(state="failed", message=facts.get("unread") or "could not read %s" % result["name"])
+        return
+    if not device.test_capabilities.get(test):
+        result.update(state="unsupported", message="%s (%s) does not support the %s self-test" % (result["name"], facts["model"], test))
+        return
+    code, dummy, progress = device.get_selftest_result()
+    if code == 1:
+        result.update(state="running", message="a self-test is already in progress; not starting another",
+                      progress_percent=progress if progress is not None else facts["self_test_progress_percent"])
+    elif check_mode:
+        result.update(state="would_start", changed=True, message="would start a %s self-test (check mode)" % test)
+    else:
+        _start(result, device, test)
+
+
+def _selftest_one(smartctl_path, item, test, check_mode, run_command, timeout):
+    result = _selftest_result(item, test)
+    facts, device = read_device(smartctl_path, item["name"], item["interface"], False, run_command, timeout)
+    result.update({"model": facts["model"], "serial": facts["serial"], "interface": facts["interface"], "timed_out": facts["timed_out"]})
+    try:
+        _selftest_steps(result, facts, device, test, check_mode)
+    except CommandTimeout as exc:
+        # Only the -t call itself is left to time out (pySMART's other queries are answered from memory).
+        result.update(state="failed", changed=False, timed_out=True, message=timeout_reason(item["name"], exc)
+                      + "; the test may or may not have started: read the drive with smart_info later")
     return result
 
 
-def start_selftests(smartctl_path, devices=None, test="short", check_mode=False, run_command=None):
-    """Start ``test`` on each device not already testing. Returns {'devices': [...], 'changed': bool, 'failed': [...]}."""
+def start_selftests(smartctl_path, devices=None, test="short", check_mode=False, run_command=None, timeout=DEFAULT_TIMEOUT):
+    """Start ``test`` on each device not already testing.
+
+    Returns ``{'devices': [...], 'changed': bool, 'failed': [...], 'warnings': [...]}``.
+    """
     if test not in TEST_TYPES:
         raise SmartError("test: %r is not one of %s" % (test, ", ".join(TEST_TYPES)))
-    wanted = check_devices(devices) if devices else scan_devices(smartctl_path, run_command)
-    results = [_selftest_one(smartctl_path, item, test, check_mode, run_command) for item in wanted]
+    check_timeout(timeout)
+    wanted, notes = wanted_devices(smartctl_path, devices, run_command, timeout)
+    results = map_drives(lambda item: _selftest_one(smartctl_path, item, test, check_mode, run_command, timeout), wanted)
     failed = [item for item in results if item["state"] in ("failed", "unsupported")]
-    return {"devices": results, "changed": any(item["changed"] for item in results), "failed": failed}
+    return {"devices": results, "changed": any(item["changed"] for item in results), "failed": failed, "warnings": notes}

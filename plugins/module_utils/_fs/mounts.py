@@ -124,9 +124,9 @@ def mount_for_path(path, mounts):
 
 
 def default_targets(mounts, fstypes=None, exclude_fstypes=None):
-    """Every visible mount that is not a pseudo file system, filtered by type."""
+    """Every visible mount, filtered by type; pseudo file systems only when ``fstypes`` names their type."""
     return [mount for mount in visible_mounts(mounts)
-            if not is_pseudo(mount) and fstype_wanted(mount, fstypes, exclude_fstypes)]
+            if (not is_pseudo(mount) or (fstypes and mount.fstype in fstypes)) and fstype_wanted(mount, fstypes, exclude_fstypes)]
 
 
 def fstype_wanted(mount, fstypes=None, exclude_fstypes=None):
@@ -267,61 +267,102 @@ def check_thresholds(thresholds):
                 warn, thresholds[warn], crit, thresholds[crit]))
 
 
-def disk_usage(paths=None, fstypes=None, exclude_fstypes=None, thresholds=None, timeout=5.0,
-               mounts=None, statvfs=os.statvfs):
-    """Usage of the given paths' file systems, or of every real mounted one.
-
-    Returns ``{"filesystems": [...], "status": worst, "alerts": [...]}``.
-    Raises FilesystemError for bad thresholds, a bad timeout or a path that
-    does not exist. ``mounts`` and ``statvfs`` are injectable for tests.
-    """
-    if timeout <= 0:
-        raise FilesystemError("timeout must be greater than 0, got %s" % timeout)
+def _with_default_thresholds(thresholds):
     thresholds = dict(thresholds or {})
     for key, default in (("warn_percent", 80), ("critical_percent", 90),
                          ("inodes_warn_percent", 80), ("inodes_critical_percent", 90)):
         thresholds.setdefault(key, default)
     check_thresholds(thresholds)
+    return thresholds
+
+
+def _path_targets(paths, mounts, timeout, statvfs, option):
+    """(path, mount, probe) for each distinct path, in the order given; FilesystemError naming ``option`` for a missing one."""
+    requested = list(dict.fromkeys(paths))
+    probes = probe_all(requested, timeout, statvfs, resolve=True)
+    missing = [path for path in requested if probes[path].missing]
+    if missing:
+        raise FilesystemError("%s: %s does not exist" % (option, ", ".join(missing)))
+    targets = []
+    for path in requested:
+        probe = probes[path]
+        # A hung probe never resolved the path: place it by its spelling.
+        mount = mount_for_path(probe.real or os.path.abspath(path), mounts)
+        if mount is not None:
+            targets.append((path, mount, probe))
+    return targets
+
+
+def _either(values):
+    values = list(values)
+    return values[0] if len(values) == 1 else "%s or %s" % (", ".join(values[:-1]), values[-1])
+
+
+def check_selection(candidates, chosen, fstypes=None, exclude_fstypes=None, paths_option=None):
+    """Raise FilesystemError naming the filter when ``fstypes``/``exclude_fstypes`` leave none of the
+    ``candidates`` (the Mounts before filtering) in ``chosen``.
+
+    In an alerting play a typo in a filter would otherwise report ``ok`` with nothing checked.
+    """
+    if chosen or not candidates or not (fstypes or exclude_fstypes):
+        return
+    types = ", ".join(sorted(set(mount.fstype for mount in candidates)))
+    if paths_option:
+        held = "the file systems holding %s" % paths_option
+        wording = ("none of %s has type %%s" % held, "%%s excludes every one of %s" % held, "none of %s" % held,
+                   "their types: %s" % types)
+    else:
+        wording = ("no mounted file system has type %s", "%s excludes every mounted file system", "no mounted file system",
+                   "types mounted here: %s" % types)
+    has_type, excludes, none, known = wording
+    if not exclude_fstypes:
+        message = "fstypes: " + has_type % _either(fstypes)
+    elif not fstypes:
+        message = "exclude_fstypes: " + excludes % ", ".join(exclude_fstypes)
+    else:
+        message = "fstypes (%s) and exclude_fstypes (%s) together select %s" % (", ".join(fstypes), ", ".join(exclude_fstypes), none)
+    raise FilesystemError("%s (%s)" % (message, known))
+
+
+def _report(path, mount, probe, timeout, thresholds):
+    """One entry of ``filesystems``."""
+    fs = {"path": path, "mount": mount.mount_point, "device": mount.device, "fstype": mount.fstype, "options": mount.options}
+    error = probe_error(probe, timeout)
+    if error is None:
+        fs.update(usage_from_statvfs(probe.result))
+        fs["status"] = classify(fs, thresholds)
+    else:
+        fs.update(dict.fromkeys(USAGE_KEYS))
+        fs["status"] = "error"
+    fs["error"] = error
+    return fs
+
+
+def disk_usage(paths=None, fstypes=None, exclude_fstypes=None, thresholds=None, timeout=5.0,
+               mounts=None, statvfs=os.statvfs, paths_option="paths"):
+    """Usage of the given paths' file systems, or of every real mounted one.
+
+    Returns ``{"filesystems": [...], "status": worst, "alerts": [...]}``.
+    Raises FilesystemError for bad thresholds, a bad timeout, a path that does
+    not exist (naming ``paths_option``, the option that gave the paths) or
+    type filters that select no file system. ``mounts`` and ``statvfs`` are
+    injectable for tests.
+    """
+    if timeout <= 0:
+        raise FilesystemError("timeout must be greater than 0, got %s" % timeout)
+    thresholds = _with_default_thresholds(thresholds)
     if mounts is None:
         mounts = read_mounts()
-
     if paths:
-        requested = list(dict.fromkeys(paths))
-        probes = probe_all(requested, timeout, statvfs, resolve=True)
-        missing = [path for path in requested if probes[path].missing]
-        if missing:
-            raise FilesystemError("paths: %s does not exist" % ", ".join(missing))
-        targets = []
-        for path in requested:
-            probe = probes[path]
-            # A hung probe never resolved the path: place it by its spelling.
-            mount = mount_for_path(probe.real or os.path.abspath(path), mounts)
-            if mount is not None and fstype_wanted(mount, fstypes, exclude_fstypes):
-                targets.append((path, mount, probe))
+        candidates = _path_targets(paths, mounts, timeout, statvfs, paths_option)
+        targets = [target for target in candidates if fstype_wanted(target[1], fstypes, exclude_fstypes)]
+        check_selection([target[1] for target in candidates], targets, fstypes, exclude_fstypes, paths_option)
     else:
         chosen = default_targets(mounts, fstypes, exclude_fstypes)
+        check_selection(default_targets(mounts), chosen, fstypes, exclude_fstypes)
         probes = probe_all([mount.mount_point for mount in chosen], timeout, statvfs)
         targets = [(mount.mount_point, mount, probes[mount.mount_point]) for mount in chosen]
-
-    filesystems = []
-    for path, mount, probe in targets:
-        fs = {
-            "path": path,
-            "mount": mount.mount_point,
-            "device": mount.device,
-            "fstype": mount.fstype,
-            "options": mount.options,
-        }
-        error = probe_error(probe, timeout)
-        if error is None:
-            fs.update(usage_from_statvfs(probe.result))
-            fs["status"] = classify(fs, thresholds)
-        else:
-            fs.update(dict.fromkeys(USAGE_KEYS))
-            fs["status"] = "error"
-        fs["error"] = error
-        filesystems.append(fs)
-
+    filesystems = [_report(path, mount, probe, timeout, thresholds) for path, mount, probe in targets]
     return {
         "filesystems": filesystems,
         "status": worst(*[fs["status"] for fs in filesystems]),

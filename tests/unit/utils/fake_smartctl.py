@@ -25,6 +25,19 @@ scsiprint.cpp and smartctl.cpp):
   ``--all`` output shows the test in progress, as a real drive's does. A test
   already in progress (recorded or started here) gets "Can't start self-test
   without aborting current test" and exit status 4.
+* ``--scan`` (without a recording of its own): the devices of the folder's
+  ``--scan-open`` recording as smartctl lists them without opening them: a
+  SATA or SCSI ``/dev/sdX`` as ``-d scsi`` (the open is what turns it into
+  ``sat``), the others with their recorded type.
+* ``-d test DEVICE`` (without a recording of its own): smartctl's detection
+  lines for the type of the device's recorded ``--all`` call.
+* A device listed in the folder's ``HANG`` file (one device per line) is a
+  wedged drive: every call naming it, and ``--scan-open`` (which opens every
+  drive) while the file lists any, prints smartctl's banner, forks a child (as
+  smartctl may) and both sleep for ``HANG_SECONDS``; only killing the whole
+  process group ends them. A line ``DEVICE OPTION...`` hangs only the calls on
+  that device with one of the options (``/dev/sda -t``: it answers queries but
+  hangs when a self-test is started).
 * A device that no recording mentions: ``Smartctl open device: ... failed: No
   such device``, exit status 2 (smartctl's FAILDEV).
 * A call on a known device that was never recorded: message on stderr, exit
@@ -43,7 +56,10 @@ the recordings themselves are never written to). Every call is appended to
 Test helpers (importable as
 ``ansible_collections.datasteward.storage.tests.unit.utils.fake_smartctl``):
 ``install()`` writes an executable ``smartctl`` wrapper pointed at one folder;
-``fixtures_root()`` finds the recordings inside the collection.
+``fixtures_root()`` finds the recordings inside the collection; ``combine()``
+puts several single-drive recordings into one folder with a ``--scan-open``
+listing them; ``running_fakes()`` lists the live processes of one wrapper and
+``kill_left()`` kills them.
 """
 
 from __future__ import annotations
@@ -52,6 +68,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -63,6 +80,10 @@ GENERIC_HEADER = (
 TEST_TYPES = ("short", "long", "conveyance")
 ATA_TEST_NAMES = {"short": "Short self-test", "long": "Extended self-test", "conveyance": "Conveyance self-test"}
 NVME_TEST_NAMES = {"short": "Short", "long": "Extended"}
+
+# How long a wedged drive's smartctl sleeps (a stray one ends by itself).
+HANG_SECONDS = 600
+PROTOCOLS = {"ata": "ATA", "sat": "ATA", "nvme": "NVMe"}
 
 # smartctl's exit status bits (smartctl(8), RETURN VALUES)
 FAILCMD = 1
@@ -123,6 +144,65 @@ def install(bin_dir, fixture_dir, state_dir=None, python=None):
     return path
 
 
+def combine(dest, folders, hang=()):
+    """Copy the recordings of several single-drive folders (distinct device names) into ``dest``
+    and write a ``--scan-open`` recording listing their devices, and a ``HANG`` file with the
+    lines ``hang``; return ``dest``."""
+    dest = str(dest)
+    os.makedirs(dest, exist_ok=True)
+    scan = []
+    for folder in folders:
+        for name in sorted(os.listdir(str(folder))):
+            if name.startswith("_"):
+                shutil.copyfile(os.path.join(str(folder), name), os.path.join(dest, name))
+        with open(os.path.join(str(folder), "device.json"), "r", encoding="utf-8") as handle:
+            device = json.load(handle)["name"]
+        kind = Replay(str(folder), None).recorded_type(device)
+        scan.append("%s -d %s # %s, %s device" % (device, kind, device, PROTOCOLS.get(kind, "SCSI")))
+    with open(os.path.join(dest, file_name(["--scan-open"])), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(scan) + "\n")
+    if hang:
+        with open(os.path.join(dest, "HANG"), "w", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in hang))
+    return dest
+
+
+def _proc_file(proc_root, pid, name):
+    with open(os.path.join(proc_root, pid, name), "rb") as handle:
+        return handle.read()
+
+
+def running_fakes(smartctl, proc_root="/proc"):
+    """Pids of live (not zombie) processes of the fake installed as ``smartctl``: their command line
+    names this script, and their environment the wrapper's FAKE_SMARTCTL_STATE."""
+    marker = ("FAKE_SMARTCTL_STATE=%s" % os.path.abspath(os.path.dirname(str(smartctl)))).encode()
+    script = os.path.basename(__file__).encode()
+    found = []
+    for pid in os.listdir(proc_root):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = _proc_file(proc_root, pid, "cmdline").split(b"\0")
+            environ = _proc_file(proc_root, pid, "environ").split(b"\0")
+            state = _proc_file(proc_root, pid, "stat").rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue  # gone meanwhile
+        if any(arg.endswith(script) for arg in cmdline) and marker in environ and state != b"Z":
+            found.append(int(pid))
+    return found
+
+
+def kill_left(smartctl):
+    """SIGKILL what is left of the fake installed as ``smartctl`` (test cleanup); return the pids that were left."""
+    left = running_fakes(smartctl)
+    for pid in left:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass  # gone meanwhile
+    return left
+
+
 class Replay:
     """One recording folder plus the state of self-tests started on it."""
 
@@ -172,12 +252,34 @@ class Replay:
         suffix = file_name([device])
         return any(name.endswith(suffix) for name in self.names)
 
-    def in_standby(self, device):
-        path = os.path.join(self.folder, "STANDBY")
+    def recorded_type(self, device):
+        """The device type of the device's recorded ``--all`` call (``_-d_TYPE_--all_DEVICE``), else None."""
+        prefix, middle, suffix = "_-d_", "_--all", file_name([device])
+        for name in self.names:
+            if name.startswith(prefix) and name.endswith(suffix) and middle in name:
+                return name[len(prefix):name.index(middle)]
+        return None
+
+    def _listed(self, name):
+        path = os.path.join(self.folder, name)
         if not os.path.isfile(path):
-            return False
+            return []
         with open(path, "r", encoding="utf-8") as handle:
-            return device in [line.strip() for line in handle]
+            return [line.strip() for line in handle if line.strip()]
+
+    def hangs(self, args, device):
+        """Whether this call is on a wedged drive (listed in HANG), or is --scan-open while one is.
+
+        A HANG line is a device, optionally followed by the options on which it hangs (``/dev/sda -t``).
+        """
+        for line in self._listed("HANG"):
+            words = line.split()
+            if (words[0] == device or (len(words) == 1 and "--scan-open" in args)) and (len(words) == 1 or set(words[1:]) & set(args)):
+                return True
+        return False
+
+    def in_standby(self, device):
+        return device in self._listed("STANDBY")
 
     # self-test state -----------------------------------------------------
     def _state_path(self, device):
@@ -290,6 +392,54 @@ def polling_minutes(text, test):
     return int(match.group(1)) if match else 2
 
 
+CANNOT_START = ("Can't start self-test without aborting current test (%s),\n"
+                "add '-t force' option to override, or run 'smartctl -X' to abort test.\n")
+
+
+def ata_start(text, test, progress):
+    """(lines, exit status) of ``-t`` on an ATA drive."""
+    out = ["=== START OF OFFLINE IMMEDIATE AND SELF-TEST SECTION ===\n"]
+    if progress:
+        return out + [CANNOT_START % progress], FAILSMART
+    if test == "conveyance" and "No Conveyance Self-test supported" in text:
+        return out + ["Conveyance Self-test functions not supported\n\n"], FAILSMART
+    cmdmsg = "Execute SMART %s routine immediately in off-line mode" % ATA_TEST_NAMES[test]
+    minutes = polling_minutes(text, test)
+    out.append('Sending command: "%s".\n' % cmdmsg)
+    out.append('Drive command "%s" successful.\n' % cmdmsg)
+    out.append("Testing has begun.\n")
+    out.append("Please wait %d minutes for test to complete.\n" % minutes)
+    out.append("Test will complete after %s\n" % time.strftime("%a %b %d %H:%M:%S %Y %Z", time.localtime(time.time() + 60 * minutes)))
+    out.append("Use smartctl -X to abort test.\n")
+    return out, 0
+
+
+def nvme_start(text, test, progress):
+    """(lines, exit status) of ``-t`` on an NVMe drive."""
+    if test not in NVME_TEST_NAMES:
+        sys.stderr.write("=======> INVALID ARGUMENT TO -t: %s\n" % test)
+        return None, FAILCMD
+    if progress:
+        return ["Can't start self-test without aborting current test (%2d%% completed)\n"
+                "Use smartctl -X to abort test\n" % int(re.match(r"\d+", progress).group(0))], FAILSMART
+    return ["Self-test has begun (NSID 0x1)\nUse smartctl -X to abort test\n"], 0
+
+
+def scsi_start(text, test, progress):
+    """(lines, exit status) of ``-t`` on a SCSI drive."""
+    if progress:
+        return [CANNOT_START % progress], FAILSMART
+    if test == "short":
+        return ["Short Background Self Test has begun\nUse smartctl -X to abort test\n"], 0
+    if test == "long":
+        return ["Extended Background Self Test has begun\nUse smartctl -X to abort test\n"], 0
+    sys.stderr.write("=======> INVALID ARGUMENT TO -t: %s\n" % test)
+    return None, FAILCMD
+
+
+STARTS = {"ata": ata_start, "nvme": nvme_start, "scsi": scsi_start}
+
+
 def start_selftest(replay, args, device, test):
     """Answer ``smartctl [-d TYPE] -t TEST DEVICE`` like smartctl."""
     header = replay.header(device)
@@ -303,52 +453,58 @@ def start_selftest(replay, args, device, test):
         return fail_unknown(replay, args, device)
     text = replay.read(name)
     kind = kind_of(text)
-    started = replay.started_test(device)
-    if started:
+    if replay.started_test(device):
         progress = "10% completed" if kind == "nvme" else "90% remaining"
     else:
         progress = recorded_progress(text)
-    out = [header]
-    if kind == "ata":
-        out.append("=== START OF OFFLINE IMMEDIATE AND SELF-TEST SECTION ===\n")
-        if progress:
-            out.append("Can't start self-test without aborting current test (%s),\n"
-                       "add '-t force' option to override, or run 'smartctl -X' to abort test.\n" % progress)
-            return "".join(out), FAILSMART
-        if test == "conveyance" and "No Conveyance Self-test supported" in text:
-            out.append("Conveyance Self-test functions not supported\n\n")
-            return "".join(out), FAILSMART
-        cmdmsg = "Execute SMART %s routine immediately in off-line mode" % ATA_TEST_NAMES[test]
-        minutes = polling_minutes(text, test)
-        out.append('Sending command: "%s".\n' % cmdmsg)
-        out.append('Drive command "%s" successful.\n' % cmdmsg)
-        out.append("Testing has begun.\n")
-        out.append("Please wait %d minutes for test to complete.\n" % minutes)
-        out.append("Test will complete after %s\n" % time.strftime("%a %b %d %H:%M:%S %Y %Z", time.localtime(time.time() + 60 * minutes)))
-        out.append("Use smartctl -X to abort test.\n")
-    elif kind == "nvme":
-        if test not in NVME_TEST_NAMES:
-            sys.stderr.write("=======> INVALID ARGUMENT TO -t: %s\n" % test)
-            return header, FAILCMD
-        if progress:
-            out.append("Can't start self-test without aborting current test (%2d%% completed)\n"
-                       "Use smartctl -X to abort test\n" % int(re.match(r"\d+", progress).group(0)))
-            return "".join(out), FAILSMART
-        out.append("Self-test has begun (NSID 0x1)\nUse smartctl -X to abort test\n")
-    else:
-        if progress:
-            out.append("Can't start self-test without aborting current test (%s),\n"
-                       "add '-t force' option to override, or run 'smartctl -X' to abort test.\n" % progress)
-            return "".join(out), FAILSMART
-        if test == "short":
-            out.append("Short Background Self Test has begun\nUse smartctl -X to abort test\n")
-        elif test == "long":
-            out.append("Extended Background Self Test has begun\nUse smartctl -X to abort test\n")
-        else:
-            sys.stderr.write("=======> INVALID ARGUMENT TO -t: %s\n" % test)
-            return header, FAILCMD
-    replay.start_test(device, test)
-    return "".join(out), 0
+    lines, status = STARTS[kind](text, test, progress)
+    if lines is None:
+        return header, status
+    if status == 0:
+        replay.start_test(device, test)
+    return header + "".join(lines), status
+
+
+def hang(replay, device):
+    """A wedged drive: smartctl's banner, then a forked child and the parent both sleep."""
+    sys.stdout.write(replay.header(device) if device else GENERIC_HEADER)
+    sys.stdout.flush()
+    os.fork()
+    time.sleep(HANG_SECONDS)
+    return "", FAILDEV
+
+
+def scan_unopened(replay):
+    """``smartctl --scan`` from the ``--scan-open`` recording: what smartctl lists without opening the devices."""
+    name = file_name(["--scan-open"])
+    if not replay.has(name):
+        return None
+    out = []
+    for line in replay.read(name).splitlines():
+        match = re.match(r"^(\S+)\s+-d\s+(\S+)", line)
+        if match:
+            kind = "scsi" if match.group(2) in ("ata", "sat", "scsi") else match.group(2)
+            out.append("%s -d %s # %s, %s device" % (match.group(1), kind, match.group(1), PROTOCOLS.get(kind, "SCSI")))
+    return "\n".join(out) + "\n"
+
+
+def detect_type(replay, device):
+    """``smartctl -d test DEVICE`` from the type of the device's recorded --all call."""
+    kind = replay.recorded_type(device)
+    if kind is None:
+        return None
+    protocol = PROTOCOLS.get(kind, "SCSI")
+    return "%s%s: Device of type '%s' [%s] detected\n%s: Device of type '%s' [%s] opened\n" % (
+        replay.header(device), device, kind, protocol, device, kind, protocol)
+
+
+def synthesized(replay, args, device):
+    """An answer for a call the folder has no recording of, where smartctl's own words are known; else None."""
+    if args == ["--scan"]:
+        return scan_unopened(replay)
+    if args[:2] == ["-d", "test"] and device:
+        return detect_type(replay, device)
+    return None
 
 
 def fail_unknown(replay, args, device):
@@ -373,6 +529,9 @@ def run(argv, env):
         del args[index:index + 2]
     device = args[-1] if args and not args[-1].startswith("-") else None
 
+    if replay.hangs(args, device):
+        return hang(replay, device)
+
     if power_mode and device and replay.in_standby(device) and power_mode.split(",")[0] in ("standby", "sleep", "idle"):
         return replay.header(device) + "Device is in STANDBY mode, exit(2)\n", 2
 
@@ -386,7 +545,8 @@ def run(argv, env):
 
     name = file_name(args)
     if not replay.has(name):
-        return fail_unknown(replay, args, device)
+        text = synthesized(replay, args, device)
+        return (text, 0) if text is not None else fail_unknown(replay, args, device)
     text = replay.read(name)
     if "--all" in args and device:
         started = replay.started_test(device)

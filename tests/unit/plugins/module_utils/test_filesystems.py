@@ -79,6 +79,39 @@ def test_bad_thresholds_name_the_option(thresholds, message):
     assert message in str(exc.value)
 
 
+def some_stat(path):
+    return FakeStat(f_blocks=100, f_bfree=50, f_bavail=50, f_files=10, f_ffree=5)
+
+
+@pytest.mark.parametrize("filters, message", [
+    (dict(fstypes=["nosuchfs"]), "fstypes: no mounted file system has type nosuchfs (types mounted here: ext4, nfs4, tmpfs, xfs)"),
+    (dict(fstypes=["ext3", "btrfs"]), "fstypes: no mounted file system has type ext3 or btrfs (types mounted here: ext4, nfs4, tmpfs, xfs)"),
+    (dict(exclude_fstypes=["ext4", "nfs4", "tmpfs", "xfs"]),
+     "exclude_fstypes: ext4, nfs4, tmpfs, xfs excludes every mounted file system (types mounted here: ext4, nfs4, tmpfs, xfs)"),
+    (dict(fstypes=["xfs"], exclude_fstypes=["xfs"]),
+     "fstypes (xfs) and exclude_fstypes (xfs) together select no mounted file system (types mounted here: ext4, nfs4, tmpfs, xfs)"),
+])
+def test_filters_that_select_nothing_name_the_filter(filters, message):
+    with pytest.raises(fsu.FilesystemError) as exc:
+        fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=some_stat, **filters)
+    assert str(exc.value) == message
+
+
+def test_filter_on_paths_that_selects_nothing_names_the_option(tmp_path):
+    mounts = [fsu.Mount("/", "/dev/vda", "ext4", "rw")]
+    with pytest.raises(fsu.FilesystemError) as exc:
+        fsu.disk_usage(paths=[str(tmp_path)], fstypes=["nfs4"], mounts=mounts, statvfs=some_stat, paths_option="path")
+    assert str(exc.value) == "fstypes: none of the file systems holding path has type nfs4 (their types: ext4)"
+    # a filter that keeps one of the paths is not an error
+    result = fsu.disk_usage(paths=[str(tmp_path)], fstypes=["nfs4", "ext4"], mounts=mounts, statvfs=some_stat)
+    assert [fs["mount"] for fs in result["filesystems"]] == ["/"]
+
+
+def test_pseudo_file_systems_when_asked_for_by_type():
+    result = fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=some_stat, fstypes=["proc", "cgroup2"])
+    assert [fs["mount"] for fs in result["filesystems"]] == ["/proc", "/sys/fs/cgroup"]
+
+
 def test_missing_path_is_named(tmp_path):
     with pytest.raises(fsu.FilesystemError, match="paths: %s does not exist" % (tmp_path / "nope")):
         fsu.disk_usage(paths=[str(tmp_path), str(tmp_path / "nope")])
