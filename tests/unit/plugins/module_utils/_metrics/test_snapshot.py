@@ -120,7 +120,7 @@ class RecordingPsutil:
 
 def test_the_interval_reaches_psutil_and_zero_is_refused():
     recorder = RecordingPsutil()
-    snap.take_snapshot(recorder, interval=0.05, filesystems={"fstypes": ["none"]})
+    snap.take_snapshot(recorder, interval=0.05, usage_reader=lambda **options: {"filesystems": []})
     assert recorder.intervals == [0.05]
     for bad in (0, -1, 61):
         with pytest.raises(snap.MetricsError, match="interval must be more than 0"):
@@ -200,6 +200,6 @@ def test_a_missing_cpu_frequency_is_null():
         def cpu_freq(self):
             return None
 
-    taken = snap.take_snapshot(NoFrequency(), 0.01, filesystems={"fstypes": ["none"]})
+    taken = snap.take_snapshot(NoFrequency(), 0.01, usage_reader=lambda **options: {"filesystems": []})
     assert taken["cpu"]["frequency_mhz"] is None
     assert taken["partitions"] == []
