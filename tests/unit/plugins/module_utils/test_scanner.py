@@ -37,6 +37,7 @@ def _comparable(result):
     for key in ("seconds", "entries_per_second", "examined", "duplicate_links"):
         result["totals"].pop(key)
     result.pop("shard")
+    result.pop("roots")
     return result
 
 
@@ -209,16 +210,19 @@ def test_same_directory_by_two_spellings_is_scanned_once(tree):
 
 
 def test_vanished_directory_reported(tree):
-    """A directory listed by its parent and removed before it is read: the
-    scanner is handed the stack it would have had at that moment."""
-    gone = os.path.join(tree, "gone")
-    cfg = {"depth": 1, "one_file_system": True, "top": 3, "cutoff": 0, "stamp_index": 8,
-           "shard_count": 1, "shard_index": 0, "excludes": (None, None)}
+    """A directory handed out as a task (listed by its parent) and removed
+    before it is read: reported, and the other task still scanned."""
+    roots = _scanner.resolve_roots([tree])
+    cfg = _scanner._Config(1, True, 3, 0, 8, 0, 1, None, roots)  # pylint: disable=protected-access
     partial = _scanner._Partial()  # pylint: disable=protected-access
-    dev = os.lstat(tree).st_dev
-    left = _scanner._scan_stack([(os.path.join(tree, "alice"), 1, tree, dev), (gone, 1, tree, dev)], cfg, partial)
-    assert left == []
-    assert partial.vanished_count == 1 and partial.vanished == [gone]
+    alice = os.lstat(os.path.join(tree, "alice"))
+    gone = os.path.join(tree, "gone")
+    os.mkdir(gone)
+    was = os.lstat(gone)
+    os.rmdir(gone)
+    tasks = [(0, (b"alice", alice.st_dev, alice.st_ino, 1)), (0, (b"gone", was.st_dev, was.st_ino, 1))]
+    assert _scanner._scan_tasks(tasks, cfg, partial) == []  # pylint: disable=protected-access
+    assert partial.vanished_count == 1 and partial.vanished == [(0, b"gone")]
     assert partial.examined > 0  # alice was still scanned
 
 
