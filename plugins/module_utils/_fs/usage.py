@@ -46,10 +46,9 @@ from __future__ import annotations
 
 import heapq
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import re
-import signal
 import stat
 import time
 
@@ -549,15 +548,8 @@ class _Flag:
 
 _RAISED = _Flag(1)
 
-# State of a forked worker: set by the pool initializer.
+# State of a forked worker: set when it starts.
 _WORKER = {}
-
-
-def _worker_init(cfg, hungry, slots, counter, width):
-    _WORKER.update(cfg=cfg, hungry=hungry, slots=slots)
-    with counter.get_lock():
-        _WORKER["slot"] = (counter.value % width) * _SLOT
-        counter.value += 1
 
 
 def _publish(root_index, relpath):
@@ -570,9 +562,22 @@ def _publish(root_index, relpath):
 def _worker_task(tasks):
     partial = _Partial()
     left = _scan_tasks(list(tasks), _WORKER["cfg"], partial, _WORKER["hungry"], _CHECK_EVERY, _publish)
-    _publish(0, b"")
     _WORKER["slots"][_WORKER["slot"]] = 0
     return partial, left
+
+
+def _worker_main(conn, cfg, hungry, slots, slot):
+    """A forked worker: scan the task lists it is sent until it gets None."""
+    _WORKER.update(cfg=cfg, hungry=hungry, slots=slots, slot=slot * _SLOT)
+    while True:
+        tasks = conn.recv()
+        if tasks is None:
+            return
+        try:
+            result = _worker_task(tasks)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            result = ScanError("%s: %s" % (type(exc).__name__, exc))
+        conn.send(result)
 
 
 def _split(tasks, parts):
@@ -586,35 +591,59 @@ class _NoWorkers(Exception):
     """The worker processes could not be started; nothing was scanned by them."""
 
 
-class _Pool:
-    """Forked scan workers with the shared "someone is idle" flag and one
-    "reading ..." slot each; ``kill()`` SIGKILLs them (a worker blocked in
-    the kernel by a hung mount answers nothing else)."""
+class _Workers:
+    """Forked scan workers, each with its own pipe (no lock is shared, so a
+    worker can be SIGKILLed at any moment: one blocked in the kernel by a
+    hung mount answers nothing else), the shared "someone is idle" flag and
+    one "reading ..." slot each."""
 
     def __init__(self, cfg, workers):
-        ctx = multiprocessing.get_context("fork")
-        self.workers = workers
+        self.ctx = multiprocessing.get_context("fork")
+        self.hungry = self.ctx.Value("b", 1, lock=False)
+        self.slots = self.ctx.Array("c", _SLOT * workers, lock=False)
+        self.procs = []
         try:
-            self.hungry = ctx.Value("b", 1, lock=False)
-            self.slots = ctx.Array("c", _SLOT * workers, lock=False)
-            counter = ctx.Value("i", 0)
-            self.pool = ctx.Pool(workers, initializer=_worker_init,
-                                 initargs=(cfg, self.hungry, self.slots, counter, workers))
+            for slot in range(workers):
+                mine, theirs = self.ctx.Pipe()
+                proc = self.ctx.Process(target=_worker_main, args=(theirs, cfg, self.hungry, self.slots, slot),
+                                        daemon=True)
+                proc.start()
+                theirs.close()
+                self.procs.append((proc, mine))
         except OSError as exc:  # no memory or process slots for the workers
+            self.close()
             raise _NoWorkers("could not start %d scan workers (%s); scanned in one process"
                              % (workers, exc.strerror or exc)) from None
-        self.ctx = ctx
-        self.started = set(child.pid for child in ctx.active_children())
-        self.done = queue.Queue()
+        self.idle = list(range(workers))
 
     def submit(self, tasks):
-        self.pool.apply_async(_worker_task, (tasks,), callback=self.done.put, error_callback=self.done.put)
+        index = self.idle.pop()
+        self.procs[index][1].send(tasks)
 
-    def dead(self):
-        return sorted(self.started - set(child.pid for child in self.ctx.active_children()))
+    def results(self, wait):
+        """Results that arrived within ``wait`` seconds: [(index, result)].
+        Raises ScanError if a worker died with its task."""
+        conns = dict((conn, index) for index, (_proc, conn) in enumerate(self.procs) if index not in self.idle)
+        sentinels = dict((self.procs[index][0].sentinel, index) for index in conns.values())
+        ready = multiprocessing.connection.wait(list(conns) + list(sentinels), timeout=max(0, wait))
+        out = []
+        for item in ready:
+            if item in conns:
+                index = conns[item]
+                try:
+                    out.append((index, item.recv()))
+                except EOFError:
+                    continue
+                self.idle.append(index)
+        dead = [self.procs[index][0].pid for item, index in sentinels.items()
+                if item in ready and index not in self.idle]
+        if dead:
+            raise ScanError("scan worker process %s died before finishing its part of the scan "
+                            "(killed by a signal or the OOM killer?)" % ", ".join(str(pid) for pid in sorted(dead)))
+        return out
 
     def reading(self, roots):
-        """What the workers are reading now, as absolute paths."""
+        """What the busy workers are reading now, as absolute paths."""
         paths = []
         raw = bytes(self.slots)
         for offset in range(0, len(raw), _SLOT):
@@ -623,17 +652,23 @@ class _Pool:
                 paths.append(roots[int(slot[0])].show(slot[1]))
         return sorted(paths)
 
-    def kill(self):
-        for process in getattr(self.pool, "_pool", []):
-            if process.exitcode is None:
+    def close(self, kill=False):
+        """Stop every worker (SIGKILL with ``kill``) and reap it."""
+        for proc, conn in self.procs:
+            if kill:
+                proc.kill()
+            else:
                 try:
-                    os.kill(process.pid, signal.SIGKILL)
+                    conn.send(None)
                 except OSError:
-                    pass
-
-    def close(self):
-        self.pool.terminate()
-        self.pool.join()
+                    proc.kill()
+        for proc, conn in self.procs:
+            proc.join(5)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join()
+            conn.close()
+        self.procs = []
 
 
 def _run_parallel(tasks, cfg, workers, partial, deadline=None):
@@ -641,60 +676,42 @@ def _run_parallel(tasks, cfg, workers, partial, deadline=None):
     return when one of them is idle, and add their partial totals up.
     Returns the directories being read when the deadline struck ([] if it
     did not)."""
-    pool = _Pool(cfg, workers)
+    pool = _Workers(cfg, workers)
+    killed = False
     try:
-        return _drive(pool, tasks, cfg, workers, partial, deadline)
+        reading = _drive(pool, tasks, cfg, workers, partial, deadline)
+        killed = bool(reading)
+        return reading
+    except BaseException:
+        killed = True
+        raise
     finally:
-        pool.close()
+        pool.close(kill=killed)
 
 
 def _drive(pool, tasks, cfg, workers, partial, deadline):
     pending = _split(tasks, workers)
-    running = 0
     failure = None
-    while pending or running:
-        while pending and running < workers:
+    while pending or len(pool.idle) < workers:
+        while pending and pool.idle:
             pool.submit(pending.pop())
-            running += 1
-        pool.hungry.value = 1 if running < workers else 0
-        result = _next_result(pool, deadline)
-        if result is None:
-            reading = pool.reading(cfg.roots)
-            pool.kill()
+        pool.hungry.value = 1 if pool.idle else 0
+        wait = _WATCH_SECONDS if deadline is None else min(_WATCH_SECONDS, deadline + _GRACE_SECONDS - time.monotonic())
+        if deadline is not None and wait <= 0:
             partial.timed_out = True
-            return reading or ["(a worker between directories)"]
-        running -= 1
-        if isinstance(result, BaseException):
-            failure = failure or result
-            continue
-        part, left = result
-        partial.merge(part, cfg.top)
-        if left and not part.timed_out:
-            pending.extend(_split(left, max(workers - running, 1)))
-        pool.hungry.value = 1 if (not pending and running < workers) else 0
+            return pool.reading(cfg.roots) or ["(a worker between two directories)"]
+        for _index, result in pool.results(wait):
+            if isinstance(result, BaseException):
+                failure = failure or result
+                continue
+            part, left = result
+            partial.merge(part, cfg.top)
+            if left and not part.timed_out:
+                pending.extend(_split(left, max(len(pool.idle), 1)))
+        pool.hungry.value = 1 if (not pending and pool.idle) else 0
     if failure is not None:
-        raise ScanError("scan worker failed: %s: %s" % (type(failure).__name__, failure))
+        raise ScanError("scan worker failed: %s" % failure)
     return []
-
-
-def _next_result(pool, deadline):
-    """The next result of a worker; None once the deadline (plus a short
-    grace for workers that stop by themselves) has passed. A worker killed
-    from outside (OOM killer, signal) loses its task silently in a Pool:
-    the processes are watched, not only the results."""
-    while True:
-        wait = _WATCH_SECONDS
-        if deadline is not None:
-            wait = min(wait, deadline + _GRACE_SECONDS - time.monotonic())
-            if wait <= 0:
-                return None
-        try:
-            return pool.done.get(timeout=wait)
-        except queue.Empty:
-            dead = pool.dead()
-            if dead:
-                raise ScanError("scan worker process %s died before finishing its part of the scan "
-                                "(killed by a signal or the OOM killer?)" % ", ".join(str(pid) for pid in dead))
 
 
 # ------------------------------------------------------------------- scan
