@@ -550,8 +550,7 @@ class Walker:
                         "cannot be listed: %s" % (exc.strerror or exc))
             return
         with iterator:
-            for item in self._listing(frame, iterator, descend):
-                yield item
+            yield from self._listing(frame, iterator, descend)
         frame.subdirs.reverse()   # walked in listing order
 
     def _listing(self, frame, iterator, descend):
