@@ -91,6 +91,7 @@ _PRESCAN = 16384         # entries scanned in-process before forking workers
 _WATCH_SECONDS = 1.0     # how often the parent checks that its workers live
 _GRACE_SECONDS = 0.5     # after the deadline, for workers that stop by themselves
 _SLOT = 1024             # bytes of shared memory per worker for "reading ..."
+BIG_DIR_BYTES = 1 << 20  # st_size of a directory (~30,000+ entries) that workers split among them
 _HASH_MULT = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
 
@@ -157,6 +158,7 @@ class _Config:
         self.match = match
         self.roots = roots
         self.deadline = None
+        self.split = 1         # slices a big directory is cut into (the workers)
         self.keep = None
         if shard_count > 1:
             self.keep = lambda ino, is_dir: is_dir or shard_of(ino, shard_count) == shard_index
@@ -337,6 +339,7 @@ class _Tally:
         self.cfg = cfg
         self.partial = partial
         self.floors = {}   # uid -> [smallest size in a full largest heap, newest -stamp in a full oldest heap]
+        self.spawned = []  # tasks: the slices of big subdirectories met (pruned from this walk)
 
 
 def _bucket_of(relpath, depth, maxdepth):
@@ -395,6 +398,9 @@ def _count_directory(tally, root_index, directory, root_dev):
         if fmt == _S_IFDIR:
             child = (root_index, prefix + name) if child_depth <= maxdepth else None
             _count_dir_entry(tally, bucket, child, st)
+            if st.st_size >= BIG_DIR_BYTES and cfg.split > 1:
+                directory.prune(name)
+                _spawn_slices(tally, root_index, (prefix + name, st_dev, st.st_ino, child_depth))
             continue
         if nlink > 1:
             _count_link(tally, (root_index, prefix + name), bucket, st)
@@ -424,6 +430,25 @@ def _count_directory(tally, root_index, directory, root_dev):
         else:
             counts[_I_OTHERS] += 1
     return examined
+
+
+def _spawn_slices(tally, root_index, start):
+    """A big directory becomes one task per worker, each listing it all but
+    stat'ing (and descending into) only the entries whose inode number
+    hashes to its slice: one directory of 300,000 files uses every CPU."""
+    for index in range(tally.cfg.split):
+        tally.spawned.append((root_index, start, (index, tally.cfg.split)))
+
+
+def _slice_keep(cfg, piece):
+    """The walker's ``keep_first`` for one slice of a big directory."""
+    if piece is None:
+        return None
+    index, count = piece
+    keep = cfg.keep
+    if keep is None:
+        return lambda ino, is_dir: shard_of(ino, count) == index
+    return lambda ino, is_dir: shard_of(ino, count) == index and keep(ino, is_dir)
 
 
 def _offer_top(tally, uid, size, blocks, stamp, path):
@@ -498,18 +523,19 @@ def _issue_noter(partial, cfg, root_index):
 
 
 def _scan_task(task, cfg, partial, hungry=None, check_every=_CHECK_EVERY, on_enter=None):
-    """Walk one task (``(root index, start)``: a whole root, or a subtree)
-    into ``partial``. When ``hungry`` (a shared flag) is raised, stop after
-    the current directory and return the subdirectories not walked yet as
-    new tasks; else return []."""
-    root_index, start = task
+    """Walk one task (``(root index, start, slice)``: a whole root or a
+    subtree, or one slice of a big directory) into ``partial``. When
+    ``hungry`` (a shared flag) is raised, or a big directory was met, stop
+    after the current directory and return the subdirectories not walked
+    yet (and the big directory's slices) as new tasks; else return []."""
+    root_index, start, piece = task
     root = cfg.roots[root_index]
     tally = _Tally(cfg, partial)
     enter = None if on_enter is None else (lambda relpath: on_enter(root_index, relpath))
     try:
         walker = walk_dirs(root.real, match=cfg.match, one_file_system=cfg.one_file_system, deadline=cfg.deadline,
                            on_error=_issue_noter(partial, cfg, root_index), start=start, keep=cfg.keep,
-                           on_enter=enter)
+                           on_enter=enter, keep_first=_slice_keep(cfg, piece))
     except WalkError as exc:
         partial.note("vanished" if isinstance(exc, FileNotFoundError) else "errors", (root_index, b""), str(exc))
         return []
@@ -519,10 +545,13 @@ def _scan_task(task, cfg, partial, hungry=None, check_every=_CHECK_EVERY, on_ent
     with walker:
         for directory in walker:
             examined += _count_directory(tally, root_index, directory, root_dev)
-            if hungry is not None and examined - checked_at >= check_every:
+            if tally.spawned:
+                left = tally.spawned + [(root_index, pending, None) for pending in walker.take_pending()]
+                tally.spawned = []
+            elif hungry is not None and examined - checked_at >= check_every:
                 checked_at = examined
                 if hungry.value:
-                    left = [(root_index, pending) for pending in walker.take_pending()]
+                    left = [(root_index, pending, None) for pending in walker.take_pending()]
     partial.examined += examined
     return left
 
@@ -759,7 +788,10 @@ def _count_roots(roots, cfg, partial):
         bucket = (root.index, b"")
         partial.buckets.setdefault(bucket, {})
         if stat.S_ISDIR(st.st_mode):
-            tasks.append((root.index, None))
+            if st.st_size >= BIG_DIR_BYTES and cfg.split > 1:
+                tasks.extend((root.index, None, (index, cfg.split)) for index in range(cfg.split))
+            else:
+                tasks.append((root.index, None, None))
             if owned:
                 _count_dir_entry(_Tally(cfg, partial), bucket, None, st)
         elif owned:
@@ -820,6 +852,7 @@ def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime"
     cfg = _Config(depth, bool(one_file_system), top,
                   (now - age_seconds) if age_seconds is not None else float("-inf"),
                   _STAMP_INDEX[age_stamp], shard_index, shard_count, match, roots)
+    cfg.split = workers if workers > 1 else 1
     partial = _Partial()
     tasks = _count_roots(roots, cfg, partial)
     reading = _run(tasks, cfg, workers, partial, timeout, warnings)

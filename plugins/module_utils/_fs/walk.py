@@ -256,9 +256,10 @@ class Walker:
 
     def __init__(self, root, match=None, one_file_system=True, deadline=None, on_error=None,
                  post_order=False, max_depth=None, max_open_fds=MAX_OPEN_FDS, start=None, keep=None,
-                 on_enter=None):
+                 on_enter=None, keep_first=None):
         self.root = os.fsencode(root)
         self.keep = keep
+        self.keep_first = keep_first
         self.on_enter = on_enter
         self.match = match if match is not None and match.excludes_anything else None
         self.one_file_system = one_file_system
@@ -279,6 +280,7 @@ class Walker:
         first = _Frame(b"", b"", 0, self.root_st, fd)
         if start is not None:
             first = self._open_start(first, *start)
+        self._first = first
         if first is not None:
             self._stack.append(first)
             self._open = 1
@@ -555,6 +557,8 @@ class Walker:
 
     def _listing(self, frame, iterator, descend):
         relpath, match, fsencode, keep = frame.relpath, self.match, os.fsencode, self.keep
+        if self.keep_first is not None and frame is self._first:
+            keep = self.keep_first
         subdirs, root_dev = frame.subdirs, self.root_st.st_dev
         xdev = self.one_file_system
         countdown = _DEADLINE_EVERY
@@ -570,11 +574,12 @@ class Walker:
                 name = fsencode(item.name)
                 if match is not None and match.excluded_entry(relpath, name, item.is_dir(follow_symlinks=False)):
                     continue
-                st = self._lstat(item, relpath, name)
-                if st is None:
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except OSError as exc:
+                    if self._lstat_failed(item, relpath, name, exc):
+                        return
                     continue
-                if st is False:
-                    return
                 if not name.isascii():
                     self._check_name(relpath, name, st)
                 if descend and stat.S_ISDIR(st.st_mode):
@@ -586,19 +591,17 @@ class Walker:
         except OSError as exc:
             self.report(relpath, ERROR, "listing failed part way: %s" % (exc.strerror or exc))
 
-    def _lstat(self, item, relpath, name):
-        """The entry's lstat; None if it vanished or failed (issue reported),
-        False if the directory cannot be searched at all (reported once)."""
-        try:
-            return item.stat(follow_symlinks=False)
-        except FileNotFoundError:
+    def _lstat_failed(self, item, relpath, name, exc):
+        """Report an entry whose lstat failed; True if the directory cannot
+        be searched at all (reported once: the listing stops)."""
+        if isinstance(exc, FileNotFoundError):
             self.report(_join(relpath, name), VANISHED, "vanished during the walk", item.is_dir(follow_symlinks=False))
-        except PermissionError as exc:
+        elif isinstance(exc, PermissionError):
             self.report(relpath, UNREADABLE, "its entries cannot be examined: %s" % (exc.strerror or exc))
-            return False
-        except OSError as exc:
+            return True
+        else:
             self.report(_join(relpath, name), ERROR, "cannot be examined: %s" % (exc.strerror or exc), None)
-        return None
+        return False
 
     def _check_name(self, relpath, name, st):
         try:
@@ -609,7 +612,7 @@ class Walker:
 
 
 def walk_dirs(root, match=None, one_file_system=True, deadline=None, on_error=None, post_order=False,
-              max_depth=None, max_open_fds=MAX_OPEN_FDS, start=None, keep=None, on_enter=None):
+              max_depth=None, max_open_fds=MAX_OPEN_FDS, start=None, keep=None, on_enter=None, keep_first=None):
     """Walk the tree under ``root`` a directory at a time: a :class:`Walker`
     yielding :class:`Directory` objects. Raises WalkError if ``root`` cannot
     be opened as a directory (never through a symlink).
@@ -618,9 +621,11 @@ def walk_dirs(root, match=None, one_file_system=True, deadline=None, on_error=No
     only that subtree (reached from the root without following symlinks,
     identity-checked; relpaths stay relative to the root); ``keep(ino,
     is_dir)`` is asked before an entry is stat'ed (False: skipped, not
-    descended); ``on_enter(relpath)`` is called before a directory is opened."""
+    descended; ``keep_first`` instead of ``keep`` for the first directory
+    only: the scanner splits one huge directory that way); ``on_enter(relpath)``
+    is called before a directory is opened."""
     return Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds,
-                  start, keep, on_enter)
+                  start, keep, on_enter, keep_first)
 
 
 class _EntryWalk:

@@ -240,7 +240,7 @@ def test_killed_worker_is_an_error_not_a_hang(tmp_path, monkeypatch):
     real_task = _scanner._worker_task  # pylint: disable=protected-access
 
     def dying_task(tasks):
-        if any(start is not None and start[0].endswith(b"d02") for _root, start in tasks):
+        if any(start is not None and start[0].endswith(b"d02") for _root, start, _slice in tasks):
             os.kill(os.getpid(), 9)
         return real_task(tasks)
 

@@ -221,7 +221,7 @@ def test_vanished_directory_reported(tree):
     os.mkdir(gone)
     was = os.lstat(gone)
     os.rmdir(gone)
-    tasks = [(0, (b"alice", alice.st_dev, alice.st_ino, 1)), (0, (b"gone", was.st_dev, was.st_ino, 1))]
+    tasks = [(0, (b"alice", alice.st_dev, alice.st_ino, 1), None), (0, (b"gone", was.st_dev, was.st_ino, 1), None)]
     assert _scanner._scan_tasks(tasks, cfg, partial) == []  # pylint: disable=protected-access
     assert partial.vanished_count == 1 and partial.vanished == [(0, b"gone")]
     assert partial.examined > 0  # alice was still scanned
@@ -318,3 +318,16 @@ def test_bad_timeout_and_max_owners_name_the_option(tmp_path):
         scan([str(tmp_path)], timeout=0)
     with pytest.raises(ScanError, match="^max_owners: "):
         scan([str(tmp_path)], max_owners=-1)
+
+
+def test_big_directory_is_split_among_the_workers(tmp_path, monkeypatch):
+    """A directory past BIG_DIR_BYTES is scanned in slices by inode number,
+    one per worker: the same totals as one process, every entry once."""
+    root = _big_tree(tmp_path, dirs=3, files=200)
+    monkeypatch.setattr(_scanner, "BIG_DIR_BYTES", 1)  # every directory is "big"
+    monkeypatch.setattr(_scanner, "_PRESCAN", 1)
+    now = time.time()
+    single = scan([root], workers=1, depth=2, top=5, now=now)
+    for workers in (2, 3):
+        assert _comparable(scan([root], workers=workers, depth=2, top=5, now=now)) == _comparable(single), workers
+    assert single["totals"]["apparent_bytes"] == du_bytes(root, apparent=True)
