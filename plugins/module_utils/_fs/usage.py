@@ -560,6 +560,8 @@ def _scan_tasks(tasks, cfg, partial, hungry=None, check_every=_CHECK_EVERY, on_e
     """Walk tasks in order; when hungry, hand back what is left (the
     subdirectories given up and the tasks not started)."""
     for index, task in enumerate(tasks):
+        if task[2] is not None and hungry is not None and hungry.value and len(tasks) > 1:
+            return list(tasks[index:])  # slices are for the workers, together
         left = _scan_task(task, cfg, partial, hungry, check_every, on_enter)
         if left or (hungry is not None and hungry.value and index + 1 < len(tasks) and partial.examined >= check_every):
             return left + list(tasks[index + 1:])

@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import time
 
 _OPEN_DIR = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -53,6 +54,7 @@ TIMEOUT = "timeout"
 NON_UTF8 = "non_utf8"
 ERROR = "error"
 NOT_ERRORS = frozenset((OTHER_FS, NON_UTF8))
+_FS_ENCODING = sys.getfilesystemencoding()
 
 
 def display(relpath):
@@ -556,7 +558,8 @@ class Walker:
         frame.subdirs.reverse()   # walked in listing order
 
     def _listing(self, frame, iterator, descend):
-        relpath, match, fsencode, keep = frame.relpath, self.match, os.fsencode, self.keep
+        relpath, match, keep = frame.relpath, self.match, self.keep
+        encode, encoding = str.encode, _FS_ENCODING
         if self.keep_first is not None and frame is self._first:
             keep = self.keep_first
         subdirs, root_dev = frame.subdirs, self.root_st.st_dev
@@ -571,7 +574,7 @@ class Walker:
                         return
                 if keep is not None and not keep(item.inode(), item.is_dir(follow_symlinks=False)):
                     continue
-                name = fsencode(item.name)
+                name = encode(item.name, encoding, "surrogateescape")  # os.fsencode, inlined
                 if match is not None and match.excluded_entry(relpath, name, item.is_dir(follow_symlinks=False)):
                     continue
                 try:
