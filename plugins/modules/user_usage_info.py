@@ -32,7 +32,7 @@ options:
   paths:
     description:
       - Roots to scan. Roots are told apart by identity (device and inode of their real location), however they are
-        spelt, symlinked parents included: a root that is the same directory as another, or that the scan of another
+        spelt, symlinked parents included; a root that is the same directory as another, or that the scan of another
         root reaches anyway (under it, on the same file system when O(one_file_system) is set), is counted once,
         inside the other (RV(roots) says where). A root under another one but on another file system is scanned on its
         own, as C(du -x) does, and listed under its own path in RV(directories).
@@ -72,10 +72,10 @@ options:
   workers:
     description:
       - Number of parallel scan processes. Defaults to the number of CPUs the module may run on.
-      - V(1) scans in the module's own process (unless O(timeout) is set: then the scan always runs in a worker
+      - V(1) scans in the module's own process (unless O(timeout) is set; then the scan always runs in a worker
         process, so that it can be stopped).
       - At most 4 per CPU the module may run on; a larger value is lowered to that, with a warning (more workers
-        only add memory: each one is a copy of the module's process).
+        only add memory, each one being a copy of the module's process).
     type: int
   timeout:
     description:
@@ -154,6 +154,17 @@ EXAMPLES = r"""
     excludes:
       - .cache
       - "*.tmp"
+
+- name: At most ten minutes, even if an NFS server under /data hangs; partial totals are fine
+  datasteward.storage.user_usage_info:
+    paths:
+      - /data
+    timeout: 600
+    on_timeout: partial
+    max_owners: 20
+    excludes:
+      - /projects/*/cache
+  register: data_usage
 
 - name: Split the scan of a shared file system over the hosts that mount it
   datasteward.storage.user_usage_info:
