@@ -221,13 +221,17 @@ class _Partial:
 
     def _merge_links(self, links):
         for key, record in links.items():
-            have = self.links.get(key)
-            if have is None:
+            self.add_link(key, record)
+
+    def add_link(self, key, record):
+        """Remember a hard-linked inode once, under its smallest path."""
+        have = self.links.get(key)
+        if have is None:
+            self.links[key] = record
+        else:
+            self.duplicate_links += 1
+            if record[0] < have[0]:
                 self.links[key] = record
-            else:
-                self.duplicate_links += 1
-                if record[0] < have[0]:
-                    self.links[key] = record
 
 
 def _heap_of(top, items):
@@ -364,17 +368,8 @@ def _count_dir_entry(tally, bucket, child, st):
 
 def _count_link(tally, path, bucket, st):
     """A file with several hard links: remembered, counted once at the end."""
-    partial = tally.partial
-    key = (st.st_dev, st.st_ino)
-    record = (path, bucket, st.st_uid, st.st_gid, st.st_size, st.st_blocks, st[tally.cfg.stamp_index],
-              st.st_mode & _S_IFMT)
-    have = partial.links.get(key)
-    if have is None:
-        partial.links[key] = record
-    else:
-        partial.duplicate_links += 1
-        if record[0] < have[0]:
-            partial.links[key] = record
+    tally.partial.add_link((st.st_dev, st.st_ino), (path, bucket, st.st_uid, st.st_gid, st.st_size, st.st_blocks,
+                                                    st[tally.cfg.stamp_index], st.st_mode & _S_IFMT))
 
 
 def _count_directory(tally, root_index, directory, root_dev):
