@@ -55,7 +55,7 @@ import time
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match, MatchError
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.mounts import mount_for_path, read_mounts
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import (
-    CHANGED, NON_UTF8, OTHER_FS, TIMEOUT, UNREADABLE, VANISHED, WalkError, display, walk_dirs,
+    NON_UTF8, OTHER_FS, TIMEOUT, UNREADABLE, VANISHED, WalkError, display, walk_dirs,
 )
 
 try:
@@ -507,13 +507,10 @@ def _issue_noter(partial, cfg, root_index):
             return
         path = (root_index, issue.relpath)
         kind = _KIND_OF.get(issue.kind, "errors")
-        if kind == "odd_names":
-            partial.note(kind, path)
-        elif kind == "vanished":
+        if kind in ("odd_names", "vanished"):
             partial.note(kind, path)
         else:
-            message = issue.message if issue.kind != CHANGED else issue.message
-            partial.note(kind, path, message)
+            partial.note(kind, path, issue.message)
     return note
 
 
