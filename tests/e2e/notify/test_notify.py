@@ -69,18 +69,23 @@ def body(message):
 
 
 def test_one_mail_per_recipient_without_injection(smtp_server, tmp_path):
-    checked = run_play(tmp_path, smtp_server.port, check=True)
+    template = tmp_path / "quota.txt.j2"
+    template.write_text("{{ user }} holds {{ usage }} on {{ inventory_hostname }}\n", encoding="utf-8")
+    now = NOW + [{"to": ["dave"], "subject": "templated", "template": str(template),
+                  "template_vars": {"user": "dave", "usage": "3 TiB"}, "source": "scratch_check"}]
+    checked = run_play(tmp_path, smtp_server.port, now=now, check=True)
     assert checked.returncode == 0, checked.stdout[-3000:]
     assert smtp_server.messages == [], "check mode sent mail"
     assert "Subject: [datasteward] 2 messages: scratch_check, old_files on localhost" in checked.stdout
 
-    proc = run_play(tmp_path, smtp_server.port)
+    proc = run_play(tmp_path, smtp_server.port, now=now)
     assert proc.returncode == 0, proc.stdout[-3000:]
     received = smtp_server.messages
     envelopes = [rcpt for _, rcpt, _ in received]
-    # one envelope recipient per mail; main: alice, carol, 2 admins; flush: 2 admins
+    # one envelope recipient per mail; main: alice, carol, dave, 2 admins; flush: 2 admins
     assert all(len(rcpt) == 1 for rcpt in envelopes)
     assert sorted(r[0] for r in envelopes) == sorted(["alice@example.org", "carol@lab.example.net", "ops@example.org",
+                                                      "dave@example.org",
                                                       "oncall@example.org", "ops@example.org", "oncall@example.org"])
     assert {sender for sender, _, _ in received} == {"steward@example.org"}
     for _, rcpt, message in received:
@@ -93,6 +98,8 @@ def test_one_mail_per_recipient_without_injection(smtp_server, tmp_path):
     assert "weird name: b\\x1bad" in body(alice)
     carol = [m for _, r, m in received if r == ["carol@lab.example.net"]][0]
     assert carol["Subject"] == "[datasteward] /scratch is 93% full Bcc: injected@x.org"
+    dave = [m for _, r, m in received if r == ["dave@example.org"]][0]
+    assert "dave holds 3 TiB on localhost" in body(dave)
     ops = [m for _, r, m in received if r == ["ops@example.org"]]
     assert [m["Subject"] for m in ops] == ["[datasteward] 2 messages: scratch_check, old_files on localhost",
                                           "[datasteward] 2 messages: smart, data_manager on localhost"]
