@@ -23,7 +23,6 @@ from ansible_collections.datasteward.storage.plugins.module_utils._jobs.sweep im
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Journal, Registry, RegistryError
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
 
-PROBLEMS = ("missing", "corrupt", "unreadable")
 REPORT_LIMIT = 1000
 
 
@@ -89,16 +88,7 @@ def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, requ
     warnings = []
     mounts = _disk_mounts(reg, mount_points, require_mount, is_mount, warnings)
     stale, swept = sweep_pending(reg, require_mount, is_mount, check_mode, warnings)
-    sql = ("SELECT c.id, c.path, c.role, c.status, c.verified_at, c.file_id, d.label, f.path AS file_path, f.size, f.algorithm, f.digest "
-           "FROM copies c JOIN disks d ON d.id = c.disk_id JOIN files f ON f.id = c.file_id")
-    where, params = [], []
-    if labels:
-        where.append("d.label IN (%s)" % ", ".join("?" for dummy in labels))
-        params += list(labels)
-    if older_than_days is not None:
-        where.append("c.verified_at < ?")
-        params.append(now - older_than_days * 86400.0)
-    rows = [dict(row) for row in reg.query(sql + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.id", params)]
+    rows = reg.copies_to_audit(labels, None if older_than_days is None else now - older_than_days * 86400.0)
     if sample_size is not None and sample_size < len(rows):
         rows = sorted(rng.sample(rows, sample_size), key=lambda row: row["id"])
 
@@ -125,7 +115,8 @@ def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, requ
             else:
                 changed = reg.record_check(row["id"], "ok", verified=True) or changed
             continue
-        entry = {"path": row["file_path"], "label": row["label"], "role": row["role"], "disk_path": os.path.join(mount_point, row["path"]),
+        entry = {"path": copier.display(row["file_path"]), "label": row["label"], "role": row["role"],
+                 "disk_path": copier.display(os.path.join(copier.fsbytes(mount_point), row["path"])),
                  "status": status, "detail": detail, "repaired": False}
         if check_mode:
             changed = changed or row["status"] != status
@@ -174,7 +165,7 @@ def _repair(reg, row, mount_point, mounts, verified_ok, check_mode):
             if status != "ok":
                 continue
             verified_ok[twin["id"]] = True
-        source = os.path.join(twin_mount, twin["path"])
+        source = copier.display(os.path.join(copier.fsbytes(twin_mount), twin["path"]))
         if check_mode:
             return True, source
         journal = Journal(reg)

@@ -251,20 +251,43 @@ def test_label_read_error_is_named(tree, monkeypatch):
                                          "reason": "cannot read the disk label %s: Input/output error" % (tree / "P1" / ".datasteward-disk")}]
 
 
-def test_io_error_on_a_target_fails_that_file_and_the_run_goes_on(tree, monkeypatch):
+def test_io_error_on_a_target_takes_the_disk_out_and_the_next_disk_takes_over(tree, monkeypatch):
+    """EIO on P1 is about the disk: P1 leaves the run at its first failure
+    (reported with the cause), the file is retried on P2, nothing is lost."""
     make_file(tree / "buffer" / "a.dat", b"a" * 100)
     make_file(tree / "buffer" / "b.dat", b"b" * 100)
     real_stat = os.stat
+    p1 = str(tree / "P1")
 
     def stat_with_eio(path, *args, **kwargs):
-        if path == "a.dat" and kwargs.get("dir_fd") is not None:
+        fd = kwargs.get("dir_fd")
+        if fd is not None and os.fsdecode(path) == "a.dat" and os.readlink("/proc/self/fd/%d" % fd) == p1:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_stat(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "stat", stat_with_eio)
-    result, warnings = run(tree)
-    assert [(f["path"], f["status"]) for f in result["files"]] == [("a.dat", "failed"), ("b.dat", "copied")]
-    assert result["files"][0]["msg"] == "cannot stat %s: Input/output error" % (tree / "P1" / "a.dat")
+    result, warnings = run(tree, primary=("P1", "P2"))
+    assert sorted((f["path"], f["status"]) for f in result["files"]) == [("a.dat", "copied"), ("b.dat", "copied")]
+    assert [(d["mount_point"], d["role"]) for d in result["disks_unusable"]] == [(p1, "primary")]
+    assert "cannot stat %s: Input/output error" % (tree / "P1" / "a.dat") in result["disks_unusable"][0]["reason"]
+    assert (tree / "P2" / "a.dat").read_bytes() == b"a" * 100 and (tree / "P2" / "b.dat").read_bytes() == b"b" * 100
+    assert not (tree / "P1" / "a.dat").exists()
+    assert Registry(str(tree / "registry.sqlite")).pending() == []
+    assert any("primary disk %s not used in this run" % p1 in warning for warning in warnings)
+
+
+def test_io_error_on_the_last_disk_fails_the_file_and_the_run_goes_on(tree, monkeypatch):
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    real_stat = os.stat
+
+    def stat_with_eio(path, *args, **kwargs):
+        if kwargs.get("dir_fd") is not None and os.fsdecode(path) == "a.dat":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_with_eio)
+    with pytest.raises(IngestError, match="no primary disk can take"):
+        run(tree)
     assert (tree / "buffer" / "a.dat").exists() and not (tree / "P1" / "a.dat").exists()
     assert Registry(str(tree / "registry.sqlite")).pending() == []
 
@@ -322,7 +345,7 @@ def test_temporary_that_cannot_be_removed_keeps_its_journal_row(tree, monkeypatc
     real_unlink = os.unlink
 
     def unlink_fails_for_temporaries(path, *args, **kwargs):
-        if os.path.basename(path).startswith(copier.TEMP_PREFIX):
+        if os.path.basename(os.fsdecode(path)).startswith(copier.TEMP_PREFIX):
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_unlink(path, *args, **kwargs)
 
@@ -331,7 +354,7 @@ def test_temporary_that_cannot_be_removed_keeps_its_journal_row(tree, monkeypatc
     assert result["files"][0]["status"] == "conflict"
     temps = [name for name in os.listdir(str(tree / "B1")) if name.startswith(copier.TEMP_PREFIX)]
     assert len(temps) == 1
-    assert [(row["root"], row["path"]) for row in Registry(str(tree / "registry.sqlite")).pending()] == [(str(tree / "B1"), temps[0])]
+    assert [(row["root"], row["path"]) for row in Registry(str(tree / "registry.sqlite")).pending()] == [(str(tree / "B1"), os.fsencode(temps[0]))]
     assert any("stale temporary %s" % (tree / "B1" / temps[0]) in warning for warning in warnings)
 
     monkeypatch.setattr(os, "unlink", real_unlink)
@@ -342,7 +365,7 @@ def test_temporary_that_cannot_be_removed_keeps_its_journal_row(tree, monkeypatc
 
 def failing_unlink(real_unlink, error):
     def unlink(path, *args, **kwargs):
-        if str(path).startswith(copier.TEMP_PREFIX):
+        if os.fsdecode(path).startswith(copier.TEMP_PREFIX):
             raise error
         return real_unlink(path, *args, **kwargs)
     return unlink
