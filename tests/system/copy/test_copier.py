@@ -61,7 +61,7 @@ def test_scan_tree(tmp_path, mount_tmpfs):
     write(root / "mnt" / "other.dat", b"5")
     errors = []
     found = copier.scan_tree(str(root), ["*.dat"], ["c.*"], errors)
-    assert [rel for rel, dummy in found] == ["a.dat", "sub/b.dat"]
+    assert [rel for rel, dummy in found] == [b"a.dat", b"sub/b.dat"]
     messages = " ".join(e["msg"] for e in errors)
     assert "link.dat is a symlink" in messages and "dirlink is a symlink" in messages
     assert "another file system" in messages
