@@ -37,13 +37,29 @@ def base_args(tmp_path, buf, primary, backup, **extra):
     ({"max_files": -1}, "max_files must not be negative"),
     ({"disk_map": "/nonexistent/map"}, "disk_map: disk_map: cannot read /nonexistent/map"),
     ({"disk_map": [{"label": "P01"}]}, "missing serial"),
+    ({"registry": ""}, "registry must be"),
+    ({"primary": [None]}, "primary[0] must be a mount point path"),
+    ({"backup": [""]}, "backup[0] must be a mount point path"),
+    ({"batch_files": 0}, "batch_files must be at least 1"),
+    ({"batch_seconds": float("nan")}, "batch_seconds must be a positive number"),
+    ({"registry": "{buf}/registry.sqlite"}, "registry {buf}/registry.sqlite is inside src"),
+    ({"registry": "{P1}/registry.sqlite"}, "registry {P1}/registry.sqlite is on disk {P1}"),
+    ({"registry": "{tmp}/fifo"}, "registry {tmp}/fifo: {tmp}/fifo is a FIFO, not a regular file"),
+    ({"registry": "{tmp}/dir"}, "is a directory, not a regular file"),
+    ({"backup": ["{P1}/inner"]}, "disk {P1}/inner is inside disk {P1}"),
 ])
 def test_bad_input_named(tmp_path, buf, args, needle):
-    (tmp_path / "P1").mkdir()
+    (tmp_path / "P1" / "inner").mkdir(parents=True)
     (tmp_path / "B1").mkdir()
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(str(tmp_path / "fifo"))
     full = base_args(tmp_path, buf, [str(tmp_path / "P1")], [str(tmp_path / "B1")], require_mount=False)
     if args.get("backup") == ["P1"]:
         args = {"backup": [str(tmp_path / "P1")]}
+    names = {"buf": str(buf), "P1": str(tmp_path / "P1"), "tmp": str(tmp_path)}
+    args = {key: [v.format(**names) if isinstance(v, str) else v for v in value] if isinstance(value, list) and key != "disk_map"
+            else value.format(**names) if isinstance(value, str) else value for key, value in args.items()}
+    needle = needle.format(**names)
     full.update(args)
     res = run_module_process(tmp_path, "buffer_copy", full, failed=True)
     assert res["failed"] and needle in res["msg"], res["msg"]
