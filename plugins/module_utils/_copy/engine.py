@@ -552,14 +552,31 @@ def _write_all(fd, view, tgt):
 
 
 def _stream(copy, src_fd, algorithm, chunk_size, pool):
-    """Read the source once; hash it and write every temporary. Large files
-    overlap the next read with the hash and the writes (``pool``)."""
+    """Read the source once; hash it and write every temporary. A small file
+    is one read; a large one overlaps the next read with the hash and the
+    writes (``pool``)."""
     writers = copy.writers()
     hasher = new_hasher(algorithm)
-    if copy.source_stat.st_size < PARALLEL_MIN_BYTES or pool is None:
-        pool = None
+    expected = copy.source_stat.st_size
+    if expected < chunk_size:
+        try:
+            data = os.read(src_fd, expected + 1)
+        except OSError as exc:
+            raise CopyError("cannot read %s: %s" % (display(copy.src_path), _strerror(exc)), copy.src_path, exc.errno)
+        hasher.update(data)
+        for tgt in writers:
+            _write_all(tgt.fd, memoryview(data), tgt)
+        if len(data) <= expected:  # the whole file (a change shows in the stat after)
+            copy.digest = hasher.hexdigest()
+            copy.size = len(data)
+            return
+        copy.size = len(data)
+    _stream_chunks(copy, src_fd, hasher, writers, chunk_size, pool if expected >= PARALLEL_MIN_BYTES else None)
+
+
+def _stream_chunks(copy, src_fd, hasher, writers, chunk_size, pool):
     buffers = [bytearray(chunk_size), bytearray(chunk_size)]
-    pending, size, turn = [], 0, 0
+    pending, size, turn = [], copy.size, 0
     try:
         while True:
             buf = buffers[turn]

@@ -171,6 +171,7 @@ class DiskSet:
         self.run = run
         self.full = set()      # mount points found full in this run
         self.checked = {}      # mount point -> disk dict, once usable
+        self.seen = {}         # mount point -> (label, row) once found present (re-checked per batch by Disks.gone)
 
     def _present(self, mount_point, reasons):
         """``(label, row)`` of a disk that may be written, None for one that
@@ -198,8 +199,13 @@ class DiskSet:
         if mount_point in disks.unusable:
             reasons.append("%s unusable: %s" % (mount_point, disks.unusable[mount_point]))
             return None
+        if mount_point in self.seen:
+            return self.seen[mount_point]
         try:
-            return self._present(mount_point, reasons)
+            present = self._present(mount_point, reasons)
+            if present is not None:
+                self.seen[mount_point] = present
+            return present
         except DiskLabelError as exc:
             disks.mark_unusable(mount_point, self.role, str(exc))
             reasons.append("%s unusable: %s" % (mount_point, exc))
@@ -251,6 +257,7 @@ class DiskSet:
         run = self.run
         self.full.add(mount_point)
         self.checked.pop(mount_point, None)
+        self.seen.pop(mount_point, None)
         run.disks_full.append({"label": label, "mount_point": mount_point, "role": self.role, "reason": why})
         if row is None:
             row = run.registry.disk(label)
@@ -264,4 +271,5 @@ class DiskSet:
     def leave(self, mount_point, label, why):
         """Take a disk out of this run (it failed); the next one takes over."""
         self.checked.pop(mount_point, None)
+        self.seen.pop(mount_point, None)
         self.run.disks.mark_unusable(mount_point, self.role, why, label)
