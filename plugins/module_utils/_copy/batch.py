@@ -208,14 +208,35 @@ class Batch:
                 self._fail(item, item.error)
 
     def _fsync_dirs(self, targets):
-        seen = {}
+        """Make the renames durable: one ``syncfs`` per target file system
+        (or an fsync of each directory)."""
+        groups = {}
         for tgt in targets:
-            seen.setdefault(tgt.dir_fd, tgt)
-        for fd, tgt in seen.items():
+            key = engine.fsbytes(tgt.root) if self.use_syncfs else tgt.dir_fd
+            groups.setdefault(key, tgt)
+        for tgt in groups.values():
             try:
-                os.fsync(fd)
+                if self.use_syncfs:
+                    syncfs(tgt.dir_fd)
+                else:
+                    os.fsync(tgt.dir_fd)
             except OSError as exc:
                 error = tgt.failed("flush the directory of", exc)
                 for item in self.items:
-                    if item.ok and any(other.dir_fd == fd for other in item.copy.targets):
+                    if item.ok and any(self._same_group(other, tgt) for other in item.copy.targets):
                         item.error = error  # renamed but not durable: not registered (the journal keeps it)
+
+    def _same_group(self, one, other):
+        if self.use_syncfs:
+            return engine.fsbytes(one.root) == engine.fsbytes(other.root)
+        return one.dir_fd == other.dir_fd
+
+    def sync_sources(self, relpaths):
+        """Make the removal of these sources durable: one ``syncfs`` of the
+        buffer (or an fsync of each of their directories)."""
+        fds = {self.dirs.get(self.src_root, engine.split_relpath(relpath)[:-1]) for relpath in relpaths}
+        if self.use_syncfs and fds:
+            syncfs(next(iter(fds)))
+            return
+        for fd in fds:
+            os.fsync(fd)

@@ -649,12 +649,10 @@ class _Ingest:
         return True, None
 
     def _fsync_source_dirs(self, items, batch):
-        seen = set()
-        for item in items:
-            fd = batch.dirs.get(self.run.opts.src, copier.split_relpath(item.src_relpath)[:-1])
-            if fd not in seen:
-                seen.add(fd)
-                os.fsync(fd)
+        try:
+            batch.sync_sources([item.src_relpath for item in items])
+        except OSError as exc:  # the files are removed and registered; the buffer's flush failed
+            self.run.warnings.append("cannot flush the buffer %s after removing files: %s" % (self.run.opts.src, exc.strerror or exc))
 
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(IngestOptions))
