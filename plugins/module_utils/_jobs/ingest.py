@@ -20,12 +20,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import stat
 import time
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import batch as batching
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._disks.diskmap import DiskMapError, load_disk_map
 from ansible_collections.datasteward.storage.plugins.module_utils._disks.labels import DiskLabelError, disk_label_or_none
+from ansible_collections.datasteward.storage.plugins.module_utils._fs import walk as walker
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match, MatchError
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest_disks import (  # noqa: F401 (IngestError re-exported)
     SLACK_BYTES,
     DiskSet,
@@ -99,6 +102,44 @@ class IngestOptions:
                 raise IngestError("%s must be at least 1, got %s" % (name, getattr(self, name)))
         if not self.batch_seconds > 0:
             raise IngestError("batch_seconds must be a positive number, got %s" % self.batch_seconds)
+
+
+def scan_buffer(src, match, errors):
+    """Regular files under ``src`` selected by ``match`` (the collection's
+    one rule, :mod:`_fs.match`), as sorted ``(relpath bytes, lstat)`` pairs,
+    through the one walker (:mod:`_fs.walk`): never a symlink followed, never
+    another file system entered. What is skipped goes to ``errors`` as
+    ``{"path", "msg"}``: walk issues, symlinks, special files, and files named
+    like the copy engine's temporaries."""
+    base = copier.fsbytes(src)
+    found = []
+
+    def skip(relpath, msg):
+        where = walker.display(os.path.join(base, relpath))
+        errors.append({"path": where, "msg": "%s %s" % (where, msg)})
+
+    def on_error(issue):
+        if issue.kind != walker.NON_UTF8:
+            skip(issue.relpath, issue.message)
+
+    with walker.walk_dirs(src, match=match, on_error=on_error) as dirs:
+        for directory in dirs:
+            for name, st in directory.entries:
+                relpath = directory.relpath + b"/" + name if directory.relpath else name
+                if stat.S_ISREG(st.st_mode):
+                    if not match.selected(relpath):
+                        continue
+                    if copier.is_temp_name(name):
+                        skip(relpath, "skipped: names starting with %s are reserved for the copy engine's temporaries; rename it to "
+                                      "have it copied" % copier.TEMP_PREFIX)
+                        continue
+                    found.append((relpath, st))
+                elif stat.S_ISLNK(st.st_mode):
+                    skip(relpath, "is a symlink; not followed")
+                elif not stat.S_ISDIR(st.st_mode):
+                    skip(relpath, "is not a regular file (a FIFO, socket or device); skipped")
+    found.sort(key=lambda item: item[0])
+    return found
 
 
 def _inside(path, root):
@@ -266,9 +307,11 @@ class IngestRun:
 
     def _scan(self):
         try:
-            found = copier.scan_tree(self.opts.src, self.opts.patterns, self.opts.excludes, self.errors)
-        except copier.CopyError as exc:
-            raise IngestError(str(exc), self.opts.src)
+            found = scan_buffer(self.opts.src, Match(self.opts.patterns, self.opts.excludes), self.errors)
+        except MatchError as exc:
+            raise IngestError(str(exc))
+        except walker.WalkError as exc:
+            raise IngestError("src: %s" % exc, self.opts.src)
         for item in self.errors:
             self.warnings.append(item["msg"])
         if found:

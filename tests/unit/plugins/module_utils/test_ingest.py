@@ -14,6 +14,8 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.audit import audit
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs import ingest
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, buffer_copy
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Journal, Registry
 
@@ -43,7 +45,7 @@ def run(tree, primary=("P1",), backup=None, **extra):
 def test_vanished_buffer_directory_is_unsettled_and_the_run_goes_on(tree, monkeypatch):
     make_file(tree / "buffer" / "a" / "x.dat", b"x" * 100)
     make_file(tree / "buffer" / "b" / "y.dat", b"y" * 100)
-    scan = copier.scan_tree
+    scan = ingest.scan_buffer
 
     def scan_then_remove(*args, **kwargs):
         found = scan(*args, **kwargs)
@@ -51,7 +53,7 @@ def test_vanished_buffer_directory_is_unsettled_and_the_run_goes_on(tree, monkey
         os.rmdir(str(tree / "buffer" / "a"))
         return found
 
-    monkeypatch.setattr(copier, "scan_tree", scan_then_remove)
+    monkeypatch.setattr(ingest, "scan_buffer", scan_then_remove)
     result, warnings = run(tree)
     assert [(f["path"], f["status"]) for f in result["files"]] == [("a/x.dat", "unsettled"), ("b/y.dat", "copied")]
     assert "a/x.dat vanished before it could be read" in result["files"][0]["msg"]
@@ -416,3 +418,38 @@ def test_check_mode_remove_source_hashes_a_registered_file_first(tree):
     for check_mode in (True, False):
         result, dummy = run(tree, remove_source=True, check_mode=check_mode)
         assert result["conflict_files"] == 1 and result["removed_files"] == 0 and not result["changed"] and src.exists()
+
+
+def test_buffer_scan_without_mounts(tmp_path):
+    """The buffer scan through the one walker and the one match rule (the
+    nested-tmpfs case is in tests/system/copy)."""
+    root = tmp_path / "buf"
+    for rel, data in (("a.dat", b"1"), ("sub/b.dat", b"2"), ("sub/c.log", b"3"), ("sub/" + copier.temp_name("x.dat"), b"4"),
+                      ("skip/d.dat", b"5")):
+        make_file(root / rel, data)
+    make_file(root / os.fsdecode(b"bad\xff.dat"), b"6")
+    os.symlink(str(root / "a.dat"), str(root / "link.dat"))
+    os.symlink(str(tmp_path), str(root / "dirlink"))
+    os.mkfifo(str(root / "pipe.dat"))
+    errors = []
+    found = ingest.scan_buffer(str(root), Match(["*.dat"], ["c.*", "skip"]), errors)
+    assert [rel for rel, dummy in found] == [b"a.dat", b"bad\xff.dat", b"sub/b.dat"]
+    messages = " ".join(e["msg"] for e in errors)
+    assert "link.dat is a symlink" in messages and "dirlink is a symlink" in messages and "pipe.dat is not a regular file" in messages
+    assert len(errors) == 3
+
+
+def test_temp_prefixed_user_file_is_reported_not_silently_skipped(tree):
+    make_file(tree / "buffer" / ".dstmp.mine", b"user data")
+    result, warnings = run(tree)
+    assert result["copied_files"] == 0 and (tree / "buffer" / ".dstmp.mine").exists()
+    assert any(".dstmp.mine skipped: names starting with .dstmp. are reserved" in w for w in warnings)
+    assert result["scan_errors"][0]["path"] == str(tree / "buffer" / ".dstmp.mine")
+
+
+def test_path_patterns_follow_the_collection_rule(tree):
+    """A pattern with '/' matches the path relative to src (as everywhere in the collection)."""
+    make_file(tree / "buffer" / "2024" / "a.dat", b"a")
+    make_file(tree / "buffer" / "2025" / "b.dat", b"b")
+    result, dummy = run(tree, patterns=["2024/*.dat"])
+    assert [f["path"] for f in result["files"]] == ["2024/a.dat"]
