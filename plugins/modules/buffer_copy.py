@@ -63,14 +63,16 @@ options:
     required: true
   patterns:
     description:
-      - Shell globs matched against file names (not paths); a file is taken when one matches.
+      - Shell globs; a file is taken when one matches. The collection's one rule, as M(ansible.builtin.find)
+        and M(datasteward.storage.user_usage_info) use it - a pattern without C(/) matches the file's name, a pattern
+        with C(/) matches its path relative to O(src) (C(*) does not cross C(/), C(**) does).
       - Empty takes every file.
     type: list
     elements: str
     default: []
   excludes:
     description:
-      - Shell globs on file names to leave out, applied after O(patterns).
+      - Shell globs (same rule as O(patterns)) of entries to leave out; an excluded directory is not entered.
     type: list
     elements: str
     default: []

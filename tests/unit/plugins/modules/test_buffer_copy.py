@@ -87,3 +87,22 @@ def test_check_apply_reapply_check_on_plain_directories(run_module, tmp_path, bu
     again = run_module(buffer_copy, args)
     assert not again["changed"] and again["copied_files"] == 0 and again["skipped_files"] == 1
     assert not run_module(buffer_copy, args, check_mode=True)["changed"]
+
+
+def test_same_excludes_select_the_same_files_in_user_usage_info_and_buffer_copy(tmp_path, buf):
+    """One meaning of ``excludes`` in the collection: the files buffer_copy
+    copies are the files user_usage_info counts, for the same list."""
+    for name in ("P1", "B1"):
+        (tmp_path / name).mkdir()
+    past = time.time() - 3600
+    for rel in ("a.dat", "a.tmp", "cache/b.dat", "night/cache/c.dat", "night/d.dat", "night/e.tmp", "keep/cachefile"):
+        path = buf / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 10)
+        os.utime(str(path), (past, past))
+    excludes = ["*.tmp", "cache"]
+    usage = run_module_process(tmp_path, "user_usage_info", {"paths": [str(buf)], "excludes": excludes})
+    copied = run_module_process(tmp_path, "buffer_copy", dict(base_args(tmp_path, buf, [str(tmp_path / "P1")], [str(tmp_path / "B1")],
+                                                                        require_mount=False), excludes=excludes))
+    assert sorted(f["path"] for f in copied["files"]) == ["a.dat", "keep/cachefile", "night/d.dat"]
+    assert sum(user["files"] for user in usage["users"]) == copied["copied_files"] == 3
