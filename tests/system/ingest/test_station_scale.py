@@ -16,6 +16,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 
 import pytest
@@ -244,3 +245,83 @@ def test_kill_storm_over_many_small_files_with_batching(tmp_path, buf, disks):
             assert sha512(os.path.join(os.fsencode(mounts[label]), relpath)) == digest
     for root in (p1, p2, b1):
         assert not [f for f in final_files(root) if copier.is_temp_name(os.path.basename(f))]
+
+
+@pytest.fixture
+def dying_disk(tmp_path):
+    """``dying_disk(name)``: an ext4 file system in an image on a loop device
+    whose backing file sits on a small FUSE layer (tests/system/utils/eio_fuse.py);
+    returns ``(mount point, fail)``: calling ``fail()`` makes every read and
+    write of the image return EIO from then on. Everything is taken down at
+    teardown whatever happened."""
+    pytest.importorskip("fuse")
+    made = []
+
+    def make(name, size_mib=64):
+        base = tmp_path / ("fuse-" + name)
+        back, layer, point, flag = base / "back", base / "layer", tmp_path / name, base / "eio"
+        for path in (back, layer, point):
+            path.mkdir(parents=True)
+        image = back / "disk.img"
+        with open(str(image), "wb") as handle:
+            handle.truncate(size_mib * 1024 * 1024)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+        helper = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "utils", "eio_fuse.py")
+        proc = subprocess.Popen([sys.executable, helper, str(back), str(layer), str(flag)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        entry = {"proc": proc, "layer": layer, "point": point, "loop": None, "flag": flag}
+        made.append(entry)
+        for dummy in range(100):
+            if os.path.exists(str(layer / "disk.img")):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.skip("the FUSE layer did not come up: %s" % proc.stderr.read(2000))
+        entry["loop"] = subprocess.run(["losetup", "--find", "--show", str(layer / "disk.img")], check=True, capture_output=True,
+                                       text=True).stdout.strip()
+        subprocess.run(["mount", entry["loop"], str(point)], check=True)
+        return str(point), lambda: flag.write_bytes(b"")
+
+    try:
+        yield make
+    finally:
+        for entry in reversed(made):
+            subprocess.run(["umount", "-l", str(entry["point"])], capture_output=True, check=False)
+            if entry["loop"]:
+                subprocess.run(["losetup", "-d", entry["loop"]], capture_output=True, check=False)
+            if os.path.exists(str(entry["flag"])):
+                os.unlink(str(entry["flag"]))
+            subprocess.run(["fusermount", "-u", "-z", str(entry["layer"])], capture_output=True, check=False)
+            entry["proc"].kill()
+            entry["proc"].wait()
+
+
+def test_disk_that_starts_returning_eio_leaves_the_run(tmp_path, buf, disks, dying_disk):
+    """P1 (ext4 on a loop device over a FUSE layer) starts returning EIO
+    after a few files: it is taken out at its first failure, P2 takes over,
+    nothing is lost, the other files do not fail."""
+    p1, fail = dying_disk("P1")
+    p2, b1 = disks(P2="32m", B1="32m")
+    for index in range(40):
+        make_file(buf / ("n/f%02d.dat" % index), os.urandom(3000))
+    calls = []
+
+    def statvfs_then_fail(path):
+        calls.append(path)
+        if len(calls) == 12:
+            fail()
+        return os.statvfs(path)
+
+    opts = IngestOptions(str(buf), [p1, p2], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0, remove_source=True, batch_files=5)
+    res = IngestRun(opts, statvfs=statvfs_then_fail).execute()
+    assert res["failed_files"] == 0 and res["copied_files"] == 40 and res["removed_files"] == 40, [f for f in res["files"] if f["status"] != "copied"]
+    assert [(d["mount_point"], d["role"]) for d in res["disks_unusable"]] == [(p1, "primary")]
+    assert "Input/output error" in res["disks_unusable"][0]["reason"] or "Read-only" in res["disks_unusable"][0]["reason"]
+    conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
+    rows = conn.execute("SELECT f.path, f.digest, d.label FROM copies c JOIN files f ON f.id = c.file_id JOIN disks d ON d.id = c.disk_id "
+                        "WHERE c.role = 'primary'").fetchall()
+    assert len(rows) == 40
+    on_p2 = [(path, digest) for path, digest, label in rows if label == "P2"]
+    assert on_p2 and all(sha512(os.path.join(p2, path)) == digest for path, digest in on_p2)
+    assert all(sha512(os.path.join(b1, path)) == digest for path, digest, dummy in rows)
+    # temporaries the dead disk would not let go stay journalled, for the sweep once it is back
+    assert {root for (root,) in conn.execute("SELECT root FROM pending")} <= {p1}
