@@ -148,7 +148,7 @@ options:
     description:
       - A batch stops taking files after copying for this many seconds; what is done is flushed, verified and registered.
     type: float
-    default: 30
+    default: 30.0
   disk_map:
     description:
       - Seeds the registry's disks table with serial numbers and WWNs.
@@ -411,7 +411,7 @@ def main():
             max_bytes=dict(type="int"),
             batch_files=dict(type="int", default=1000),
             batch_bytes=dict(type="int", default=268435456),
-            batch_seconds=dict(type="float", default=30),
+            batch_seconds=dict(type="float", default=30.0),
             disk_map=dict(type="raw"),
         ),
         supports_check_mode=True,
