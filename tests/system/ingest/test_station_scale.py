@@ -191,7 +191,7 @@ def test_kill_storm_over_many_small_files_with_batching(tmp_path, buf, disks):
     and removed; then a clean run: nothing lost, every final file verified,
     the registry sound and complete."""
     rng = random.Random(int(os.environ.get("DATASTEWARD_FAULT_SEED", "20261202")))
-    p1, p2, b1 = disks(P1="4m", P2="64m", B1="64m")
+    p1, p2, b1 = disks(P1="4m", P2="160m", B1="160m")
     sources = {}
 
     def arrive(count):
@@ -203,15 +203,15 @@ def test_kill_storm_over_many_small_files_with_batching(tmp_path, buf, disks):
             make_file(os.path.join(os.fsencode(str(buf)), rel), content)
             sources[rel] = hashlib.sha512(content).hexdigest()
 
-    arrive(800)
+    arrive(2000)  # a backlog, so that runs are killed while they work
     args = args_for(tmp_path, buf, [p1, p2], [b1], remove_source=True, batch_files=50)
     kills = index = 0
     while kills < 50 and index < 120:
         index += 1
-        arrive(rng.choice([0, 20]))
+        arrive(rng.choice([50, 150]))
         cmd, env = module_command(tmp_path, "buffer_copy", args)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.3, 0.8))  # module start-up is ~0.25 s: most kills land during work
+        time.sleep(rng.uniform(0.2, 0.45))  # module start-up is ~0.25 s; most kills land in the work
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
