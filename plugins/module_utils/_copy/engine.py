@@ -981,4 +981,3 @@ def regular_file_stat(root, relpath):
     finally:
         _close(dfd)
     return current if current is not None and stat.S_ISREG(current.st_mode) else None
-

@@ -624,7 +624,7 @@ class _Ingest:
                 item.report = ("conflict", size, "%s; buffer file kept" % exc, copies)
             elif isinstance(exc, (copier.TargetFull, copier.TargetFailed)):
                 item.report = ("failed", size, "%s: gave up after %d disks failed or filled up (%s)"
-                            % (copier.display(os.path.join(copier.fsbytes(run.opts.src), item.src_relpath)), attempt + 1, exc))
+                               % (copier.display(os.path.join(copier.fsbytes(run.opts.src), item.src_relpath)), attempt + 1, exc))
             else:
                 item.report = ("failed", size, str(exc), copies)
         todo.extendleft(reversed(retry))
