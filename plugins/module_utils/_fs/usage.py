@@ -385,7 +385,7 @@ def _count_directory(tally, root_index, directory, root_dev):
     examined = 0
     run_pair = counts = None
     for name, st in directory.stream():
-        mode, _ino, st_dev, nlink, uid, gid, size = st[:7]
+        mode, _ino, st_dev, nlink, uid, gid, size, _atime, _mtime, _ctime = st
         if xdev and st_dev != root_dev:
             continue
         examined += 1
