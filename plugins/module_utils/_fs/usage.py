@@ -179,6 +179,7 @@ class _Partial:
         self.examined = 0
         self.duplicate_links = 0
         self.timed_out = False
+        self.stopped = []       # where walks stopped at the deadline (path)
         self.errors = []        # (path, message)
         self.error_count = 0
         self.vanished = []
@@ -214,6 +215,7 @@ class _Partial:
         self.examined += other.examined
         self.duplicate_links += other.duplicate_links
         self.timed_out = self.timed_out or other.timed_out
+        self.stopped.extend(other.stopped[:max(0, MAX_LISTED - len(self.stopped))])
         for kind, count in _COUNT_OF.items():
             setattr(self, count, getattr(self, count) + getattr(other, count))
             listed = getattr(self, kind)
@@ -385,7 +387,7 @@ def _count_directory(tally, root_index, directory, root_dev):
     examined = 0
     run_pair = counts = None
     for name, st in directory.stream():
-        mode, _ino, st_dev, nlink, uid, gid, size = st[:7]
+        mode, _ino, st_dev, nlink, uid, gid, size, _atime, _mtime, _ctime = st
         if xdev and st_dev != root_dev:
             continue
         examined += 1
@@ -502,6 +504,8 @@ def _issue_noter(partial, cfg, root_index):
             return
         if issue.kind == TIMEOUT:
             partial.timed_out = True
+            if len(partial.stopped) < MAX_LISTED:
+                partial.stopped.append((root_index, issue.relpath))
             return
         if cfg.shard_index and issue.is_dir:
             return
@@ -716,8 +720,14 @@ def _drive(pool, tasks, cfg, workers, partial, deadline):
     pending = _split(tasks, workers)
     failure = None
     while pending or len(pool.idle) < workers:
+        late = deadline is not None and time.monotonic() >= deadline
+        if late and pending:
+            _drop_late(pending, partial)  # nothing new is started after the deadline
+            pending = []
         while pending and pool.idle:
             pool.submit(pending.pop())
+        if not pending and len(pool.idle) == workers:
+            break
         pool.hungry.value = 1 if pool.idle else 0
         wait = _WATCH_SECONDS if deadline is None else min(_WATCH_SECONDS, deadline + _GRACE_SECONDS - time.monotonic())
         if deadline is not None and wait <= 0:
@@ -735,6 +745,16 @@ def _drive(pool, tasks, cfg, workers, partial, deadline):
     if failure is not None:
         raise ScanError("scan worker failed: %s" % failure)
     return []
+
+
+def _drop_late(pending, partial):
+    """Tasks not started by the deadline: the totals are partial, and the
+    subtrees left out are where the scan stopped."""
+    partial.timed_out = True
+    for tasks in pending:
+        for root_index, start, _piece in tasks:
+            if len(partial.stopped) < MAX_LISTED:
+                partial.stopped.append((root_index, start[0] if start else b""))
 
 
 # ------------------------------------------------------------------- scan
@@ -853,6 +873,8 @@ def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime"
     for record in partial.links.values():
         _add_record(partial, record, cfg)
     result = _report(partial, cfg, now, time.monotonic() - clock, max_owners)
+    if partial.timed_out and not reading:
+        reading = sorted(set(roots[index].show(relpath) for index, relpath in partial.stopped))
     result["partial"] = bool(partial.timed_out or reading)
     result["reading"] = reading
     if age_stamp == "atime":

@@ -552,12 +552,12 @@ class Walker:
         except OSError as exc:
             self.report(frame.relpath, UNREADABLE if isinstance(exc, PermissionError) else ERROR,
                         "cannot be listed: %s" % (exc.strerror or exc))
-            return
-        with iterator:
-            yield from self._listing(frame, iterator, descend)
-        frame.subdirs.reverse()   # walked in listing order
+            return iter(())
+        return self._listing(frame, iterator, descend)
 
     def _listing(self, frame, iterator, descend):
+        """The generator of ``list_entries`` (one generator, not two: it runs
+        once per entry)."""
         relpath, match, keep = frame.relpath, self.match, self.keep
         encode, encoding = str.encode, _FS_ENCODING
         if self.keep_first is not None and frame is self._first:
@@ -566,7 +566,7 @@ class Walker:
         xdev = self.one_file_system
         countdown = _DEADLINE_EVERY
         try:
-            for item in iterator:
+            for item in iterator:  # the hot loop of every walk
                 countdown -= 1
                 if not countdown:
                     countdown = _DEADLINE_EVERY
@@ -593,6 +593,9 @@ class Walker:
                 yield name, st
         except OSError as exc:
             self.report(relpath, ERROR, "listing failed part way: %s" % (exc.strerror or exc))
+        finally:
+            iterator.close()
+            subdirs.reverse()   # walked in listing order
 
     def _lstat_failed(self, item, relpath, name, exc):
         """Report an entry whose lstat failed; True if the directory cannot

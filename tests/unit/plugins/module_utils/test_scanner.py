@@ -331,3 +331,14 @@ def test_big_directory_is_split_among_the_workers(tmp_path, monkeypatch):
     for workers in (2, 3):
         assert _comparable(scan([root], workers=workers, depth=2, top=5, now=now)) == _comparable(single), workers
     assert single["totals"]["apparent_bytes"] == du_bytes(root, apparent=True)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_timeout_reached_between_directories_gives_a_partial_result(tmp_path, workers):
+    """No hung mount: the walks stop by themselves at the deadline, nothing
+    new is started, and the result says where they stopped."""
+    root = _big_tree(tmp_path, dirs=20, files=30)
+    result = scan([root], workers=workers, timeout=0.001)
+    assert result["partial"] is True
+    assert result["reading"] and all(path.startswith(root) for path in result["reading"])
+    assert result["totals"]["entries"] < scan([root], workers=1)["totals"]["entries"]
