@@ -28,7 +28,12 @@ CORE_VENVS := $(foreach core,$(CORES),.venvs/core$(core)/.installed)
 
 .PHONY: setup site test bench lint sanity units integration changelog build clean test-deps python-venv ee core-venvs format
 
-setup: $(VENV)/.installed $(LINK) $(HOME)/.ansible/test/cache/.bootstrapped $(ISOLATED)/.installed core-venvs
+# The release checks (galaxy-importer on the built tarball, antsibull-docs
+# lint-collection-docs) in a venv of their own: galaxy-importer pins its own
+# ansible-core, ansible-lint and flake8.
+RELEASE_VENV := .venvs/release
+
+setup: $(VENV)/.installed $(LINK) $(HOME)/.ansible/test/cache/.bootstrapped $(ISOLATED)/.installed core-venvs $(RELEASE_VENV)/.installed
 
 # Installs the Debian packages named in $(1) that are missing (as root;
 # otherwise it says which are missing and the next step fails).
@@ -81,6 +86,13 @@ core-venvs: $(CORE_VENVS)
 	  .venvs/core$*/bin/python tests/utils/get_pip.py --seed-ansible-test-cache; \
 	  touch $@; \
 	fi
+
+$(RELEASE_VENV)/.installed: requirements-release.txt $(VENV)/.installed
+	rm -rf $(RELEASE_VENV)
+	$(PYTHON) -m venv $(RELEASE_VENV)
+	$(RELEASE_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(RELEASE_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-release.txt
+	touch $@
 
 python-venv:
 	$(call install_debs,python3-venv)
