@@ -25,7 +25,7 @@ import pytest
 
 from tests.checks.conftest import REPO, run_tool
 
-CORES = sorted(p.name[len("requirements-core"):-len(".txt")] for p in REPO.glob("requirements-core*.txt"))
+CORES = sorted(p.name[len("requirements-core") : -len(".txt")] for p in REPO.glob("requirements-core*.txt"))
 SANITY_TESTS = ("ansible-doc", "compile", "import", "validate-modules", "runtime-metadata")
 
 
@@ -40,10 +40,15 @@ def core_venv(core):
     """(bin directory, Python version) of the core's venv, or a skip saying why there is none."""
     venv = REPO / ".venvs" / ("core%s" % core)
     if not (venv / ".installed").is_file():
-        pytest.skip("ansible-core %s not tested: no Python %s on this machine (make setup builds .venvs/core%s when one is)"
-                    % (core, " or ".join(pythons(core)), core))
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys, ansible.release as r; print('%d.%d' % sys.version_info[:2], r.__version__)"],
-                         capture_output=True, encoding="utf-8", check=True).stdout.split()
+        pytest.skip(
+            "ansible-core %s not tested: no Python %s on this machine (make setup builds .venvs/core%s when one is)" % (core, " or ".join(pythons(core)), core)
+        )
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sys, ansible.release as r; print('%d.%d' % sys.version_info[:2], r.__version__)"],
+        capture_output=True,
+        encoding="utf-8",
+        check=True,
+    ).stdout.split()
     python, version = out
     assert version.startswith(core + "."), ".venvs/core%s has ansible-core %s: rebuild it (make setup)" % (core, version)
     return venv / "bin", python
@@ -56,13 +61,11 @@ def env_for(bin_dir):
 @pytest.mark.parametrize("core", CORES)
 def test_units_on_core(collection_copy, core):
     bin_dir, python = core_venv(core)
-    run_tool([bin_dir / "ansible-test", "units", "--color", "no", "--local", "--python", python],
-             cwd=collection_copy, timeout=1200, env=env_for(bin_dir))
+    run_tool([bin_dir / "ansible-test", "units", "--color", "no", "--local", "--python", python], cwd=collection_copy, timeout=1200, env=env_for(bin_dir))
 
 
 @pytest.mark.parametrize("core", CORES)
 def test_sanity_on_core(collection_copy, core):
     bin_dir, python = core_venv(core)
     tests = [arg for name in SANITY_TESTS for arg in ("--test", name)]
-    run_tool([bin_dir / "ansible-test", "sanity", "--color", "no", "--python", python] + tests,
-             cwd=collection_copy, timeout=1200, env=env_for(bin_dir))
+    run_tool([bin_dir / "ansible-test", "sanity", "--color", "no", "--python", python] + tests, cwd=collection_copy, timeout=1200, env=env_for(bin_dir))

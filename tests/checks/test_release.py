@@ -21,14 +21,44 @@ from tests.checks.conftest import BIN, REPO, run_tool
 RELEASE_BIN = REPO / ".venvs" / "release" / "bin"
 
 # Files and trees of the checkout that must not ship (see build_ignore).
-DEVELOPMENT = [".venv", ".venvs", ".collections", ".build", ".cache", ".pytest_cache", ".ruff_cache", ".ci", ".git",
-               ".gitignore", ".ansible-lint", "Makefile", "pytest.ini", "ansible.cfg", "ruff.toml", "requirements.in",
-               "requirements*.txt", "execution-environment.yml", "inventory", "benchmarks",
-               "tests/output", "tests/checks", "tests/system", "tests/e2e", "tests/utils"]
+DEVELOPMENT = [
+    ".venv",
+    ".venvs",
+    ".collections",
+    ".build",
+    ".cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".ci",
+    ".git",
+    ".gitignore",
+    ".ansible-lint",
+    "Makefile",
+    "pytest.ini",
+    "ansible.cfg",
+    "ruff.toml",
+    "requirements.in",
+    "requirements*.txt",
+    "execution-environment.yml",
+    "inventory",
+    "benchmarks",
+    "tests/output",
+    "tests/checks",
+    "tests/system",
+    "tests/e2e",
+    "tests/utils",
+]
 # What must ship: content, and the tests ansible-test runs from an installed collection.
-SHIPPED = ["README.md", "meta/runtime.yml", "plugins/modules/disk_usage.py", "plugins/module_utils/_copy/engine.py",
-           "docs/architecture.md", "tests/unit/conftest.py", "tests/integration/targets/disk_usage/tasks/main.yml",
-           "tests/unit/plugins/module_utils/fixtures/smartctl/SOURCE.md"]
+SHIPPED = [
+    "README.md",
+    "meta/runtime.yml",
+    "plugins/modules/disk_usage.py",
+    "plugins/module_utils/_copy/engine.py",
+    "docs/architecture.md",
+    "tests/unit/conftest.py",
+    "tests/integration/targets/disk_usage/tasks/main.yml",
+    "tests/unit/plugins/module_utils/fixtures/smartctl/SOURCE.md",
+]
 # galaxy-importer warnings that are expected, each with why:
 EXPECTED_WARNINGS = [
     # the sanity ignore files exist and stay empty (tests/checks/test_sanity.py)
@@ -57,8 +87,7 @@ def release_tool(name):
 def test_artifact_has_no_development_files(artifact):
     with tarfile.open(artifact) as tar:
         names = tar.getnames()
-    leaked = sorted(n for n in names for pattern in DEVELOPMENT
-                    if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n, pattern + "/*"))
+    leaked = sorted(n for n in names for pattern in DEVELOPMENT if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n, pattern + "/*"))
     assert not leaked, "the artifact ships development files (add them to build_ignore in galaxy.yml): %s" % leaked[:10]
     missing = [n for n in SHIPPED if n not in names]
     assert not missing, "the artifact lacks %s (build_ignore in galaxy.yml leaves out too much)" % missing
@@ -72,12 +101,18 @@ def test_galaxy_importer(artifact, tmp_path):
     # ansible-test's pep8, which the sanity run enforces) and no ansible-test
     # (it wants a container here; test_sanity.py runs it).
     config = tmp_path / "galaxy-importer.cfg"
-    config.write_text("[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\nRUN_FLAKE8 = False\n"
-                      "CHECK_CHANGELOG = True\nANSIBLE_LOCAL_TMP = %s\nTMP_ROOT_DIR = %s\n" % (tmp_path / "ansible", tmp_path),
-                      encoding="utf-8")
+    config.write_text(
+        "[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\nRUN_FLAKE8 = False\n"
+        "CHECK_CHANGELOG = True\nANSIBLE_LOCAL_TMP = %s\nTMP_ROOT_DIR = %s\n" % (tmp_path / "ansible", tmp_path),
+        encoding="utf-8",
+    )
     python = release_tool("python")
-    out = run_tool([python, "-m", "galaxy_importer.main", artifact], cwd=tmp_path, timeout=900,
-                   env={"GALAXY_IMPORTER_CONFIG": str(config), "PATH": "%s:%s" % (RELEASE_BIN, os.environ.get("PATH", ""))})
+    out = run_tool(
+        [python, "-m", "galaxy_importer.main", artifact],
+        cwd=tmp_path,
+        timeout=900,
+        env={"GALAXY_IMPORTER_CONFIG": str(config), "PATH": "%s:%s" % (RELEASE_BIN, os.environ.get("PATH", ""))},
+    )
     assert "Importer processing completed successfully" in out, out[-3000:]
     warnings = [line.strip() for line in out.splitlines() if line.startswith(("WARNING", "ERROR"))]
     unexpected = [w for w in warnings if not any(fnmatch.fnmatchcase(w.split(":", 1)[1].strip(), e) for e in EXPECTED_WARNINGS)]
@@ -85,6 +120,9 @@ def test_galaxy_importer(artifact, tmp_path):
 
 
 def test_antsibull_docs_lint(collection_copy):
-    run_tool([release_tool("antsibull-docs"), "lint-collection-docs", "--plugin-docs", "."], cwd=collection_copy, timeout=600,
-             env={"ANSIBLE_COLLECTIONS_PATH": str(collection_copy.parents[2]),
-                  "PATH": "%s:%s" % (RELEASE_BIN, os.environ.get("PATH", ""))})
+    run_tool(
+        [release_tool("antsibull-docs"), "lint-collection-docs", "--plugin-docs", "."],
+        cwd=collection_copy,
+        timeout=600,
+        env={"ANSIBLE_COLLECTIONS_PATH": str(collection_copy.parents[2]), "PATH": "%s:%s" % (RELEASE_BIN, os.environ.get("PATH", ""))},
+    )

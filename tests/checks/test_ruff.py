@@ -28,8 +28,15 @@ def test_ruff_format():
     if FORMAT_ENFORCED:
         run_tool([BIN / "ruff", "format", "--no-cache", "--check", "--output-format", "concise"] + PATHS, cwd=REPO, timeout=300)
         return
-    proc = subprocess.run([str(BIN / "ruff"), "format", "--no-cache", "--check", "--output-format", "concise"] + PATHS, cwd=REPO, capture_output=True,
-                          encoding="utf-8", errors="replace", timeout=300, check=False)
+    proc = subprocess.run(
+        [str(BIN / "ruff"), "format", "--no-cache", "--check", "--output-format", "concise"] + PATHS,
+        cwd=REPO,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+        check=False,
+    )
     pending = [line for line in proc.stdout.splitlines() if line.endswith("File would be reformatted")]
     if proc.returncode not in (0, 1) or (proc.returncode == 1 and not pending):
         pytest.fail("ruff format --check exited %d:\n%s" % (proc.returncode, proc.stdout + proc.stderr), pytrace=False)

@@ -22,9 +22,28 @@ ALL_TARGETS = sorted(p.name for p in TARGETS_DIR.iterdir() if p.is_dir()) if TAR
 
 # The aliases ansible-test knows (ansible-test's "Aliases" in the
 # integration-tests guide), as prefixes; anything else is a typo.
-KNOWN_ALIASES = ("needs/root", "needs/privileged", "needs/file/", "needs/target/", "needs/ssh", "needs/httptester",
-                 "destructive", "hidden", "disabled", "unstable", "unsupported", "context/", "skip/", "setup/",
-                 "shippable/", "azp/", "cloud/", "gather_facts/", "non_local", "needs/python/")
+KNOWN_ALIASES = (
+    "needs/root",
+    "needs/privileged",
+    "needs/file/",
+    "needs/target/",
+    "needs/ssh",
+    "needs/httptester",
+    "destructive",
+    "hidden",
+    "disabled",
+    "unstable",
+    "unsupported",
+    "context/",
+    "skip/",
+    "setup/",
+    "shippable/",
+    "azp/",
+    "cloud/",
+    "gather_facts/",
+    "non_local",
+    "needs/python/",
+)
 # Tasks that mount a file system: mount(2) wants root and, in a container, --privileged.
 MOUNTS = re.compile(r"argv:\s*\[\s*mount\b|\bcmd:\s*mount\b|\bcommand:\s*mount\b|ansible\.posix\.mount\b|\bmount\s+-t\b")
 
@@ -50,7 +69,8 @@ def test_every_module_has_a_target(module):
     target = TARGETS_DIR / module
     assert (target / "tasks" / "main.yml").is_file(), (
         "plugins/modules/%s.py has no integration target: add tests/integration/targets/%s/tasks/main.yml "
-        "(check mode, apply, re-apply, check mode) and its aliases" % (module, module))
+        "(check mode, apply, re-apply, check mode) and its aliases" % (module, module)
+    )
     assert not is_hidden(module), "tests/integration/targets/%s/aliases says hidden: the module's target would never run" % module
 
 
@@ -65,9 +85,9 @@ def test_target_aliases(target):
         assert not missing, "tests/integration/targets/%s mounts a file system; its aliases lack %s" % (target, missing)
     for alias in found:
         if alias.startswith("needs/file/"):
-            assert (REPO / alias[len("needs/file/"):]).is_file(), "%s/aliases: %s names no file" % (target, alias)
+            assert (REPO / alias[len("needs/file/") :]).is_file(), "%s/aliases: %s names no file" % (target, alias)
         if alias.startswith("needs/target/"):
-            assert (TARGETS_DIR / alias[len("needs/target/"):]).is_dir(), "%s/aliases: %s names no target" % (target, alias)
+            assert (TARGETS_DIR / alias[len("needs/target/") :]).is_dir(), "%s/aliases: %s names no target" % (target, alias)
 
 
 @pytest.mark.parametrize("target", ALL_TARGETS)
@@ -84,8 +104,11 @@ def test_target_dependencies_exist(target):
 def test_ansible_test_selects_every_target(collection_copy):
     """What `ansible-test integration --local` (with root and destructive
     allowed, as make test runs it) would run is every target that is not hidden."""
-    out = run_tool([BIN / "ansible-test", "integration", "--color", "no", "--local", "--python", "3.11",
-                    "--allow-destructive", "--allow-root", "--list-targets"], cwd=collection_copy, timeout=300)
+    out = run_tool(
+        [BIN / "ansible-test", "integration", "--color", "no", "--local", "--python", "3.11", "--allow-destructive", "--allow-root", "--list-targets"],
+        cwd=collection_copy,
+        timeout=300,
+    )
     listed = sorted(line.strip() for line in out.splitlines() if line.strip() and not line.startswith(("WARNING", "NOTICE")))
     expected = sorted(t for t in ALL_TARGETS if not is_hidden(t))
     assert listed == expected, "ansible-test would run %s, the targets are %s" % (listed, expected)
