@@ -142,7 +142,7 @@ ee: setup
 
 # Python lint fixes and formatting (ruff.toml); tests/checks/test_ruff.py checks both.
 format: setup
-	$(BIN)/ruff check --fix plugins tests benchmarks
+	$(BIN)/ruff check --fix --extend-select I plugins tests benchmarks
 	$(BIN)/ruff format plugins tests benchmarks
 
 clean:
