@@ -89,7 +89,7 @@ core-venvs: $(CORE_VENVS)
 	  touch $@; \
 	fi
 
-$(RELEASE_VENV)/.installed: requirements-release.txt $(VENV)/.installed
+$(RELEASE_VENV)/.installed: requirements-release.txt
 	rm -rf $(RELEASE_VENV)
 	$(PYTHON) -m venv $(RELEASE_VENV)
 	$(RELEASE_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
@@ -146,4 +146,4 @@ format: setup
 	$(BIN)/ruff format plugins tests benchmarks
 
 clean:
-	rm -rf $(VENV) .venvs .collections .build .cache .pytest_cache tests/output
+	rm -rf $(VENV) .venvs .collections .build .cache .pytest_cache .ruff_cache tests/output
