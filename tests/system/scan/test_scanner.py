@@ -18,7 +18,6 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._fs import usage as _scanner
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, scan
-
 from ansible_collections.datasteward.storage.tests.system.utils.as_nobody import run_as_nobody
 from ansible_collections.datasteward.storage.tests.unit.utils import scan_tree
 from ansible_collections.datasteward.storage.tests.unit.utils.scan_tree import COUNTS, UNKNOWN_UID, build_tree, du_bytes, find_sums

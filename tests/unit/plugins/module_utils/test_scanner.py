@@ -18,7 +18,6 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._fs import usage as _scanner
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, parse_age, scan
-
 from ansible_collections.datasteward.storage.tests.unit.utils.deep_tree import deep_tree, remove_tree
 from ansible_collections.datasteward.storage.tests.unit.utils.scan_tree import COUNTS, build_tree, du_bytes, du_depth, find_sums
 from ansible_collections.datasteward.storage.tests.unit.utils.scan_tree import big_tree as _big_tree

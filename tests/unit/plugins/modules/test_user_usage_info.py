@@ -12,7 +12,6 @@ import json
 import pytest
 
 from ansible_collections.datasteward.storage.plugins.modules import user_usage_info
-
 from ansible_collections.datasteward.storage.tests.unit.utils.scan_tree import build_tree, du_bytes
 
 
