@@ -272,3 +272,13 @@ class Store:
 
 def _uri_path(path):
     return os.path.abspath(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def history_argument_spec():
+    """The argspec of the ``datasteward.storage._history`` doc fragment's
+    options; change both together."""
+    return dict(database=dict(type="path"), url=dict(type="str", no_log=True))
+
+
+def open_from_params(params, readonly=False):
+    return Store(database=params.get("database"), url=params.get("url"), readonly=readonly)
