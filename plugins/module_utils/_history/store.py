@@ -148,8 +148,8 @@ class Store:
             self.conn = sqlite3.connect(path, isolation_level=None, timeout=60)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-        except (sqlite3.Error, OSError) as exc:
-            raise HistoryError("database %s: %s" % (path, exc), path)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise HistoryError("database %s: cannot open it: %s" % (path, getattr(exc, "strerror", None) or exc), path)
 
     def _open_postgresql(self, url):
         try:
