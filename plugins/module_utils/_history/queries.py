@@ -231,7 +231,7 @@ def runs(store, source, host=None, days=30, until=None, limit=50):
 
 
 def hosts(store):
-    return [r[0] for r in store.query("SELECT DISTINCT host FROM runs ORDER BY host%s" % store.collate)]
+    return [r[0] for r in store.query("SELECT host FROM runs GROUP BY host ORDER BY host%s" % store.collate)]
 
 
 def _number(value):
