@@ -31,6 +31,10 @@ NVME_KEYS = ("percentage_used", "media_errors", "available_spare", "critical_war
 SCSI_KEYS = ("grown_defects", "non_medium_errors")
 
 
+# The staging table a record's usage rows are loaded into (once per record).
+STAGE_COLUMNS = ("kind", "key", "label", "used", "avail", "files", "old_bytes", "old_files", "status", "detail")
+
+
 class RecordError(HistoryError):
     """A record is not usable (names the host, source and cause)."""
 
@@ -185,71 +189,55 @@ class Recorder:
                                            [(run_id, name, value) for name, value in counter_rows(result)])
         return True
 
-    # usage: series rows, points, daily rollup, totals
-    def _series_ids(self, host, rows):
-        known = {(kind, key): (sid, ts) for sid, kind, key, ts in
-                 self.store.query("SELECT id, kind, key, ts FROM series WHERE host = ?", (host,))}
-        missing = sorted({(r[0], r[1]) for r in rows} - set(known))
-        if missing:
-            self.store.executemany("INSERT INTO series (host, kind, key) VALUES (?, ?, ?)", [(host, k, key) for k, key in missing])
-            known = {(kind, key): (sid, ts) for sid, kind, key, ts in
-                     self.store.query("SELECT id, kind, key, ts FROM series WHERE host = ?", (host,))}
-        return known
-
+    # usage: series rows, points, daily rollup, totals -- set-based from a
+    # staging table (COPY on PostgreSQL), the same statements on both.
     def _usage(self, host, run_id, ts, day, rows, totals):
-        known = self._series_ids(host, rows)
-        previous = self._previous_values(host) if totals else None
-        points, daily, latest = [], [], []
-        for kind, key, label, used, avail, files, old_bytes, old_files, status, detail in rows:
-            sid, last_ts = known[(kind, key)]
-            points.append((run_id, sid, ts, day, used, avail, files, old_bytes, old_files))
-            daily.append((day, sid, ts, used, avail, files))
-            if last_ts is None or ts >= last_ts:
-                latest.append((label, ts, day, used, avail, files, old_bytes, old_files, status,
-                               None if detail is None else json.dumps(detail, sort_keys=True, default=str), sid))
-        self.store.executemany("INSERT INTO points (run_id, series_id, ts, day, used_bytes, avail_bytes, files, old_bytes, old_files)"
-                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series_id, ts) DO NOTHING", points)
-        self.store.executemany("INSERT INTO daily (day, series_id, ts, used_bytes, avail_bytes, files) VALUES (?, ?, ?, ?, ?, ?)"
-                               " ON CONFLICT (day, series_id) DO UPDATE SET ts = excluded.ts, used_bytes = excluded.used_bytes,"
-                               " avail_bytes = excluded.avail_bytes, files = excluded.files WHERE excluded.ts >= daily.ts", daily)
-        self.store.executemany("UPDATE series SET label = ?, ts = ?, day = ?, used_bytes = ?, avail_bytes = ?, files = ?,"
-                               " old_bytes = ?, old_files = ?, status = ?, detail = ? WHERE id = ?", latest)
+        store = self.store
+        store.stage("stage_usage", STAGE_COLUMNS, [
+            (kind, key, label, used, avail, files, old_bytes, old_files, status,
+             None if detail is None else json.dumps(detail, separators=(",", ":"), default=str))
+            for kind, key, label, used, avail, files, old_bytes, old_files, status, detail in rows])
+        store.execute("INSERT INTO series (host, kind, key) SELECT ?, kind, key FROM stage_usage WHERE true"
+                      " ON CONFLICT (host, kind, key) DO NOTHING", (host,))
+        store.execute("UPDATE stage_usage SET sid = x.id FROM series x WHERE x.host = ? AND x.kind = stage_usage.kind"
+                      " AND x.key = stage_usage.key", (host,))
+        # every value of file systems and directories; users and groups keep their daily value
+        store.execute("INSERT INTO points (run_id, series_id, ts, day, used_bytes, avail_bytes, files, old_bytes, old_files)"
+                      " SELECT ?, sid, ?, ?, used, avail, files, old_bytes, old_files FROM stage_usage WHERE kind IN ('fs', 'dir')"
+                      " ON CONFLICT (series_id, ts) DO NOTHING", (run_id, ts, day))
+        store.execute("INSERT INTO daily (day, series_id, ts, used_bytes, avail_bytes, files)"
+                      " SELECT ?, sid, ?, used, avail, files FROM stage_usage WHERE true"
+                      " ON CONFLICT (day, series_id) DO UPDATE SET ts = excluded.ts, used_bytes = excluded.used_bytes,"
+                      " avail_bytes = excluded.avail_bytes, files = excluded.files WHERE excluded.ts >= daily.ts", (day, ts))
         if totals:
-            self._totals(ts, day, rows, previous, known)
+            self._totals(host, ts, day)
+        store.execute("UPDATE series SET label = s.label, ts = ?, day = ?, used_bytes = s.used, avail_bytes = s.avail,"
+                      " files = s.files, old_bytes = s.old_bytes, old_files = s.old_files, status = s.status, detail = s.detail"
+                      " FROM stage_usage s WHERE series.id = s.sid AND (series.ts IS NULL OR series.ts <= ?)", (ts, day, ts))
 
-    def _previous_values(self, host):
-        return {(kind, key): (used or 0, files or 0, ts) for kind, key, used, files, ts in
-                self.store.query("SELECT kind, key, used_bytes, files, ts FROM series WHERE host = ? AND kind IN ('user', 'group')", (host,))}
-
-    def _totals(self, ts, day, rows, previous, known):
+    def _totals(self, host, ts, day):
         """Per name, add this host's change to the fleet total (a name the
-        host no longer reports drops to 0 on it), then store the day's total."""
-        deltas = {}
-        seen = set()
-        for kind, key, _label, used, _avail, files, _ob, _of, _st, _d in rows:
-            if kind not in ("user", "group"):
-                continue
-            seen.add((kind, key))
-            old_used, old_files, old_ts = previous.get((kind, key), (0, 0, None))
-            if old_ts is not None and ts < old_ts:
-                continue  # an older record than the newest: history only
-            deltas[(kind, key)] = (used - old_used, (files or 0) - old_files)
-        for (kind, key), (old_used, old_files, old_ts) in previous.items():
-            if (kind, key) not in seen and old_ts is not None and ts >= old_ts and (old_used or old_files):
-                deltas[(kind, key)] = (-old_used, -old_files)
-                sid = known.get((kind, key), (None,))[0]
-                if sid is not None:
-                    self.store.execute("UPDATE series SET used_bytes = 0, files = 0, ts = ?, day = ? WHERE id = ?", (ts, day, sid))
-        if not deltas:
-            return
-        self.store.executemany("INSERT INTO totals (kind, key, used_bytes, files) VALUES (?, ?, 0, 0) ON CONFLICT (kind, key) DO NOTHING",
-                               [(kind, key) for kind, key in deltas])
-        self.store.executemany("UPDATE totals SET used_bytes = used_bytes + ?, files = files + ?, ts = ?, day = ? WHERE kind = ? AND key = ?",
-                               [(du, df, ts, day, kind, key) for (kind, key), (du, df) in deltas.items()])
-        self.store.execute("INSERT INTO daily_totals (day, total_id, ts, used_bytes, files)"
-                           " SELECT ?, id, ts, used_bytes, files FROM totals WHERE ts = ?"
-                           " ON CONFLICT (day, total_id) DO UPDATE SET ts = excluded.ts, used_bytes = excluded.used_bytes,"
-                           " files = excluded.files", (day, ts))
+        host no longer reports drops to 0 on it), then store the day's total.
+        Runs before the series take their new values; a record older than a
+        series' newest leaves that series' totals alone."""
+        store = self.store
+        upsert = (" ON CONFLICT (kind, key) DO UPDATE SET used_bytes = totals.used_bytes + excluded.used_bytes,"
+                  " files = totals.files + excluded.files, ts = excluded.ts, day = excluded.day")
+        store.execute("INSERT INTO totals (kind, key, ts, day, used_bytes, files)"
+                      " SELECT s.kind, s.key, ?, ?, s.used - COALESCE(x.used_bytes, 0), COALESCE(s.files, 0) - COALESCE(x.files, 0)"
+                      " FROM stage_usage s JOIN series x ON x.id = s.sid WHERE s.kind IN ('user', 'group')"
+                      " AND (x.ts IS NULL OR x.ts <= ?)" + upsert, (ts, day, ts))
+        gone = (" FROM series x WHERE x.host = ? AND x.kind IN ('user', 'group') AND x.ts <= ?"
+                " AND (x.used_bytes <> 0 OR x.files <> 0)"
+                " AND NOT EXISTS (SELECT 1 FROM stage_usage s WHERE s.kind = x.kind AND s.key = x.key)")
+        store.execute("INSERT INTO totals (kind, key, ts, day, used_bytes, files)"
+                      " SELECT x.kind, x.key, ?, ?, -x.used_bytes, -COALESCE(x.files, 0)" + gone + upsert, (ts, day, host, ts))
+        store.execute("UPDATE series SET used_bytes = 0, files = 0, ts = ?, day = ? WHERE id IN (SELECT x.id" + gone + ")",
+                      (ts, day, host, ts))
+        store.execute("INSERT INTO daily_totals (day, total_id, ts, used_bytes, files)"
+                      " SELECT ?, id, ts, used_bytes, files FROM totals WHERE ts = ?"
+                      " ON CONFLICT (day, total_id) DO UPDATE SET ts = excluded.ts, used_bytes = excluded.used_bytes,"
+                      " files = excluded.files", (day, ts))
 
     # drives
     def _drives(self, host, run_id, ts, day, rows):

@@ -80,6 +80,9 @@ MIGRATIONS = (
 )
 
 
+_TEXT_COLUMNS = ("kind", "key", "label", "status", "detail")
+
+
 class HistoryError(Exception):
     """The history database cannot be opened, migrated, read or written."""
 
@@ -127,6 +130,7 @@ class Store:
         # ORDER BY on text compares bytes on both (a PostgreSQL database's
         # locale would sort differently from SQLite).
         self.collate = " COLLATE BINARY" if self.dialect == "sqlite" else ' COLLATE "C"'
+        self._staged = set()
         self._prepare()
 
     # -- opening ----------------------------------------------------------
@@ -223,7 +227,7 @@ class Store:
 
     # -- statements -------------------------------------------------------
     def _sql(self, sql):
-        return sql if self.dialect == "sqlite" else sql.replace("?", "%s")
+        return sql if self.dialect == "sqlite" else sql.replace("%", "%%").replace("?", "%s")
 
     @contextlib.contextmanager
     def transaction(self):
@@ -257,6 +261,30 @@ class Store:
             else:
                 with self.conn.cursor() as cursor:
                     cursor.executemany(self._sql(sql), list(rows))
+        except self._errors() as exc:
+            raise HistoryError("database %s: write failed: %s" % (self.where, str(exc).strip()), self.where)
+
+    def stage(self, table, columns, rows):
+        """Empty the temporary table ``table`` (created on first use, for
+        this connection only) and load ``rows`` into it: COPY on PostgreSQL,
+        executemany on SQLite. Its ``sid`` column is left NULL."""
+        if table not in self._staged:
+            self.execute("CREATE TEMP TABLE IF NOT EXISTS %s (sid BIGINT, %s, PRIMARY KEY (kind, key))"
+                         % (table, ", ".join("%s %s" % (c, "TEXT" if c in _TEXT_COLUMNS else "BIGINT") for c in columns)))
+            self._staged.add(table)
+        self.execute("DELETE FROM %s" % table)
+        try:
+            if self.dialect == "sqlite":
+                self.conn.executemany("INSERT OR REPLACE INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ", ".join("?" * len(columns))), rows)
+                return
+            unique = {}
+            for row in rows:  # the same (kind, key) twice: the last wins, as on SQLite
+                unique[(row[0], row[1])] = row
+            with self.conn.cursor() as cursor:
+                with cursor.copy("COPY %s (%s) FROM STDIN" % (table, ", ".join(columns))) as copy:
+                    for row in unique.values():
+                        copy.write_row(row)
+                cursor.execute("ANALYZE %s" % table)  # a temporary table has no statistics otherwise
         except self._errors() as exc:
             raise HistoryError("database %s: write failed: %s" % (self.where, str(exc).strip()), self.where)
 
