@@ -162,12 +162,18 @@ schema_created:
   sample: false
 """
 
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.datasteward.storage.plugins.module_utils._history.record import SOURCES, Recorder, check_record, prune
-from ansible_collections.datasteward.storage.plugins.module_utils._history.store import HistoryError, history_argument_spec, open_from_params
+from ansible_collections.datasteward.storage.plugins.module_utils._history.store import (
+    HistoryError,
+    default_database,
+    history_argument_spec,
+    open_from_params,
+)
 
 
 def main():
@@ -192,10 +198,12 @@ def main():
         module.fail_json(msg="keep_daily_days must be at least 1 and keep_weekly_days 0 or more than keep_daily_days, got %d and %d"
                          % (p["keep_daily_days"], p["keep_weekly_days"]))
     now = p["time"] if p["time"] is not None else int(time.time())
+    # Pruning a history that does not exist yet creates nothing.
+    readonly = module.check_mode or (not p["records"] and not p["url"] and not os.path.exists(p["database"] or default_database()))
     try:
-        with open_from_params(p, readonly=module.check_mode) as store:
+        with open_from_params(p, readonly=readonly) as store:
             result = run(store, p["records"], now, module.check_mode)
-            result["pruned"] = (prune(store, now, p["keep_daily_days"], p["keep_weekly_days"], check=module.check_mode)
+            result["pruned"] = (prune(store, now, p["keep_daily_days"], p["keep_weekly_days"], check=readonly)
                                 if p["prune"] else {"runs": 0, "daily_points": 0})
             result.update(database=store.where, schema_created=store.created or (module.check_mode and store.empty))
     except HistoryError as exc:

@@ -46,8 +46,14 @@ def test_bad_options_fail_with_names(run_module, db):
     assert "keep_daily_days" in res["msg"]
     res = run_module(usage_history, {"database": db, "records": [{"host": "", "source": "disk_usage", "result": {}}]}, failed=True)
     assert "host must be" in res["msg"]
-    res = run_module(usage_history, {"database": "/nonexistent-dir/\0x"}, failed=True)
+    one = [{"host": "a", "source": "disk_usage", "result": gen.disk_result(0)}]
+    res = run_module(usage_history, {"database": "/nonexistent-dir/\0x", "records": one}, failed=True)
     assert "database" in res["msg"]
+
+
+def test_prune_of_an_absent_history_creates_nothing(run_module, db):
+    res = run_module(usage_history, {"database": db, "prune": True})
+    assert not res["changed"] and not os.path.exists(db)
 
 
 def test_prune_reports_and_is_idempotent(run_module, db):
