@@ -58,7 +58,7 @@ options:
       result:
         description:
           - The registered result. A failed result is recorded as a failed run (its message kept); a skipped one is not
-            recorded and is listed in RV(skipped).
+            recorded and is listed in RV(not_recorded).
         type: dict
         required: true
       time:
@@ -139,7 +139,7 @@ added_count:
   type: int
   returned: always
   sample: 3
-skipped:
+not_recorded:
   description: Records not recorded because their task was skipped (host and source).
   type: list
   elements: dict
@@ -226,7 +226,7 @@ def run(store, records, now, check):
         else:
             added = recorder.record(rec["host"], rec["source"], ts, rec["result"])
         recorded.append({"host": rec["host"], "source": rec["source"], "time": ts, "added": added})
-    return {"recorded": recorded, "added_count": sum(r["added"] for r in recorded), "skipped": skipped}
+    return {"recorded": recorded, "added_count": sum(r["added"] for r in recorded), "not_recorded": skipped}
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def test_record_check_apply_reapply_check(run_module, db):
 
 def test_skipped_results_listed_not_recorded(run_module, db):
     res = run_module(usage_history, {"database": db, "records": [{"host": "a", "source": "disk_usage", "result": {"skipped": True}}]})
-    assert res["skipped"] == [{"host": "a", "source": "disk_usage"}] and not res["changed"]
+    assert res["not_recorded"] == [{"host": "a", "source": "disk_usage"}] and not res["changed"]
 
 
 def test_bad_options_fail_with_names(run_module, db):
