@@ -194,7 +194,8 @@ def smart_trends(store, host=None, drive=None, days=90, until=None):
         sql += " AND (key = ? OR name = ? OR label = ?)"
         params += [drive, drive, drive]
     out = []
-    for did, dhost, key, name, model, label, ts, health, reasons, temp, hours in store.query(sql + " ORDER BY host%s, key%s" % (store.collate, store.collate), params):
+    rows = store.query(sql + " ORDER BY host%s, key%s" % (store.collate, store.collate), params)
+    for did, dhost, key, name, model, label, ts, health, reasons, temp, hours in rows:
         start = (until if until is not None else ts) - int(days) * DAY
         attrs = {}
         for attr, ats, raw in store.query("SELECT attr, ts, raw FROM drive_attrs WHERE drive_id = ? AND ts >= ? ORDER BY ts",

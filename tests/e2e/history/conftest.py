@@ -19,6 +19,7 @@ from ansible_collections.datasteward.storage.plugins.module_utils._history.store
 from ansible_collections.datasteward.storage.tests.e2e.history.pgserver import NoServer, postgres_server
 from ansible_collections.datasteward.storage.tests.unit.utils import history_data as gen
 
+
 @pytest.fixture(scope="session")
 def postgres_url():
     pytest.importorskip("psycopg")
