@@ -24,6 +24,7 @@ SOURCES = ("disk_usage", "user_usage_info", "smart_info", "buffer_copy", "inbox"
 # Keys of job results that are kept only as counters or not at all.
 _BULKY = ("files", "invocation", "changed", "diff", "warnings", "deprecations", "stdout_lines", "stderr_lines")
 SUMMARY_LIST_LIMIT = 20
+DISK_LIST_LIMIT = 200  # copy_registry_info's disks, added to buffer_copy's result by the data_manager role
 KEY_ATTRIBUTES = ("Reallocated_Sector_Ct", "Current_Pending_Sector", "Offline_Uncorrectable", "Reported_Uncorrect",
                   "Reallocated_Event_Count", "UDMA_CRC_Error_Count", "Wear_Leveling_Count", "Media_Wearout_Indicator",
                   "Percent_Lifetime_Remain", "Temperature_Celsius")
@@ -124,7 +125,7 @@ def summary_of(source, result):
         if key in _BULKY or key == "msg":
             continue
         if isinstance(value, (list, dict, str)) and value not in ("", [], {}):
-            summary[key] = _short(value)
+            summary[key] = _short(value, DISK_LIST_LIMIT if key == "disks" else SUMMARY_LIST_LIMIT)
     return summary
 
 
@@ -140,9 +141,9 @@ def run_status(source, result):
     return "ok"
 
 
-def _short(value):
+def _short(value, limit=SUMMARY_LIST_LIMIT):
     if isinstance(value, list):
-        return value[:SUMMARY_LIST_LIMIT]
+        return value[:limit]
     if isinstance(value, str):
         return value[:2000]
     return value

@@ -37,7 +37,7 @@ def build(store, days=7, window_days=30, min_days=7, warn_percent=80, critical_p
             "hosts": queries.hosts(store)}
     if newest is None:
         data.update(filesystems=[], top_users=[], top_user_hosts=[], old_data=[], drives=[], ingest=[], inbox=[],
-                    old_files=[], attention=[])
+                    old_files=[], disk_series=[], attention=[])
         return data
     forecasts = {(f["host"], f["mount"]): f for f in queries.forecast(store, window_days=window_days, min_days=min_days)}
     filesystems = []
@@ -59,8 +59,31 @@ def build(store, days=7, window_days=30, min_days=7, warn_percent=80, critical_p
         inbox=queries.runs(store, "inbox", days=window_days, limit=top),
         old_files=queries.runs(store, "old_files", days=window_days, limit=top),
     )
+    data["disk_series"] = disk_series(data["ingest"])
     data["attention"] = attention(data)
     return data
+
+
+def disk_series(ingest_runs):
+    """The disks of each host's newest ingest run that carries them (the
+    data_manager role records buffer_copy's result with copy_registry_info's
+    ``disks`` added), with their fill."""
+    out, seen = [], set()
+    for run in ingest_runs:
+        disks = run["summary"].get("disks")
+        if run["host"] in seen or not isinstance(disks, list):
+            continue
+        seen.add(run["host"])
+        for disk in disks:
+            if not isinstance(disk, dict):
+                continue
+            total, avail = disk.get("total_bytes"), disk.get("available_bytes")
+            used = None if total is None or avail is None else total - avail
+            out.append({"host": run["host"], "label": disk.get("label"), "role": disk.get("role"), "full": bool(disk.get("full")),
+                        "mounted": disk.get("mounted"), "files": disk.get("file_count"), "registered_bytes": disk.get("registered_bytes"),
+                        "total_bytes": total, "available_bytes": avail,
+                        "used_percent": None if not total else int(-(-100 * used // total))})
+    return out
 
 
 def _trend(store, host, mount, newest, window_days):
@@ -133,6 +156,10 @@ def summary_text(data):
             c = run["counters"]
             out.append("  %-20s %s  %-8s copied %s files, failed %s, conflicts %s" % (
                 run["host"], when_text(run["time"]), run["status"], c.get("copied_files", 0), c.get("failed_files", 0), c.get("conflict_files", 0)))
+    if data.get("disk_series"):
+        out += ["", "Disk series:"]
+        for d in data["disk_series"]:
+            out.append("  %-20s %-8s %-8s %4s%% used%s" % (d["host"], d["label"], d["role"], _dash(d["used_percent"]), "  FULL" if d["full"] else ""))
     for kind, label in (("inbox", "Inbox runs"), ("old_files", "Old-file runs")):
         if data[kind]:
             out += ["", label + ":"]
@@ -202,6 +229,7 @@ def render_html(data):
     parts.append(_users(data, charts))
     parts.append(_drives(data, charts))
     parts.append(_runs(data))
+    parts.append(_disk_series(data))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -274,6 +302,21 @@ def _runs(data):
                           "</thead><tbody>%s</tbody></table>" % ("".join("<th>%s</th>" % _e(n.replace("_", " ")) for n in names), body))
             if runs else "<p>No runs recorded.</p>"))
     return "\n".join(out)
+
+
+def _disk_series(data):
+    if not data.get("disk_series"):
+        return ""
+    rows = []
+    for d in data["disk_series"]:
+        level = "critical" if d["full"] else "ok"
+        rows.append("<tr><td>%s</td><td>%s</td><td>%s</td><td><div class=\"bar %s\"><div class=\"fill\" style=\"width:%s%%\"></div></div></td>"
+                    "<td class=\"n\">%s%%</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td>%s</td></tr>" % (
+                        _e(d["host"]), _e(d["label"]), _e(d["role"]), level, min(100, d["used_percent"] or 0), _dash(d["used_percent"]),
+                        _dash(d["files"]), human(d["registered_bytes"]), "full" if d["full"] else ("mounted" if d["mounted"] else "not mounted")))
+    return ('<section id="disk_series"><h2>Disk series fill</h2><table class="disks"><thead><tr><th>host</th><th>disk</th><th>role</th>'
+            "<th>fill</th><th>used</th><th>files</th><th>registered</th><th>state</th></tr></thead><tbody>%s</tbody></table></section>"
+            % "".join(rows))
 
 
 def _disks(summary):

@@ -75,7 +75,12 @@ def ingest_result(day, failed=0):
             "removed_files": 0, "removed_bytes": 0, "deferred_files": 0, "deferred_bytes": 0, "unsettled_files": 0,
             "throughput_mbps": 120.5, "copy_seconds": 3.2, "newest_file_age_seconds": 3600,
             "disks_used": [{"label": "P01", "mount_point": "/mnt/P01", "role": "primary"}], "disks_full": [],
-            "disks_unusable": [], "files": [{"path": "x"}], "files_truncated": False, "checksum_algorithm": "sha512"}
+            "disks_unusable": [], "files": [{"path": "x"}], "files_truncated": False, "checksum_algorithm": "sha512",
+            # copy_registry_info's disks, as the data_manager role adds them
+            "disks": [{"label": "P01", "role": "primary", "full": False, "mounted": True, "file_count": 100 + day,
+                       "registered_bytes": day * GiB, "total_bytes": 4000 * GiB, "available_bytes": (4000 - 100 - day) * GiB},
+                      {"label": "B01", "role": "backup", "full": True, "mounted": False, "file_count": 5000,
+                       "registered_bytes": 3900 * GiB, "total_bytes": None, "available_bytes": None}]}
 
 
 def fleet_records(hosts=3, days=21, users=5):

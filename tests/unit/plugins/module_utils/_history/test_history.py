@@ -248,6 +248,8 @@ def test_report_data_html_and_summary(fleet):
     assert "http://" not in page.replace("http://www.w3.org/", "") and "https://" not in page
     assert "src=" not in page and "<link" not in page
     assert "Needs attention:" in texts["summary.txt"]
+    assert [(d["label"], d["used_percent"], d["full"]) for d in data["disk_series"]] == [("P01", 3, False), ("B01", None, True)]
+    assert 'id="disk_series"' in page and "Disk series:" in texts["summary.txt"]
 
 
 def test_report_of_empty_history(tmp_path):
