@@ -348,9 +348,13 @@ class _Charts:
         self.count = 0
 
     def _config(self, title):
-        from pygal.style import LightStyle  # pylint: disable=import-outside-toplevel
-        return dict(js=[], disable_xml_declaration=True, width=420, height=240, title=title, style=LightStyle,
-                    show_legend=True, legend_at_bottom=True, legend_box_size=10, explicit_size=False)
+        from pygal.style import Style  # pylint: disable=import-outside-toplevel
+        style = Style(background="#ffffff", plot_background="#fafafa", foreground="#333333", foreground_strong="#222222",
+                      foreground_subtle="#bbbbbb", colors=("#1e88e5", "#fb8c00", "#e53935", "#43a047", "#8e24aa"),
+                      font_family="system-ui, sans-serif", title_font_size=14, label_font_size=10, legend_font_size=11,
+                      stroke_width=2)
+        return dict(js=[], disable_xml_declaration=True, width=420, height=240, title=title, style=style,
+                    show_legend=True, legend_at_bottom=True, legend_box_size=10, explicit_size=False, margin=8)
 
     def _render(self, chart):
         self.count += 1
@@ -366,16 +370,18 @@ class _Charts:
         last = fs["trend"][-1][0]
         gib = float(1 << 30)
         chart.add("used", [(round((ts - last) / float(DAY), 2), round(used / gib, 3)) for ts, used, _avail in fs["trend"]])
-        capacity = (fs["used_bytes"] or 0) + (fs.get("available_bytes") or 0)
+        capacity = ((fs["used_bytes"] or 0) + (fs.get("available_bytes") or 0)) / gib
         span = [round((fs["trend"][0][0] - last) / float(DAY), 2), 0.0]
+        top = max(used for _ts, used, _avail in fs["trend"]) / gib
         fc = fs.get("forecast") or {}
         if fc.get("full_in_days") is not None:
-            ahead = min(fc["full_in_days"], 3 * max(1.0, -span[0]))
-            rate = fc["rate_bytes_per_day"] / gib
-            chart.add("forecast", [(0.0, round(fs["used_bytes"] / gib, 3)), (round(ahead, 2), round(fs["used_bytes"] / gib + rate * ahead, 3))],
-                      stroke_style={"dasharray": "4,3"})
-            span[1] = round(ahead, 2)
-        chart.add("capacity", [(span[0], round(capacity / gib, 3)), (span[1], round(capacity / gib, 3))], show_dots=False)
+            # the forecast up to the full day, or as far ahead as the data reaches back
+            ahead = round(min(fc["full_in_days"], max(1.0, -span[0])), 2)
+            end = fs["used_bytes"] / gib + fc["rate_bytes_per_day"] / gib * ahead
+            chart.add("forecast", [(0.0, round(fs["used_bytes"] / gib, 3)), (ahead, round(end, 3))], stroke_style={"dasharray": "6,4"})
+            span[1], top = ahead, max(top, end)
+        if capacity <= 1.5 * top:  # the capacity line only where it is near enough to read the used line
+            chart.add("capacity", [(span[0], round(capacity, 3)), (span[1], round(capacity, 3))], show_dots=False)
         return self._render(chart)
 
     def growers(self, rows, days):
