@@ -123,7 +123,7 @@ def growth(store, kind, days=7, until=None, host=None, key=None, limit=None, by=
 
 def top_growers(store, kind="user", days=7, limit=10, host=None, by="name", until=None):
     """The ``limit`` series (or names, summed over hosts) that grew most."""
-    return [r for r in growth(store, kind, days=days, until=until, host=host, limit=limit, by=by)]
+    return growth(store, kind, days=days, until=until, host=host, limit=limit, by=by)
 
 
 def forecast(store, host=None, mount=None, window_days=30, min_days=7, until=None):
@@ -152,8 +152,8 @@ def fit_fill(points, capacity, min_days):
     if len(points) < 2 or (points[-1][0] - points[0][0]) < min_days * DAY - DAY // 2:
         result["reason"] = "fewer than %d days of data" % min_days
         return result
-    xs = [ts / float(DAY) for ts, _ in points]
-    ys = [float(used) for _, used in points]
+    xs = [ts / float(DAY) for ts, _used in points]
+    ys = [float(used) for _ts, used in points]
     n = float(len(xs))
     mx, my = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mx) ** 2 for x in xs)

@@ -148,8 +148,8 @@ def summary_text(data):
     if data["drives"]:
         out += ["", "Drives:"]
         for drive in data["drives"]:
-            out.append("  %-20s %-16s %-8s %s" % (drive["host"], drive["label"] or drive["name"] or drive["drive"], drive["health"],
-                                                 "; ".join(drive["reasons"])))
+            name = drive["label"] or drive["name"] or drive["drive"]
+            out.append("  %-20s %-16s %-8s %s" % (drive["host"], name, drive["health"], "; ".join(drive["reasons"])))
     if data["ingest"]:
         out += ["", "Ingest runs:"]
         for run in data["ingest"][:10]:
@@ -239,14 +239,14 @@ def _filesystems(data, t, charts):
     for fs in data["filesystems"]:
         pct = fs.get("used_percent")
         fc = fs.get("forecast") or {}
-        bar = ('<div class="bar %s" title="%s%% used"><div class="fill" style="width:%s%%"></div>'
-               '<div class="mark w" style="left:%s%%"></div><div class="mark c" style="left:%s%%"></div></div>'
-               % (fs["level"], _dash(pct), min(100, pct or 0), t["warn_percent"], t["critical_percent"]))
+        gauge = ('<div class="bar %s" title="%s%% used"><div class="fill" style="width:%s%%"></div>'
+                 '<div class="mark w" style="left:%s%%"></div><div class="mark c" style="left:%s%%"></div></div>'
+                 % (fs["level"], _dash(pct), min(100, pct or 0), t["warn_percent"], t["critical_percent"]))
         when = ("%s (%s to %s days)" % (when_text(fc["full_at"])[:10], fc.get("full_in_days_low"), fc.get("full_in_days_high"))
                 if fc.get("full_at") else _e(fc.get("reason") or ""))
         rows.append("<tr><td>%s</td><td>%s</td><td>%s</td><td class=\"n\">%s%%</td><td class=\"n\">%s</td><td class=\"n\">%s</td>"
                     "<td class=\"n\">%s</td><td>%s</td></tr>" % (
-                        _e(fs["host"]), _e(fs["mount"]), bar, _dash(pct), human(fs["used_bytes"]), human(fs.get("available_bytes")),
+                        _e(fs["host"]), _e(fs["mount"]), gauge, _dash(pct), human(fs["used_bytes"]), human(fs.get("available_bytes")),
                         human(fc.get("rate_bytes_per_day"), sign=True) + "/day" if fc.get("rate_bytes_per_day") is not None else "-", when))
     trend_charts = [charts.fill(fs) for fs in data["filesystems"] if len(fs["trend"]) >= 2]
     return ('<section id="filesystems"><h2>File systems</h2><table class="filesystems"><thead><tr><th>host</th><th>mount</th>'

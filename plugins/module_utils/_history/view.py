@@ -85,8 +85,8 @@ def path_view(store, path):
                  else human(e.get("old_bytes")), when_text(e["time"])) for e in entries]
         title = "File system %s" % path if kind == "fs" else "Directory %s" % path
         last = "full" if kind == "fs" else "old"
-        lines += ([""] if lines else []) + [title, ""] + _table(("host", "used", "files" if kind == "dir" else "inodes", "7 days",
-                                                                  "30 days", last, "last scan"), rows)
+        header = ("host", "used", "files" if kind == "dir" else "inodes", "7 days", "30 days", last, "last scan")
+        lines += ([""] if lines else []) + [title, ""] + _table(header, rows)
     return lines
 
 
@@ -96,4 +96,3 @@ def _full(fc):
     if fc.get("full_in_days") is None:
         return fc.get("reason") or "-"
     return "in %s d (%s-%s)" % (fc["full_in_days"], fc["full_in_days_low"], fc["full_in_days_high"])
-

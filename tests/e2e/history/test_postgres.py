@@ -32,7 +32,7 @@ QUESTIONS = [
     ("top growers by name", lambda s: queries.top_growers(s, "user", days=7, limit=4)),
     ("top growers of a host", lambda s: queries.top_growers(s, "user", days=7, limit=4, host="host02")),
     ("top growers per series", lambda s: queries.top_growers(s, "user", days=30, limit=5, by="series")),
-    ("forecast", lambda s: queries.forecast(s)),
+    ("forecast", queries.forecast),
     ("forecast window", lambda s: queries.forecast(s, window_days=10, min_days=7, until=gen.T0 + 12 * gen.DAY)),
     ("smart trends", lambda s: queries.smart_trends(s, days=30)),
     ("runs", lambda s: queries.runs(s, "buffer_copy", limit=50)),
@@ -40,7 +40,7 @@ QUESTIONS = [
     ("view user", lambda s: view.user_view(s, "user1003")),
     ("view host", lambda s: view.host_view(s, "host00")),
     ("view path", lambda s: view.path_view(s, "/scratch")),
-    ("report", lambda s: report.build(s)),
+    ("report", report.build),
 ]
 
 
