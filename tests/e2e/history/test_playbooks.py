@@ -99,3 +99,19 @@ def test_record_entry_point_then_report(tmp_path):
     assert "Report: %s/report.html" % report_dir in out
     data = json.loads((report_dir / "report.json").read_text())
     assert data["hosts"] == ["h1", "h2"] and data["filesystems"]
+
+
+def test_report_mails_the_admins_what_needs_attention(tmp_path, history):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    report_dir = tmp_path / "report"
+    extra = {"datasteward_history": True, "datasteward_history_database": history, "datasteward_report_dir": str(report_dir),
+             "datasteward_admin_mail": ["admin@example.org"], "datasteward_notify_enabled": False,
+             "datasteward_notify_spool_dir": str(spool), "history_prune": False}
+    out = playbook(tmp_path, "playbooks/report.yml", "-e", json.dumps(extra))
+    assert "things need attention" in out
+    mails = sorted(spool.glob("*.eml"))
+    assert len(mails) == 1, out
+    text = mails[0].read_text()
+    assert "admin@example.org" in text and "things need attention" in text
+    assert "WD-1234" in text and "report.html" in text
