@@ -95,7 +95,7 @@ def test_record_entry_point_then_report(tmp_path):
         assert store.query("SELECT host, source FROM runs ORDER BY host") == [("h1", "disk_usage"), ("h2", "disk_usage")]
     report_dir = tmp_path / "report"
     out = playbook(tmp_path, "playbooks/report.yml", "-e", "datasteward_report_dir=%s" % report_dir,
-                   "-e", "history_report_mail=false", *common)
+                   "-e", "history_report_mail=false", "-e", "datasteward_history=true", *common)
     assert "Report: %s/report.html" % report_dir in out
     data = json.loads((report_dir / "report.json").read_text())
     assert data["hosts"] == ["h1", "h2"] and data["filesystems"]
