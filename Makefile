@@ -15,8 +15,10 @@ ISOLATED := $(VENV)/isolated
 # the node_exporter that reads our textfiles in the metrics tests; openssh-server:
 # the sshd fleet of tests/e2e/fleet; cron: crontab, which ansible.builtin.cron needs for
 # the schedule role's fallback on hosts without systemd; libfuse2: fusepy's library,
-# for the EIO-on-demand FUSE layer under a loop device (tests/system/ingest).
-TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter openssh-server cron libfuse2
+# for the EIO-on-demand FUSE layer under a loop device (tests/system/ingest);
+# postgresql: the real server of the history tests; chromium + chromium-driver:
+# the browser that opens the HTML report (tests/e2e/history).
+TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter openssh-server cron libfuse2 postgresql chromium chromium-driver
 # `make ee`: the execution environment's build context (execution-environment.yml).
 EE_CONTEXT ?= .build/ee/context
 
