@@ -41,7 +41,7 @@ def rendered_defaults(role):
     defaults = load(REPO / "roles" / role / "defaults" / "main.yml")
     env = jinja2.Environment(undefined=jinja2.ChainableUndefined)
     values = dict(defaults)
-    for _ in range(5):
+    for _round in range(5):
         for name, value in defaults.items():
             if isinstance(value, str) and "{{" in value:
                 values[name] = env.from_string(value).render(**{k: v for k, v in values.items() if k != name})
@@ -71,7 +71,7 @@ def test_every_default_has_a_comment(role):
 @pytest.mark.parametrize("role", ROLES)
 def test_readme_names_every_default(role):
     readme = (REPO / "roles" / role / "README.md").read_text(encoding="utf-8")
-    defaults, _ = rendered_defaults(role)
+    defaults = rendered_defaults(role)[0]
     missing = [name for name in defaults if "`%s`" % name not in readme]
     assert missing == [], "%s/README.md does not name %s" % (role, missing)
 

@@ -9,6 +9,7 @@ with ``refused``."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import email
 import threading
 from email import policy
@@ -17,9 +18,12 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 
+Received = collections.namedtuple("Received", "sender rcpt message")
+
+
 class Handler:
     def __init__(self):
-        self.messages = []  # (mail_from, rcpt_tos, parsed message)
+        self.messages = []  # Received(mail_from, rcpt_tos, parsed message)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd's name)
         if address.startswith("refused"):
@@ -29,7 +33,7 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         parsed = email.message_from_bytes(envelope.original_content, policy=policy.default)
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), parsed))
         return "250 Message accepted"
 
 

@@ -55,9 +55,10 @@ QUEUED = [{"admins": True, "subject": "disk 01 failing", "lines": ["reallocated:
           {"admins": True, "subject": "no new file for 2 days", "lines": ["newest: 2 d"], "source": "data_manager"}]
 
 
-def run_play(tmp_path, port, now=NOW, queued=QUEUED, check=False):
+def run_play(tmp_path, port, now=None, queued=None, check=False):
     play = tmp_path / "notify.yml"
-    play.write_text(PLAY % {"port": port, "now": json.dumps(now), "queued": json.dumps(queued)}, encoding="utf-8")
+    play.write_text(PLAY % {"port": port, "now": json.dumps(NOW if now is None else now),
+                            "queued": json.dumps(QUEUED if queued is None else queued)}, encoding="utf-8")
     args = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
             "-e", "ansible_python_interpreter=%s" % sys.executable, str(play)] + (["--check"] if check else [])
     return subprocess.run(args, cwd=REPO, env=ansible_env(tmp_path), capture_output=True, encoding="utf-8",
@@ -66,6 +67,10 @@ def run_play(tmp_path, port, now=NOW, queued=QUEUED, check=False):
 
 def body(message):
     return message.get_body(("plain",)).get_content()
+
+
+def mails_to(received, address):
+    return [mail.message for mail in received if mail.rcpt == [address]]
 
 
 def test_one_mail_per_recipient_without_injection(smtp_server, tmp_path):
@@ -81,28 +86,28 @@ def test_one_mail_per_recipient_without_injection(smtp_server, tmp_path):
     proc = run_play(tmp_path, smtp_server.port, now=now)
     assert proc.returncode == 0, proc.stdout[-3000:]
     received = smtp_server.messages
-    envelopes = [rcpt for _, rcpt, _ in received]
     # one envelope recipient per mail; main: alice, carol, dave, 2 admins; flush: 2 admins
-    assert all(len(rcpt) == 1 for rcpt in envelopes)
-    assert sorted(r[0] for r in envelopes) == sorted(["alice@example.org", "carol@lab.example.net", "ops@example.org",
-                                                      "dave@example.org",
-                                                      "oncall@example.org", "ops@example.org", "oncall@example.org"])
-    assert {sender for sender, _, _ in received} == {"steward@example.org"}
-    for _, rcpt, message in received:
-        assert message["To"] == rcpt[0]
-        assert message["Bcc"] is None and "x@y" not in str(message["To"])
-        assert "\n" not in message["Subject"] and "|" not in message["Subject"]
-    alice = [m for _, r, m in received if r == ["alice@example.org"]][0]
+    assert all(len(mail.rcpt) == 1 for mail in received)
+    assert sorted(mail.rcpt[0] for mail in received) == sorted([
+        "alice@example.org", "carol@lab.example.net", "dave@example.org", "ops@example.org", "oncall@example.org",
+        "ops@example.org", "oncall@example.org"])
+    assert {mail.sender for mail in received} == {"steward@example.org"}
+    for mail in received:
+        assert mail.message["To"] == mail.rcpt[0]
+        assert mail.message["Bcc"] is None and "x@y" not in str(mail.message["To"])
+        assert "\n" not in mail.message["Subject"] and "|" not in mail.message["Subject"]
+    (alice,) = mails_to(received, "alice@example.org")
     assert alice["Subject"] == "[datasteward] 2 messages: scratch_check, old_files on localhost"
     assert "alice: 2.0 TiB" in body(alice) and "run2/b.dat" in body(alice)
     assert "weird name: b\\x1bad" in body(alice)
-    carol = [m for _, r, m in received if r == ["carol@lab.example.net"]][0]
+    (carol,) = mails_to(received, "carol@lab.example.net")
     assert carol["Subject"] == "[datasteward] /scratch is 93% full Bcc: injected@x.org"
-    dave = [m for _, r, m in received if r == ["dave@example.org"]][0]
+    (dave,) = mails_to(received, "dave@example.org")
     assert "dave holds 3 TiB on localhost" in body(dave)
-    ops = [m for _, r, m in received if r == ["ops@example.org"]]
-    assert [m["Subject"] for m in ops] == ["[datasteward] 2 messages: scratch_check, old_files on localhost",
-                                          "[datasteward] 2 messages: smart, data_manager on localhost"]
+    ops = mails_to(received, "ops@example.org")
+    assert [m["Subject"] for m in ops] == [
+        "[datasteward] 2 messages: scratch_check, old_files on localhost",
+        "[datasteward] 2 messages: smart, data_manager on localhost"]
     assert "'evil\\x0aBcc: x@y' could not be mailed" in body(ops[0])
     assert "old files / purge" in body(ops[0])
     assert "reallocated: 12" in body(ops[1]) and "newest: 2 d" in body(ops[1])
@@ -113,7 +118,7 @@ def test_a_refused_recipient_fails_the_task(smtp_server, tmp_path):
                     queued=[])
     assert proc.returncode != 0
     assert "refused@example.org" in proc.stdout and "550" in proc.stdout
-    assert [rcpt for _, rcpt, _ in smtp_server.messages] == [["bob@example.org"]]
+    assert [mail.rcpt for mail in smtp_server.messages] == [["bob@example.org"]]
 
 
 def test_an_unreachable_server_fails_the_task_without_a_hang(smtp_server, tmp_path):
