@@ -567,10 +567,20 @@ class _Mover:
             raise StopRun("dest: %s is full; stopped with %s intact: %s" % (self.opts.dest, os.fsdecode(where), exc))
         except copier.CopyError as exc:
             raise Skip("not relocated: %s" % exc)
+        keep_times(self.dest.open_dir(cand.dir_rel), cand.name, result.source_stat)
         recheck_same(dir_fd, cand.name, result.source_stat)
         _unlink(dir_fd, cand.name, display(where))
         os.fsync(dir_fd)
         return result.digest
+
+
+def keep_times(dir_fd, name, seen):
+    """The verified copy's times as the original's again (reading it back
+    from disk to verify it moved its access time)."""
+    try:
+        os.utime(name, ns=(seen.st_atime_ns, seen.st_mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        pass  # times are best effort, as in the copy engine; the content is verified
 
 
 def recheck_same(dir_fd, name, seen, ctime=True):
@@ -766,6 +776,7 @@ class _Restorer:
             raise StopRun("path: %s is full: %s" % (os.fsdecode(self.tree.root), exc))
         except copier.CopyError as exc:
             raise Skip("not restored: %s" % exc)
+        keep_times(self.tree.open_dir(item.dir_rel), item.name, result.source_stat)
         src_fd = self.src.open_dir(item.dir_rel)
         recheck_same(src_fd, item.name, result.source_stat)
         _unlink(src_fd, item.name, "")
