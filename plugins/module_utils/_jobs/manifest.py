@@ -6,8 +6,11 @@
 """The old_files manifest: one JSON object per line, one file per run.
 
 Each record is written with one ``write(2)`` to a file opened ``O_APPEND``
-and fsynced before the run goes on, so a crash leaves a valid file (at most a
-cut last line, which :func:`read_manifest` skips and reports). Paths are
+before the run goes on, so a crash of the process leaves a valid file that
+ends with the last action (at most a cut last line, which
+:func:`read_manifest` skips and reports). The file is fsynced at least every
+``SYNC_SECONDS`` and at the end, so a power loss loses at most that much of
+the record, never the file's validity. Paths are
 stored as ``os.fsdecode`` strings: JSON escapes the surrogates of non-UTF-8
 bytes (``\\udcff``) and ``os.fsencode`` turns them back into the same bytes.
 No AnsibleModule.
@@ -19,9 +22,11 @@ import datetime
 import json
 import os
 import re
+import time
 
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+SYNC_SECONDS = 1.0
 
 
 class ManifestError(Exception):
@@ -46,6 +51,9 @@ class Manifest:
         self.clock = clock
         self.records = 0
         self._fd = None
+        self._sync_due = 0.0  # the first record is synced with the directory entry
+        self._dir_synced = False
+        self._stamp_second, self._stamp_text = None, None
 
     def _open(self):
         try:
@@ -58,21 +66,48 @@ class Manifest:
         """Write one record durably (``time`` is added)."""
         if self._fd is None:
             self._open()
-        line = json.dumps(dict(record, time=utc_now(self.clock)), sort_keys=True) + "\n"
+        record = dict(record)
+        record["time"] = self._stamp()
+        line = json.dumps(record, separators=(",", ":")) + "\n"
         data = line.encode("ascii")
         try:
             written = os.write(self._fd, data)
             if written != len(data):
                 raise OSError(0, "short write (%d of %d bytes)" % (written, len(data)))
-            os.fsync(self._fd)
+            if time.monotonic() >= self._sync_due:
+                self.sync()
         except OSError as exc:
             raise ManifestError("cannot write the manifest %s: %s" % (self.path, exc.strerror or exc))
         self.records += 1
 
+    def _stamp(self):
+        """utc_now(), formatted once per second."""
+        second = int(self.clock() if self.clock is not None else time.time())
+        if second != self._stamp_second:
+            self._stamp_second, self._stamp_text = second, utc_now(lambda: second)
+        return self._stamp_text
+
+    def sync(self):
+        """fsync the file (and, the first time, its directory)."""
+        os.fsync(self._fd)
+        if not self._dir_synced:
+            dfd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            self._dir_synced = True
+        self._sync_due = time.monotonic() + SYNC_SECONDS
+
     def close(self):
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            try:
+                self.sync()
+            except OSError as exc:
+                raise ManifestError("cannot write the manifest %s: %s" % (self.path, exc.strerror or exc))
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self):
         return self

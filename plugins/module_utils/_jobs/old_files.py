@@ -29,6 +29,7 @@ import os
 import pwd
 import stat
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
@@ -437,9 +438,20 @@ def recheck(dir_fd, cand, opts, now):
 
 def apply(the_plan, manifest, now=None, pool=None):
     """Act on ``the_plan.selected`` (state relocated or absent)."""
-    opts = the_plan.opts
     now = time.time() if now is None else now
     outcome = Outcome()
+    own_pool = None
+    if pool is None and the_plan.opts.state == "relocated":
+        pool = own_pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        return _apply(the_plan, manifest, now, pool, outcome)
+    finally:
+        if own_pool is not None:
+            own_pool.shutdown(wait=True)
+
+
+def _apply(the_plan, manifest, now, pool, outcome):
+    opts = the_plan.opts
     order = sorted(the_plan.selected, key=lambda c: c.dir_rel)  # one directory open at a time
     with _Tree(opts.path, the_plan.root_st) as tree:
         mover = _Mover(opts, tree, the_plan, pool) if opts.state == "relocated" else None
@@ -562,7 +574,7 @@ class _Mover:
         rel = os.fsdecode(cand.relpath)
         try:
             result = copier.copy_verified(self.opts.path, rel, [(self.opts.dest_root, rel)], algorithm=ALGORITHM,
-                                          expect_stat=cur, pool=self.pool, preserve=True)
+                                          expect_stat=cur, preserve=True, **copy_tuning(cur.st_size, self.pool))
         except copier.TargetFull as exc:
             raise StopRun("dest: %s is full; stopped with %s intact: %s" % (self.opts.dest, os.fsdecode(where), exc))
         except copier.CopyError as exc:
@@ -581,6 +593,38 @@ def keep_times(dir_fd, name, seen):
         os.utime(name, ns=(seen.st_atime_ns, seen.st_mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
         pass  # times are best effort, as in the copy engine; the content is verified
+
+
+class InlineExecutor:
+    """An executor that runs each call at once in the caller's thread: for a
+    small file, reading, hashing and writing in turn beats handing chunks to
+    threads."""
+
+    @staticmethod
+    def submit(call):
+        future = Future()
+        try:
+            future.set_result(call())
+        except BaseException as exc:  # handed to whoever waits on the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait=True):
+        pass
+
+
+SMALL_FILE = 1024 * 1024
+_INLINE = InlineExecutor()
+
+
+def copy_tuning(size, pool):
+    """Buffer size and executor for the copy engine: small buffers and no
+    threads for small files (the engine's 4 MiB buffers, allocated per call,
+    and a thread hand-off per chunk would cost more than the copy), the
+    shared pool for large ones."""
+    if size < SMALL_FILE:
+        return {"chunk_size": max(64 * 1024, 1 << max(0, size - 1).bit_length()), "pool": _INLINE}
+    return {"chunk_size": copier.CHUNK_SIZE, "pool": pool}
 
 
 def recheck_same(dir_fd, name, seen, ctime=True):
@@ -771,7 +815,7 @@ class _Restorer:
         try:
             result = copier.copy_verified(os.fsdecode(self.src.root), rel, [(os.fsdecode(self.tree.root), rel)],
                                           algorithm=ALGORITHM, expect_digest=item.digest, expect_stat=copy_st,
-                                          pool=self.pool, preserve=True)
+                                          preserve=True, **copy_tuning(copy_st.st_size, self.pool))
         except copier.TargetFull as exc:
             raise StopRun("path: %s is full: %s" % (os.fsdecode(self.tree.root), exc))
         except copier.CopyError as exc:
