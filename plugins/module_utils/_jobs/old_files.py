@@ -209,8 +209,8 @@ class Plan:
         self.error_count = 0
         self.empty_dirs = []    # directories the run would leave empty (remove_empty_dirs)
 
-    def error(self, relpath, kind, message):
-        self.error_count += 1
+    def error(self, relpath, kind, message, counts=True):
+        self.error_count += 1 if counts else 0
         if len(self.errors) < MAX_ERRORS:
             self.errors.append({"path": display(os.path.join(os.fsencode(self.opts.path), relpath) if relpath else
                                                 os.fsencode(self.opts.path)),
@@ -231,7 +231,7 @@ def plan(opts, now=None, deadline=None):
         raise OldFilesError("path: %s is %s, not a directory" % (
             opts.path, "a symlink (never followed)" if stat.S_ISLNK(result.root_st.st_mode) else "not a directory"))
     walker = walk_dirs(root, match=opts.match, one_file_system=True, deadline=deadline,
-                       on_error=lambda issue: result.error(issue.relpath, issue.kind, issue.message))
+                       on_error=lambda issue: result.error(issue.relpath, issue.kind, issue.message, issue.is_error))
     try:
         for directory in walker:
             _select_in(result, directory)
@@ -247,25 +247,28 @@ def _select_in(result, directory):
     opts = result.opts
     rel = directory.relpath
     result.dirs[rel] = directory.st
-    result.dir_entries[rel] = len(directory.entries)
-    for name, st in directory.entries:
-        relpath = _join(rel, name)
-        result.examined += 1
-        if opts.protect is not None and opts.protect.excluded(relpath, stat.S_ISDIR(st.st_mode)):
+    protect, exclude_owners, owners = opts.protect, opts.exclude_owners, opts.owners
+    min_size, age, now, age_stamp = opts.min_size, opts.age, result.now, opts.age_stamp
+    temp_prefix = copier.TEMP_PREFIX.encode()
+    seen = kept = 0
+    for name, st in directory.stream():
+        seen += 1
+        mode = st.st_mode
+        if protect is not None and protect.excluded_entry(rel, name, stat.S_ISDIR(mode)):
             result.protected += 1
-            result.dir_entries[rel] += 1  # protected: its parent never becomes empty
-            if stat.S_ISDIR(st.st_mode):
+            kept += 1  # a protected entry: its directory never becomes empty
+            if stat.S_ISDIR(mode):
                 directory.prune(name)
             continue
-        if not stat.S_ISREG(st.st_mode) or name.startswith(copier.TEMP_PREFIX.encode()):
+        if not stat.S_ISREG(mode) or st.st_size < min_size or name.startswith(temp_prefix):
             continue
-        if st.st_size < opts.min_size or st.st_uid in opts.exclude_owners:
+        if st.st_uid in exclude_owners or (owners is not None and st.st_uid not in owners):
             continue
-        if opts.owners is not None and st.st_uid not in opts.owners:
-            continue
-        stamp = stamp_of(st, opts.age_stamp)
-        if result.now - stamp >= opts.age:
+        stamp = stamp_of(st, age_stamp)
+        if now - stamp >= age:
             result.eligible.append(Candidate(rel, name, st, stamp))
+    result.examined += seen
+    result.dir_entries[rel] = seen + kept
 
 
 def _ordered(candidates, order):
