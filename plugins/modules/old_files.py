@@ -81,7 +81,7 @@ options:
   excludes:
     description:
       - Entries to skip (not selected, directories not descended into), by the collection's match rule, as
-        M(ansible.builtin.find): a pattern without C(/) matches the entry's name at any depth, a pattern with C(/)
+        M(ansible.builtin.find) - a pattern without C(/) matches the entry's name at any depth, a pattern with C(/)
         the path relative to O(path) (C(*) does not cross C(/), C(**) does).
     type: list
     elements: str
@@ -196,7 +196,7 @@ RETURN = r"""
 files:
   description:
     - The files acted on (in check mode, and with O(state=reported), the ones that would be), at most O(max_listed),
-      in the order of O(order) (restored: manifest order). RV(selected) counts them all.
+      in the order of O(order) (O(state=restored) - manifest order); RV(totals) counts them all.
   returned: always
   type: list
   elements: dict
