@@ -44,6 +44,7 @@ AGE_STAMPS = ("atime", "mtime", "ctime", "max")
 ORDERS = ("largest", "oldest", "path")
 ALGORITHM = "sha512"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 MAX_ERRORS = 100
@@ -562,6 +563,8 @@ class _Mover:
         except OSError as exc:
             if exc.errno in _FULL:
                 raise StopRun("dest: %s is full: %s" % (self.opts.dest, _strerror(exc)))
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                return self._copy_move(dir_fd, cand, cur, where)  # a bind mount, no hard links there: copy
             raise Skip("cannot link to %s: %s" % (display(where), _strerror(exc)))
         os.fsync(dest_fd)
         try:
@@ -657,7 +660,10 @@ def digest_at(dir_fd, name, seen):
     """sha512 of ``name`` in ``dir_fd`` (never through a symlink), checking
     it is the file ``seen`` before and after reading."""
     try:
-        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        try:
+            fd = os.open(name, _READ_FLAGS | _O_NOATIME, dir_fd=dir_fd)  # reading must not make it look used
+        except PermissionError:
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         raise Skip("cannot read: %s" % _strerror(exc))
     try:
