@@ -39,6 +39,27 @@ def utc_now(clock=None):
     return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_quote = json.encoder.encode_basestring_ascii  # the C encoder json.dumps uses for str
+
+
+def _value(value):
+    if isinstance(value, str):
+        return _quote(value)
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else ("true" if value else "false")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def to_line(record, stamp):
+    """One JSON object (``record`` plus ``time``), ASCII, with its newline;
+    the same text json.dumps makes, at a fraction of its cost per call."""
+    items = ["%s:%s" % (_quote(key), _value(value)) for key, value in record.items()]
+    items.append('"time":%s' % _quote(stamp))
+    return "{" + ",".join(items) + "}\n"
+
+
 class Manifest:
     """Appends records to ``<directory>/old_files-<host>-<time>-<pid>.jsonl``;
     the file is created on the first record only (a run that acts on nothing
@@ -66,10 +87,7 @@ class Manifest:
         """Write one record durably (``time`` is added)."""
         if self._fd is None:
             self._open()
-        record = dict(record)
-        record["time"] = self._stamp()
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        data = line.encode("ascii")
+        data = to_line(record, self._stamp()).encode("ascii")
         try:
             written = os.write(self._fd, data)
             if written != len(data):
