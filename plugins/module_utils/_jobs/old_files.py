@@ -231,7 +231,7 @@ def plan(opts, now=None, deadline=None):
     if not stat.S_ISDIR(result.root_st.st_mode):
         raise OldFilesError("path: %s is %s, not a directory" % (
             opts.path, "a symlink (never followed)" if stat.S_ISLNK(result.root_st.st_mode) else "not a directory"))
-    walker = walk_dirs(root, match=opts.match, one_file_system=True, deadline=deadline,
+    walker = walk_dirs(root, one_file_system=True, deadline=deadline,
                        on_error=lambda issue: result.error(issue.relpath, issue.kind, issue.message, issue.is_error))
     try:
         for directory in walker:
@@ -248,13 +248,18 @@ def _select_in(result, directory):
     opts = result.opts
     rel = directory.relpath
     result.dirs[rel] = directory.st
-    protect, exclude_owners, owners = opts.protect, opts.exclude_owners, opts.owners
+    match, protect, exclude_owners, owners = opts.match, opts.protect, opts.exclude_owners, opts.owners
     min_size, age, now, age_stamp = opts.min_size, opts.age, result.now, opts.age_stamp
     temp_prefix = copier.TEMP_PREFIX.encode()
     seen = kept = 0
     for name, st in directory.stream():
         seen += 1
         mode = st.st_mode
+        if match is not None and match.excluded_entry(rel, name, stat.S_ISDIR(mode)):
+            kept += 1  # excluded (not walked here, so that its parent is known not to become empty)
+            if stat.S_ISDIR(mode):
+                directory.prune(name)
+            continue
         if protect is not None and protect.excluded_entry(rel, name, stat.S_ISDIR(mode)):
             result.protected += 1
             kept += 1  # a protected entry: its directory never becomes empty

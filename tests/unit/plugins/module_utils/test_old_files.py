@@ -327,3 +327,15 @@ def test_users_table_counts_what_was_acted_on(tree):
     result = job.run(opts(tree, state="absent", max_files=2))
     assert result["users"][0]["files"] == 2 and result["users"][0]["bytes"] == 12000
     assert len(result["users"][0]["fingerprint"]) == 16
+
+
+def test_check_mode_dirs_removed_equal_the_real_run_with_excluded_entries(tmp_path):
+    root = tmp_path / "scratch"
+    put(root, "a/old.dat", b"x", 999)
+    put(root, "a/keep.tmp", b"x", 999)
+    put(root, "b/old.dat", b"x", 999)
+    kwargs = dict(state="absent", remove_empty_dirs=True, excludes=["*.tmp"])
+    planned = job.run(opts(root, **kwargs), check_mode=True)
+    done = job.run(opts(root, **kwargs))
+    assert planned["dirs_removed"] == done["dirs_removed"] == [str(root / "b")]
+    assert (root / "a/keep.tmp").exists()
