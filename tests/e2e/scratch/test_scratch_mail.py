@@ -56,8 +56,9 @@ class Inbox:
         return "250 OK"
 
     def take(self):
+        """{(recipients,): plain-text body} of the mails received since the last take."""
         taken, self.messages[:] = list(self.messages), []
-        return {tuple(rcpt): msg for rcpt, msg in taken}
+        return {tuple(rcpt): msg.get_body(preferencelist=("plain",)).get_content() for rcpt, msg in taken}
 
     def stop(self):
         self.server.close()
@@ -149,10 +150,10 @@ def test_warn_then_act_then_notice_then_stop(tmp_path, inbox, scratch):
     run_role(tmp_path, inbox, tree, dest, warn=50, critical=90, target=40)
     mails = inbox.take()
     assert set(mails) == {("daemon@example.org",), ("bin@example.org",)}
-    daemon = mails[("daemon@example.org",)].get_content()
+    daemon = mails[("daemon@example.org",)]
     assert "3 files (1.5 MiB)" in daemon and "daemon/soon.dat" in daemon and "/node1/" in daemon
     assert "number 1 of the largest users" in daemon
-    assert "1 file (200.0 KiB)" in mails[("bin@example.org",)].get_content()
+    assert "1 file (200.0 KiB)" in mails[("bin@example.org",)]
     assert manifests(tmp_path) == [] and use_percent(tree) == start
 
     # the same day again: no duplicate warning
@@ -167,11 +168,11 @@ def test_warn_then_act_then_notice_then_stop(tmp_path, inbox, scratch):
     assert use_percent(tree) < 50 and (dest / "node1/daemon/big-old.dat").stat().st_size == 700 * KIB
     mails = inbox.take()
     assert set(mails) == {("daemon@example.org",), ("admins@example.org",)}
-    notice = mails[("daemon@example.org",)].get_content()
+    notice = mails[("daemon@example.org",)]
     assert "1 of your files (700.0 KiB)" in notice
     assert "%s -> %s" % (records[0]["path"], records[0]["dest"]) in notice
-    assert records[0]["path"] in mails[("admins@example.org",)].get_content() or "daemon: 1 file," in \
-        mails[("admins@example.org",)].get_content()
+    assert records[0]["path"] in mails[("admins@example.org",)] or "daemon: 1 file," in \
+        mails[("admins@example.org",)]
 
     # under target now: nothing is done, nobody is mailed
     run_role(tmp_path, inbox, tree, dest, warn=50, critical=55, target=50)
