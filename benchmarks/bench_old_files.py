@@ -102,6 +102,11 @@ def mount_tmpfs(path, size):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "bench_old_files", str(path)], check=True)
 
 
+def spread_size(index):
+    """1 to 16 KiB, spread over the files."""
+    return 1024 + (index * 7919) % 15360
+
+
 def bench_relocate(workdir, quick):
     files = 5000 if quick else 50000
     if os.geteuid() != 0:
@@ -111,9 +116,8 @@ def bench_relocate(workdir, quick):
     for point in points:
         mount_tmpfs(point, "2g")
     try:
-        sizes = lambda i: 1024 + (i * 7919) % 15360  # noqa: E731 - 1 to 16 KiB, spread
         for src in points[:2]:
-            make_tree(src / "tree", files, old_every=1, size=sizes)
+            make_tree(src / "tree", files, old_every=1, size=spread_size)
             warm(src)
         ref_s, dummy = timed(lambda: subprocess.run(
             ["rsync", "-a", "--remove-source-files", str(points[1] / "tree") + "/", str(points[3]) + "/"], check=True))

@@ -98,7 +98,7 @@ class Options:
         for name in ("max_files", "max_bytes", "free_bytes", "min_size", "max_listed"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise OldFilesError("%s: must not be negative, got %d" % (name, value))
+                raise OldFilesError("%s: must not be negative, got %s" % (name, value))
         if "/" in self.host_folder or self.host_folder in ("", ".", ".."):
             raise OldFilesError("host_folder: %r is not a single directory name" % self.host_folder)
         if self.state == "relocated":
