@@ -299,10 +299,10 @@ def main():
         result = job.run(job.options_from_params(module.params), check_mode=module.check_mode, diff=module._diff)
     except job.OldFilesError as exc:
         module.fail_json(msg=str(exc))
-    if result.pop("stopped", None):
-        module.fail_json(**result)
     for warning in result.pop("warnings"):
         module.warn(warning)
+    if result.pop("stopped", None):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 
