@@ -20,12 +20,13 @@ PATTERN = r"^(?P<study>[a-z0-9.]+)-(?P<id>[0-9]+)$"
 class Layout:
     """``tmp/{inbox,processing,done,failed}`` and ``tmp/study`` (dest_root)."""
 
-    def __init__(self, base):
+    def __init__(self, base, study=None):
         self.base = str(base)
-        for name in ("inbox", "processing", "done", "failed", "study"):
+        for name in ("inbox", "processing", "done", "failed"):
             os.makedirs(os.path.join(self.base, name), exist_ok=True)
         self.inbox = os.path.join(self.base, "inbox")
-        self.study = os.path.join(self.base, "study")
+        self.study = str(study) if study else os.path.join(self.base, "study")
+        os.makedirs(self.study, exist_ok=True)
 
     def params(self, **extra):
         params = {"path": self.inbox, "processing": None, "done": None, "failed": None, "name_pattern": PATTERN,
