@@ -242,7 +242,7 @@ processed:
       created_directories: []
       resumed: false
       done: /srv/upload/done/foo-17
-failed:
+failed_entries:
   description: Entries refused or failed, each moved to O(failed) (not in check mode) with its reason.
   returned: always
   type: list
@@ -253,7 +253,7 @@ failed:
       uploader_uid: 1002
       destination: /study/bar/raw-upload
       reason: uploader mallory (uid 1002) is not allowed to deliver to /study/bar/raw-upload (no rule of allowed matches)
-      failed: /srv/upload/failed/bar-3
+      moved_to: /srv/upload/failed/bar-3
 uploading:
   description: Dot-named entries (uploads in progress), with their age and the time since their last change.
   returned: always

@@ -313,8 +313,9 @@ def walk_entry(root):
 
 
 def newest_change(entries, top_st):
-    """The latest mtime/ctime of a tree (the top directory included)."""
-    latest = max(top_st.st_mtime, top_st.st_ctime)
+    """The latest mtime/ctime in a tree. Of the top folder only the mtime
+    counts: its ctime is the uploader's final rename, which signals the end."""
+    latest = top_st.st_mtime
     for entry in entries:
         latest = max(latest, entry.st.st_mtime, entry.st.st_ctime)
     return latest
@@ -685,7 +686,7 @@ class Run:
         self.clock = clock
         self.users = _cached(users)
         self.now = clock()
-        self.result = {"changed": False, "processed": [], "failed": [], "uploading": [], "settling": [], "stuck": [],
+        self.result = {"changed": False, "processed": [], "failed_entries": [], "uploading": [], "settling": [], "stuck": [],
                        "resumed": [], "removed_done": [], "locked": False}
 
     def execute(self):
@@ -731,7 +732,7 @@ class Run:
         try:
             self.folders.move("path", name, "processing", name)
         except OSError as exc:
-            self.result["failed"].append({"name": display(name), "uploader_uid": st.st_uid,
+            self.result["failed_entries"].append({"name": display(name), "uploader_uid": st.st_uid,
                                           "reason": "cannot move it to processing: %s" % (exc.strerror or exc)})
             return
         self.result["changed"] = True
@@ -804,11 +805,11 @@ class Run:
             try:
                 new = self.folders.move(where, entry.name, "failed")
                 write_reason(self.folders, new, reason)
-                item["failed"] = display(self.folders.path_of("failed", new))
+                item["moved_to"] = display(self.folders.path_of("failed", new))
             except OSError as exc:
                 item["reason"] += "; and it could not be moved to failed: %s" % (exc.strerror or exc)
             self.result["changed"] = True
-        self.result["failed"].append(item)
+        self.result["failed_entries"].append(item)
 
     def _expire_done(self):
         days = self.opts.keep_done_days

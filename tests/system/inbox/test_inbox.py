@@ -106,7 +106,7 @@ def test_real_uploaders_allowed_refused_and_unknown(layout):
     st = os.stat(os.path.join(dest, "s", "b.dcm"))
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, DAEMON_GROUP, 0o640)
     assert (os.stat(os.path.join(dest, "s")).st_mode & 0o7777) == 0o2750
-    failed = {f["name"]: f["reason"] for f in result["failed"]}
+    failed = {f["name"]: f["reason"] for f in result["failed_entries"]}
     assert "nobody (uid %d) is not allowed" % NOBODY in failed["foo-2"]
     assert "uid 54321 (no user of that number)" in failed["foo-3"]
     assert sorted(os.listdir(dest)) == ["a.dcm", "s"]
@@ -125,7 +125,7 @@ def test_symlink_to_etc_and_hard_link_to_another_owners_file(layout, tmp_path):
     os.link(secret, os.path.join(root, b"stolen"))
     os.rename(root, os.path.join(os.fsencode(layout.inbox), b"foo-4"))
     allowed = [{"dest": "*", "users": ["nobody"], "groups": None, "require": "any"}]
-    [item] = engine.run_inbox(layout.params(allowed=allowed), clock=later())["failed"]
+    [item] = engine.run_inbox(layout.params(allowed=allowed), clock=later())["failed_entries"]
     assert "stolen is a hard link to a file of uid %d" % DAEMON in item["reason"]
     assert not os.listdir(os.path.join(layout.study, "foo"))
     # without the hard link the entry is delivered and the symlink is reported, never followed
@@ -142,7 +142,7 @@ def test_destination_that_becomes_full(tmp_path, mount_tmpfs):
     study_dir(study, "foo")
     files = {"f%d" % i: bytes([i]) * 300000 for i in range(5)}
     layout.upload("foo-5", files)
-    [item] = run(layout)["failed"]
+    [item] = run(layout)["failed_entries"]
     assert "no space" in item["reason"]
     dest = os.path.join(str(study), "foo", "raw-upload")
     landed = sorted(os.listdir(dest))
@@ -180,7 +180,7 @@ def test_kill_during_the_copy_then_the_next_run_finishes(tmp_path):
             break
     result = run_module_process(tmp_path, "inbox", args)
     print("%d runs killed" % kills)
-    assert kills >= 1 and not result["failed"]
+    assert kills >= 1 and not result["failed_entries"]
     dest = os.path.join(layout.study, "foo", "raw-upload")
     delivered = {os.path.relpath(os.path.join(d, n), dest): open(os.path.join(d, n), "rb").read()
                  for d, dummy, names in os.walk(dest) for n in names}

@@ -30,7 +30,7 @@ def read(path):
 def test_complete_upload_is_delivered_and_moved_to_done(layout):
     layout.upload("foo-1", {"a.dcm": b"alpha", "series/b.dcm": b"beta" * 1000})
     result = run(layout)
-    assert result["changed"] and not result["failed"]
+    assert result["changed"] and not result["failed_entries"]
     [item] = result["processed"]
     dest = os.path.join(layout.study, "foo", "raw-upload")
     assert item["destination"] == dest and item["files"] == 2 and item["bytes"] == 4005
@@ -46,7 +46,7 @@ def test_second_run_changes_nothing(layout):
     layout.upload("foo-1", {"a": b"1"})
     run(layout)
     again = run(layout)
-    assert not again["changed"] and not again["processed"] and not again["failed"]
+    assert not again["changed"] and not again["processed"] and not again["failed_entries"]
 
 
 def test_check_mode_reports_the_plan_and_moves_nothing(layout):
@@ -57,7 +57,7 @@ def test_check_mode_reports_the_plan_and_moves_nothing(layout):
     assert sorted(os.walk(layout.base)) == before
     assert plan["changed"]
     assert [p["name"] for p in plan["processed"]] == ["foo-1"] and plan["processed"][0]["files"] == 2
-    assert [f["name"] for f in plan["failed"]] == ["nomatch"] and "failed" not in plan["failed"][0]
+    assert [f["name"] for f in plan["failed_entries"]] == ["nomatch"] and "moved_to" not in plan["failed_entries"][0]
     real = run(layout)
     assert [v["path"] for v in real["processed"][0]["versions"]] == [v["path"] for v in plan["processed"][0]["versions"]]
 
@@ -89,7 +89,7 @@ def test_symlinks_inside_are_reported_not_followed(layout):
 
 def test_name_not_matching_goes_to_failed_with_a_reason_file(layout):
     layout.upload("Bad Name", {"a": b"1"})
-    [item] = run(layout)["failed"]
+    [item] = run(layout)["failed_entries"]
     assert "does not match name_pattern" in item["reason"]
     assert layout.listing("failed") == ["Bad Name", "Bad Name.reason"]
     assert b"does not match" in read(layout.folder("failed", "Bad Name.reason"))
@@ -97,7 +97,7 @@ def test_name_not_matching_goes_to_failed_with_a_reason_file(layout):
 
 def test_destination_outside_dest_root_is_refused(layout):
     layout.upload("5-..", {"a": b"1"})
-    [item] = run(layout, name_pattern=r"^(?P<id>[0-9]+)-(?P<study>[a-z.]+)$")["failed"]
+    [item] = run(layout, name_pattern=r"^(?P<id>[0-9]+)-(?P<study>[a-z.]+)$")["failed_entries"]
     assert "not inside dest_root" in item["reason"] and "study=.." in item["reason"]
     assert os.listdir(layout.study) == [] and not os.path.exists(os.path.join(layout.base, "raw-upload"))
     assert layout.listing("failed") == ["5-..", "5-...reason"]
@@ -106,7 +106,7 @@ def test_destination_outside_dest_root_is_refused(layout):
 def test_uploader_not_allowed_is_refused(layout):
     layout.upload("bar-6", {"a": b"1"})
     allowed = [{"dest": os.path.join(layout.study, "foo", "*"), "users": None, "groups": ["study-{study}"], "require": "any"}]
-    [item] = run(layout, allowed=allowed)["failed"]
+    [item] = run(layout, allowed=allowed)["failed_entries"]
     assert "alice" in item["reason"] and "not allowed" in item["reason"]
     assert os.listdir(layout.study) == []
 
@@ -114,7 +114,7 @@ def test_uploader_not_allowed_is_refused(layout):
 def test_group_templates_and_require_all(layout):
     layout.upload("foo-7", {"a": b"1"})
     allowed = [{"dest": "*", "users": ["bob"], "groups": ["study-{study}"], "require": "all"}]
-    assert run(layout, allowed=allowed)["failed"]
+    assert run(layout, allowed=allowed)["failed_entries"]
     layout.upload("foo-8", {"a": b"1"})
     allowed = [{"dest": "*", "users": ["alice"], "groups": ["study-{study}"], "require": "all"}]
     assert run(layout, allowed=allowed)["processed"]
@@ -168,7 +168,7 @@ def test_invalid_utf8_names_are_delivered_and_shown_escaped(layout):
 
 def test_non_utf8_entry_name_is_refused_readably(layout):
     layout.upload(b"foo-\xff", {"a": b"1"})
-    [item] = run(layout)["failed"]
+    [item] = run(layout)["failed_entries"]
     assert item["name"] == "foo-\\xff"
 
 
@@ -176,7 +176,7 @@ def test_top_level_file_and_symlink_are_refused(layout):
     with open(os.path.join(layout.inbox, "foo-10"), "wb") as handle:
         handle.write(b"x")
     os.symlink("/etc", os.path.join(layout.inbox, "foo-11"))
-    failed = run(layout)["failed"]
+    failed = run(layout)["failed_entries"]
     assert sorted(f["name"] for f in failed) == ["foo-10", "foo-11"]
     assert os.path.islink(layout.folder("failed", "foo-11"))
 
@@ -263,5 +263,5 @@ def test_directory_in_upload_where_destination_has_a_file_fails_the_entry(layout
     with open(os.path.join(layout.study, "foo", "raw-upload", "d"), "wb") as handle:
         handle.write(b"file")
     layout.upload("foo-1", {"d/inner": b"1"})
-    [item] = run(layout)["failed"]
+    [item] = run(layout)["failed_entries"]
     assert "not a directory" in item["reason"] and layout.listing("failed") == ["foo-1", "foo-1.reason"]
