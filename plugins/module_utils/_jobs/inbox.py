@@ -42,8 +42,14 @@ import pwd
 import re
 import shutil
 import stat
+import threading
 import time
 from contextlib import ExitStack
+
+try:
+    from concurrent.futures import ThreadPoolExecutor
+except ImportError:  # pragma: no cover - always there on Python 3
+    ThreadPoolExecutor = None
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 
@@ -53,8 +59,9 @@ except ImportError:  # the shared walker has not landed yet: see _walk_fallback
     _fs_walk = None
 
 REASON_SUFFIX = ".reason"
-VERSION_RE = r"\.v([0-9]+)"
 MAX_VERSION_TRIES = 1000
+# Files copied at once: their fsync and re-read latencies overlap.
+COPY_WORKERS = 8
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -485,6 +492,27 @@ class Entry:
 # ---------------------------------------------------------------- delivering
 
 
+class _Job:
+    """One file to copy: source ``rel`` and its lstat, destination dir (relative
+    to dest_root), base name, source digest (when hashed), the dir's names and fd."""
+
+    def __init__(self, rel, st, dest_dir, name, digest, names, fd):
+        self.rel = rel
+        self.st = st
+        self.dest_dir = dest_dir
+        self.name = name
+        self.digest = digest
+        self.names = names
+        self.fd = fd
+        self.version = 1
+
+    def final(self, version):
+        return self.name if version == 1 else "%s.v%d" % (self.name, version)
+
+    def target(self, version):
+        return self.final(version) if self.dest_dir in ("", ".") else os.path.join(self.dest_dir, self.final(version))
+
+
 class Delivery:
     """The files of one entry (in ``processing``) copied to its destination."""
 
@@ -500,6 +528,7 @@ class Delivery:
         self.written = []          # {"path", "version"}
         self.skipped = []          # {"path", "reason"}
         self.created_dirs = []
+        self.lock = threading.Lock()
 
     def plan(self):
         """Files to copy (relpath str, lstat); Refused for what refuses the entry."""
@@ -529,9 +558,33 @@ class Delivery:
             self.stack = stack
             for rel in dirs:
                 self.directory(rel)
-            for rel, st in files:
-                self.one_file(rel, st)
+            jobs = [job for job in (self.one_file(rel, st) for rel, st in files) if job is not None]
+            if self.dry_run:
+                for job in jobs:
+                    self._record(job, job.version)
+            else:
+                self._copy_all(jobs, stack)
+        self.written.sort(key=lambda item: item["path"])
         return self
+
+    def _copy_all(self, jobs, stack):
+        """Copy concurrently (fsync and re-read latencies overlap); the first
+        error is raised once every started copy has ended."""
+        if len(jobs) < 2 or ThreadPoolExecutor is None:
+            for job in jobs:
+                self._copy(job, None)
+            return
+        inner = stack.enter_context(ThreadPoolExecutor(max_workers=2 * COPY_WORKERS + 1))
+        outer = stack.enter_context(ThreadPoolExecutor(max_workers=COPY_WORKERS))
+        futures = [outer.submit(self._copy, job, inner) for job in jobs]
+        first = None
+        for future in futures:
+            try:
+                future.result()
+            except Exception as exc:  # keep waiting for the others, then raise the first
+                first = first or exc
+        if first is not None:
+            raise first
 
     # -- destination directories
 
@@ -568,6 +621,8 @@ class Delivery:
     # -- files
 
     def one_file(self, rel, st):
+        """Plan one file: None when identical content is already there, else
+        the _Job copying it under the first free version name (reserved)."""
         head, name = os.path.split(rel)
         fd, names = self.directory(head)
         dest_rel = os.path.normpath(os.path.join(self.entry.dest_rel, rel))
@@ -579,9 +634,10 @@ class Delivery:
             digest = self._source_digest(rel)
             if self._identical(fd, os.path.dirname(dest_rel), taken, st.st_size, digest):
                 self.identical += 1
-                return
-        version = (max(v for v, dummy in taken) + 1) if taken else 1
-        self._copy(rel, st, os.path.dirname(dest_rel), name, version, digest, names, fd)
+                return None
+        job = _Job(rel, st, os.path.dirname(dest_rel), name, digest, names, fd)
+        job.version = self._reserve(job, (max(v for v, dummy in taken) + 1) if taken else 1)
+        return job
 
     def _source_digest(self, rel):
         digest, dummy, dummy2 = copier.hash_file(self.root, rel, self.opts.algorithm, from_disk=False)
@@ -604,32 +660,37 @@ class Delivery:
                 return True
         return False
 
-    def _copy(self, rel, st, dest_dir, name, version, digest, names, fd):
-        for dummy in range(MAX_VERSION_TRIES):
-            final = name if version == 1 else "%s.v%d" % (name, version)
-            target = os.path.join(dest_dir, final) if dest_dir != "." else final
-            if final in names:
+    def _reserve(self, job, version):
+        """The first version from ``version`` on whose name is free; taken for this job."""
+        with self.lock:
+            for dummy in range(MAX_VERSION_TRIES):
+                if job.final(version) not in job.names:
+                    job.names.add(job.final(version))
+                    return version
                 version += 1
-                continue
-            if self.dry_run:
-                break
+        raise Refused("%s: no free version name after %d tries" % (display(job.rel), MAX_VERSION_TRIES))
+
+    def _copy(self, job, pool):
+        version = job.version
+        while True:
             try:
-                result = copier.copy_verified(self.root, rel, [(self.opts.dest_root, target)], algorithm=self.opts.algorithm,
-                                              expect_digest=digest, expect_stat=st, preserve=False)
+                result = copier.copy_verified(self.root, job.rel, [(self.opts.dest_root, job.target(version))],
+                                              algorithm=self.opts.algorithm, expect_digest=job.digest, expect_stat=job.st,
+                                              preserve=False, pool=pool, chunk_size=chunk_for(job.st.st_size))
             except copier.TargetConflict:  # appeared meanwhile with other content
-                names.add(final)
-                version += 1
+                version = self._reserve(job, version + 1)
                 continue
-            names.add(final)
-            if result.copies[0]["reused"]:  # appeared meanwhile with this content
-                self.identical += 1
-                return
-            self._set_file_attributes(fd, final, st)
             break
-        else:
-            raise Refused("%s: no free version name after %d tries" % (display(rel), MAX_VERSION_TRIES))
-        names.add(final)
-        self.written.append({"path": display(os.path.join(self.opts.dest_root, target)), "version": version})
+        if result.copies[0]["reused"]:  # appeared meanwhile with this content
+            with self.lock:
+                self.identical += 1
+            return
+        self._set_file_attributes(job.fd, job.final(version), job.st)
+        self._record(job, version)
+
+    def _record(self, job, version):
+        with self.lock:
+            self.written.append({"path": display(os.path.join(self.opts.dest_root, job.target(version))), "version": version})
 
     def _set_file_attributes(self, dir_fd, name, src_st):
         fd = os.open(name, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC, dir_fd=dir_fd)
@@ -650,14 +711,21 @@ class Delivery:
                 "skipped": self.skipped, "created_directories": self.created_dirs}
 
 
+def chunk_for(size):
+    """Read/write buffer for a file: its size rounded up to 64 KiB, at most the
+    engine's chunk (a small file does not get 3 fresh 4 MiB buffers)."""
+    step = 64 * 1024
+    return max(step, min(copier.CHUNK_SIZE, -(-size // step) * step))
+
+
 def versions_of(name, names):
     """``[(version, existing name)]`` for ``name`` (version 1) and ``name.vN`` in ``names``."""
     found = [(1, name)] if name in names else []
-    pattern = re.compile(re.escape(name) + VERSION_RE + "$")
+    prefix = name + ".v"
     for other in names:
-        hit = pattern.match(other)
-        if hit and int(hit.group(1)) >= 2:
-            found.append((int(hit.group(1)), other))
+        number = other[len(prefix):] if other.startswith(prefix) else ""
+        if number.isdigit() and number.isascii() and int(number) >= 2 and str(int(number)) == number:
+            found.append((int(number), other))
     return sorted(found)
 
 
