@@ -40,7 +40,6 @@ import grp
 import os
 import pwd
 import re
-import shutil
 import stat
 import threading
 import time
@@ -53,10 +52,7 @@ except ImportError:  # pragma: no cover - always there on Python 3
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 
-try:
-    from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import walk as _fs_walk
-except ImportError:  # the shared walker has not landed yet: see _walk_fallback
-    _fs_walk = None
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import display, walk
 
 REASON_SUFFIX = ".reason"
 MAX_VERSION_TRIES = 1000
@@ -78,13 +74,6 @@ class InboxError(Exception):
 
 class Refused(Exception):
     """An entry that is not delivered; the message is its reason."""
-
-
-def display(name):
-    """A name for messages and JSON: undecodable bytes as visible ``\\xNN``."""
-    if isinstance(name, bytes):
-        name = os.fsdecode(name)
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def parse_mode(value, option):
@@ -253,69 +242,19 @@ def lookup_uploader(uid):
 # ---------------------------------------------------------------- walking
 
 
-class _FallbackEntry:
-    """The part of the shared walker's Entry this module uses."""
-
-    def __init__(self, relpath, st):
-        self.relpath = relpath
-        self.st = st
-        self.is_dir = stat.S_ISDIR(st.st_mode)
-        self.is_file = stat.S_ISREG(st.st_mode)
-        self.is_symlink = stat.S_ISLNK(st.st_mode)
-
-
-def _walk_fallback(root, on_error):
-    """Until ``_fs/walk`` lands: directories opened ``O_NOFOLLOW`` relative to
-    their parent, compared with their lstat, never another file system."""
-    top = os.open(root, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC)
-    dev = os.fstat(top).st_dev
-    stack = [(b"", top)]
-    try:
-        while stack:
-            rel, fd = stack.pop()
-            try:
-                names = sorted(os.fsencode(n) for n in os.listdir(fd))
-                for name in names:
-                    relpath = rel + b"/" + name if rel else name
-                    try:
-                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    except OSError as exc:
-                        on_error(relpath, "vanished" if exc.errno == errno.ENOENT else "unreadable", str(exc))
-                        continue
-                    yield _FallbackEntry(relpath, st)
-                    if not stat.S_ISDIR(st.st_mode):
-                        continue
-                    if st.st_dev != dev:
-                        on_error(relpath, "other_fs", "another file system; not entered")
-                        continue
-                    try:
-                        child = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
-                    except OSError as exc:
-                        on_error(relpath, "unreadable", exc.strerror or str(exc))
-                        continue
-                    if not os.path.samestat(os.fstat(child), st):
-                        os.close(child)
-                        on_error(relpath, "changed", "replaced while it was walked")
-                        continue
-                    stack.append((relpath, child))
-            except OSError as exc:
-                on_error(rel, "unreadable", exc.strerror or str(exc))
-            finally:
-                os.close(fd)
-    finally:
-        for dummy, fd in stack:
-            os.close(fd)
-
-
 def walk_entry(root):
     """``(entries, issues)`` of an upload tree below ``root`` (which is not
-    itself listed). ``issues`` are ``(relpath, kind, message)``."""
+    itself listed), through the shared walker. ``issues`` are ``(relpath,
+    kind, message)`` of what was missed; another file system below an upload
+    counts (its content would not be delivered), a non-UTF-8 name does not."""
     issues = []
-    if _fs_walk is not None:
-        walker = _fs_walk(root, on_error=lambda issue: issues.append((issue.relpath, issue.kind, issue.message)))
-        entries = [e for e in walker if e.relpath]
-    else:
-        entries = list(_walk_fallback(root, lambda rel, kind, msg: issues.append((rel, kind, msg))))
+
+    def keep(issue):
+        if issue.is_error or issue.kind == "other_fs":
+            issues.append((issue.relpath, issue.kind, issue.message))
+
+    with walk(root, on_error=keep) as walker:
+        entries = [entry for entry in walker if entry.relpath]
     return entries, issues
 
 
@@ -899,12 +838,22 @@ class Run:
 
 
 def _remove_tree(dir_fd, name, st):
-    """Remove ``done/<name>``: the fd-based rmtree, which never follows a symlink."""
+    """Remove ``done/<name>`` bottom-up with the shared walker (never following
+    a symlink, never leaving its file system); what cannot be removed stays."""
     if stat.S_ISDIR(st.st_mode):
-        try:
-            shutil.rmtree(name, dir_fd=dir_fd)
-        except TypeError:  # Python < 3.11: no dir_fd; the path form is equally symlink-safe
-            shutil.rmtree(os.path.join("/proc/self/fd/%d" % dir_fd, name))
+        root = os.path.join("/proc/self/fd/%d" % dir_fd, name)
+        with walk(root, post_order=True) as walker:
+            for entry in walker:
+                if not entry.relpath:
+                    continue
+                if entry.leaving:
+                    os.rmdir(entry.name, dir_fd=entry.dir_fd)
+                elif not entry.is_dir:
+                    os.unlink(entry.name, dir_fd=entry.dir_fd)
+            missed = [issue for issue in walker.issues if issue.is_error or issue.kind == "other_fs"]
+        if missed:
+            raise OSError(errno.ENOTEMPTY, "not all of it could be removed: %s" % missed[0], name)
+        os.rmdir(name, dir_fd=dir_fd)
     else:
         os.unlink(name, dir_fd=dir_fd)
     os.fsync(dir_fd)
