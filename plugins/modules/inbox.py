@@ -284,6 +284,12 @@ removed_done:
   type: list
   elements: str
   sample: []
+errors:
+  description: Problems that concern no entry, for example an old entry of O(done) that could not be removed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 locked:
   description: True when another run held the lock, so this one did nothing.
   returned: always

@@ -468,6 +468,7 @@ class Delivery:
         self.skipped = []          # {"path", "reason"}
         self.created_dirs = []
         self.lock = threading.Lock()
+        self.stack = None          # the ExitStack holding the destination directory fds
 
     def plan(self):
         """Files to copy (relpath str, lstat); Refused for what refuses the entry."""
@@ -693,8 +694,9 @@ class Run:
         self.clock = clock
         self.users = _cached(users)
         self.now = clock()
+        self.folders = None
         self.result = {"changed": False, "processed": [], "failed_entries": [], "uploading": [], "settling": [], "stuck": [],
-                       "resumed": [], "removed_done": [], "locked": False}
+                       "resumed": [], "removed_done": [], "errors": [], "locked": False}
 
     def execute(self):
         with ExitStack() as stack:
@@ -826,7 +828,12 @@ class Run:
             if self.now - st.st_ctime < days * 86400:
                 continue
             if not self.check_mode:
-                _remove_tree(self.folders.fd("done"), name, st)
+                try:
+                    _remove_tree(self.folders.fd("done"), name, st)
+                except OSError as exc:
+                    self.result["errors"].append("cannot remove %s: %s" % (
+                        display(self.folders.path_of("done", name)), exc.strerror or exc))
+                    continue
             self.result["removed_done"].append(display(name))
             self.result["changed"] = True
 
