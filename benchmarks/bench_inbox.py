@@ -25,9 +25,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO / ".collections"), str(REPO)]
+sys.path[:0] = [str(REPO / ".collections"), str(REPO), str(HERE)]
 
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs import inbox as engine  # noqa: E402
+from bench_copy import drop_caches, evict  # noqa: E402  (the same cache drop as the copy benchmark)
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -52,26 +53,6 @@ def make_upload(root, scale=1):
                     left -= chunk
             files.append(rel)
     return files
-
-
-def drop_caches(paths):
-    subprocess.run(["sync"], check=True)
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as handle:
-            handle.write("3\n")
-        return "drop_caches"
-    except OSError:
-        evict(paths)
-        return "fadvise"
-
-
-def evict(paths):
-    for path in paths:
-        fd = os.open(str(path), os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def reference(src, dest, files):

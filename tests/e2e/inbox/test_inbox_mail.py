@@ -14,10 +14,7 @@ import pwd
 import subprocess
 import sys
 
-import pytest
-
 from tests.e2e.jobs import BIN, REPO, ansible_env
-from tests.e2e.notify.conftest import SmtpServer
 
 PLAY = """
 - name: Inbox hand-off
@@ -38,16 +35,6 @@ PLAY = """
         tasks_from: run
       vars: %(vars)s
 """
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def upload(inbox, name, files):
@@ -72,7 +59,8 @@ def body(message):
     return message.get_body(("plain",)).get_content()
 
 
-def test_alerts_reach_admins_uploader_and_study_owner(smtp, tmp_path):
+def test_alerts_reach_admins_uploader_and_study_owner(smtp_server, tmp_path):
+    smtp = smtp_server
     base = tmp_path / "upload"
     for name in ("inbox", "processing", "done", "failed"):
         (base / name).mkdir(parents=True)
