@@ -14,9 +14,10 @@ ISOLATED := $(VENV)/isolated
 # e2fsprogs: small ext4 images for the copy tests; prometheus-node-exporter:
 # the node_exporter that reads our textfiles in the metrics tests; openssh-server:
 # the sshd fleet of tests/e2e/fleet; cron: crontab, which ansible.builtin.cron needs for
-# the schedule role's fallback on hosts without systemd; rsync: the reference of
-# benchmarks/bench_inbox.py).
-TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter openssh-server cron rsync
+# the schedule role's fallback on hosts without systemd; libfuse2: fusepy's library,
+# for the EIO-on-demand FUSE layer under a loop device (tests/system/ingest); rsync:
+# the reference of benchmarks/bench_inbox.py).
+TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter openssh-server cron libfuse2 rsync
 # `make ee`: the execution environment's build context (execution-environment.yml).
 EE_CONTEXT ?= .build/ee/context
 

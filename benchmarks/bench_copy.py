@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO / ".collections"), str(REPO)]
 
-from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestRun  # noqa: E402
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestOptions, IngestRun  # noqa: E402
 
 MIB = 1024 * 1024
 # (size, share of the bytes) of the buffer: a few large raw files, many small ones.
@@ -100,8 +100,8 @@ def reference(buf, files, targets):
 
 
 def ours(buf, targets, registry, algorithm):
-    run = IngestRun(str(buf), [str(targets[0])], [str(targets[1])], str(registry), checksum_algorithm=algorithm,
-                    settle_seconds=0, require_mount=False)
+    run = IngestRun(IngestOptions(str(buf), [str(targets[0])], [str(targets[1])], str(registry), checksum_algorithm=algorithm,
+                                  settle_seconds=0, require_mount=False))
     result = run.execute()
     if result["copied_files"] == 0 or result["failed_files"] or result["conflict_files"]:
         raise RuntimeError("buffer_copy did not copy cleanly: %r" % {k: v for k, v in result.items() if k != "files"})
@@ -130,49 +130,59 @@ def run(workdir: Path, quick: bool = False) -> list:
     sources = [buf / rel for rel in files]
     rows = []
     try:
-        reset(workdir)
-        how = drop_caches(sources)
-        started = time.perf_counter()
-        reference(buf, files, targets)
-        ref_s = time.perf_counter() - started
-
+        ref_cold, how = _timed(lambda: reference(buf, files, targets), workdir, sources, cold=True)
+        ref_warm, dummy = _timed(lambda: reference(buf, files, targets), workdir, sources, cold=False)
         timings = {}
-        for algorithm in ("sha512", "blake3"):
-            reset(workdir)
-            drop_caches(sources)
-            started = time.perf_counter()
+        for algorithm, cold in (("sha512", True), ("sha512", False), ("blake3", True)):
             try:
-                ours(buf, targets, workdir / "registry.sqlite", algorithm)
+                timings[(algorithm, cold)], dummy = _timed(lambda: ours(buf, targets, workdir / "registry.sqlite", algorithm), workdir,
+                                                           sources, cold)
             except Exception as exc:  # blake3 missing: report, do not fail the table
-                timings[algorithm] = exc
-                continue
-            timings[algorithm] = time.perf_counter() - started
+                timings[(algorithm, cold)] = exc
     finally:
         reset(workdir)
         shutil.rmtree(str(buf), ignore_errors=True)
         for name in ("t1", "t2"):
             shutil.rmtree(str(workdir / name), ignore_errors=True)
 
-    note = "%d files, %.2f GiB, 2 targets; cache drop: %s; reference %.0f MB/s" % (len(files), size / 1024.0 ** 3, how, size / ref_s / 1e6)
-    for algorithm, target in (("sha512", "<= 0.6"), ("blake3", "info")):
-        ours_s = timings.get(algorithm)
+    note = "%d files, %.2f GiB, 2 targets; cache drop: %s" % (len(files), size / 1024.0 ** 3, how)
+    for (algorithm, cold), target in ((("sha512", True), 0.45), (("sha512", False), 0.5), (("blake3", True), None)):
+        ref_s = ref_cold if cold else ref_warm
+        ours_s = timings.get((algorithm, cold))
+        name = "buffer_copy %s, source %s (verified, 2 targets)" % (algorithm, "cold" if cold else "in page cache")
         if not isinstance(ours_s, float):
-            rows.append({"name": "buffer_copy %s" % algorithm, "ours_s": float("nan"), "reference": "sha512sum+cp+cp+sync+sha512sum",
-                         "reference_s": ref_s, "ratio": float("nan"), "target": target, "ok": target == "info",
+            rows.append({"name": name, "ours_s": float("nan"), "reference": "sha512sum+cp+cp+sync+sha512sum", "reference_s": ref_s,
+                         "ratio": float("nan"), "target": "info" if target is None else "<= %s" % target, "ok": target is None,
                          "notes": "not run: %s" % ours_s})
             continue
         ratio = ours_s / ref_s
         rows.append({
-            "name": "buffer_copy %s (verified, 2 targets)" % algorithm,
+            "name": name,
             "ours_s": round(ours_s, 3),
             "reference": "script-style sha512sum; cp x2; sync; sha512sum x2 (sha512)",
             "reference_s": round(ref_s, 3),
             "ratio": round(ratio, 3),
-            "target": target,
-            "ok": ratio <= 0.6 if target != "info" else True,
-            "notes": "ours %.0f MB/s; %s" % (size / ours_s / 1e6, note),
+            "target": "info" if target is None else "<= %s" % target,
+            "ok": target is None or ratio <= target,
+            "notes": "ours %.0f MB/s, reference %.0f MB/s; %s" % (size / ours_s / 1e6, size / ref_s / 1e6, note),
         })
     return rows
+
+
+def _timed(call, workdir, sources, cold):
+    """Seconds of ``call`` on fresh targets, the sources dropped from the
+    page cache first (``cold``) or read into it."""
+    reset(workdir)
+    how = drop_caches(sources)
+    if not cold:
+        for path in sources:
+            with open(str(path), "rb") as handle:
+                while handle.read(8 * MIB):
+                    pass
+        how = "source in page cache"
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started, how
 
 
 if __name__ == "__main__":

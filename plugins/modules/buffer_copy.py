@@ -14,9 +14,21 @@ description:
   - Copies every settled file found under O(src) to the current disk of the O(primary) set and the current disk of the O(backup) set,
     at the same relative path, and records the file and both copies in an SQLite registry.
   - "Per file: one read of the source hashes it and writes both copies to temporary names in the target directories; each copy is
-    fsynced, its cached pages are dropped and it is re-read from the disk and compared; only then is it renamed to its final name
-    and the directory fsynced. One committed registry transaction then records the file and both copies."
+    flushed, its cached pages are dropped and it is re-read from the disk and compared; only then is it renamed to its final name
+    and the directory fsynced. A committed registry transaction then records the file and both copies."
+  - "Files are copied in batches (see O(batch_files), O(batch_bytes), O(batch_seconds)): the temporaries of a batch are journalled in
+    one transaction, written, flushed with one C(syncfs) per disk, re-read and verified from both disks in parallel, renamed; then
+    one transaction registers the whole batch, and only then are its buffer files removed."
   - With O(remove_source=true) a buffer file is deleted only after that transaction committed, and only if it did not change since it was read.
+  - Before a batch is registered and before its buffer files are removed, every target disk is checked to still be the mounted disk
+    it was (mount point, device and label). A disk unmounted or replaced during the copy is reported; its copies are not registered
+    and the buffer files are kept.
+  - A disk that fails in a way that is about the disk (I/O error, read-only file system, out of space, a mount that went away) is taken
+    out of the run at its first such failure and reported in RV(disks_unusable) (out of space in RV(disks_full)); the next disk of its
+    series takes over and the file is retried there.
+  - Any file name the kernel accepts is copied, registered (non-UTF-8 names are stored losslessly) and removed like any other; in
+    results and messages non-UTF-8 bytes are shown as C(\xNN). A file of the buffer whose name starts with C(.dstmp.) (reserved for
+    the engine's temporaries) is skipped and reported in RV(scan_errors).
   - The current disk of a set is the first one, in list order, that is not full. A disk that cannot take the next file is marked full
     in the registry and never written again. A full disk may be unmounted and shelved.
   - "A disk's label is the first word of the file C(.datasteward-disk) at its root if present, else the mount point's basename."
@@ -51,14 +63,16 @@ options:
     required: true
   patterns:
     description:
-      - Shell globs matched against file names (not paths); a file is taken when one matches.
+      - Shell globs; a file is taken when one matches. The collection's one rule, as in M(ansible.builtin.find):
+        a pattern without C(/) matches the file's name, a pattern
+        with C(/) matches its path relative to O(src) (C(*) does not cross C(/), C(**) does).
       - Empty takes every file.
     type: list
     elements: str
     default: []
   excludes:
     description:
-      - Shell globs on file names to leave out, applied after O(patterns).
+      - Shell globs (same rule as O(patterns)) of entries to leave out; an excluded directory is not entered.
     type: list
     elements: str
     default: []
@@ -77,6 +91,8 @@ options:
   registry:
     description:
       - The SQLite registry file. Created with its schema when absent; older schemas are migrated. Its directory must exist.
+      - It must be a regular file (or absent) and, with its C(-wal), C(-shm) and C(-journal) files, outside O(src) and outside every disk
+        of O(primary) and O(backup).
   checksum_algorithm:
     description:
       - Hash used to verify copies and recorded in the registry.
@@ -117,6 +133,22 @@ options:
     description:
       - Copy at most this many bytes in this run; a file that would exceed it is deferred.
     type: int
+  batch_files:
+    description:
+      - At most this many files per batch (one flush per disk, one verification pass and one registry transaction per batch).
+      - V(1) copies, verifies and registers file by file.
+    type: int
+    default: 1000
+  batch_bytes:
+    description:
+      - A batch ends before the file that would take it over this many bytes (a larger file is a batch of its own).
+    type: int
+    default: 268435456
+  batch_seconds:
+    description:
+      - A batch stops taking files after copying for this many seconds; what is done is flushed, verified and registered.
+    type: float
+    default: 30.0
   disk_map:
     description:
       - Seeds the registry's disks table with serial numbers and WWNs.
@@ -265,8 +297,8 @@ disks_full:
       sample: 1048576 bytes free (after min_free_bytes), next file needs 4194304
 disks_unusable:
   description:
-    - Disks left out of this run because they could not be used (free space or label file unreadable, e.g. a dead disk); the next
-      disk of their set is used instead. Also given as warnings.
+    - Disks left out of this run at their first failure that is about the disk (I/O error, read-only file system, unmounted or
+      replaced during the run, free space or label file unreadable); the next disk of their set is used instead. Also given as warnings.
   returned: always
   type: list
   elements: dict
@@ -286,7 +318,7 @@ disks_unusable:
     reason:
       description: Why it is not used.
       type: str
-      sample: "cannot read free space of /mnt/P01: Input/output error"
+      sample: "cannot write /mnt/P01/2024/06/01/run_0001.g3: Input/output error"
 files:
   description: Per-file outcomes, at most 1000 (see RV(files_truncated)). Files too new to copy are only counted.
   returned: always
@@ -294,7 +326,7 @@ files:
   elements: dict
   contains:
     path:
-      description: Path relative to O(src) (and to each disk).
+      description: Path relative to O(src) (and to each disk); non-UTF-8 bytes shown as C(\xNN).
       type: str
       sample: 2024/06/01/run_0001.g3
     status:
@@ -377,6 +409,9 @@ def main():
             require_mount=dict(type="bool", default=True),
             max_files=dict(type="int"),
             max_bytes=dict(type="int"),
+            batch_files=dict(type="int", default=1000),
+            batch_bytes=dict(type="int", default=268435456),
+            batch_seconds=dict(type="float", default=30.0),
             disk_map=dict(type="raw"),
         ),
         supports_check_mode=True,

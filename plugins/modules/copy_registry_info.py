@@ -13,7 +13,10 @@ version_added: 0.1.0
 description:
   - Reads the registry written by M(datasteward.storage.buffer_copy) and returns the registered files that match the filters, each
     with its copies (disk label, role, path, last verification and audit status), and a summary per disk.
-  - Opens the registry read-only; never creates or changes it.
+  - Opens the registry read-only; never creates or changes it. On read-only media (a registry copied to a shelved disk or a DVD)
+    where SQLite cannot open a WAL registry read-only, it is opened as immutable (the file as it is, without its C(-wal) file).
+  - A O(registry) that is not a regular file (a FIFO, a directory) is refused, naming it.
+  - File names that are not UTF-8 are shown with their bytes as C(\xNN).
 author:
   - datasteward.storage maintainers (@datasteward)
 extends_documentation_fragment:
@@ -54,7 +57,7 @@ options:
     default: []
   limit:
     description:
-      - Return at most this many files (RV(matched) still counts them all).
+      - Return at most this many files (RV(matched) still counts them all). From V(0) to V(9223372036854775807).
     type: int
     default: 1000
 seealso:
@@ -200,6 +203,7 @@ from ansible_collections.datasteward.storage.plugins.module_utils._disks.labels 
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import (
     Registry,
     RegistryError,
+    check_limit,
     disk_summary,
     find_files,
     parse_when,
@@ -221,9 +225,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if params["limit"] < 0:
-        module.fail_json(msg="limit must not be negative, got %d" % params["limit"])
     try:
+        check_limit(params["limit"])
         since = parse_when(params["since"], "since")
         until = parse_when(params["until"], "until")
         registry = Registry(params["registry"], readonly=True)

@@ -23,7 +23,6 @@ from ansible_collections.datasteward.storage.plugins.module_utils._jobs.sweep im
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Journal, Registry, RegistryError
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
 
-PROBLEMS = ("missing", "corrupt", "unreadable")
 REPORT_LIMIT = 1000
 
 
@@ -84,82 +83,89 @@ def audit(registry, sample_size=None, older_than_days=None, labels=None, mount_p
         reg.close()
 
 
+class _Tally:
+    """Counters, problems and warnings of one audit."""
+
+    def __init__(self, reg, mounts, repair, check_mode):
+        self.reg = reg
+        self.mounts = mounts
+        self.repair = repair
+        self.check_mode = check_mode
+        self.counts = {key: 0 for key in ("checked", "ok", "missing", "corrupt", "unreadable", "unavailable", "repaired", "repair_failed")}
+        self.checked_bytes = 0
+        self.problems = []
+        self.warnings = []
+        self.changed = False
+        self.verified_ok = {}   # copy id -> True for copies that verified in this run
+
+    def record(self, row, status, detail=None):
+        if self.check_mode:
+            self.changed = self.changed or row["status"] != status
+        else:
+            self.changed = self.reg.record_check(row["id"], status, detail, verified=status == "ok") or self.changed
+
+    def check(self, row):
+        mount_point = self.mounts.get(row["label"])
+        if mount_point is None:
+            self.counts["unavailable"] += 1
+            return
+        status, detail = copier.check_copy(mount_point, row["path"], row["algorithm"], row["digest"])
+        self.counts["checked"] += 1
+        self.counts[status] += 1
+        if status != "unreadable":
+            self.checked_bytes += row["size"]
+        self.record(row, status, detail)
+        if status == "ok":
+            self.verified_ok[row["id"]] = True
+            return
+        entry = {"path": copier.display(row["file_path"]), "label": row["label"], "role": row["role"],
+                 "disk_path": copier.display(os.path.join(copier.fsbytes(mount_point), row["path"])),
+                 "status": status, "detail": detail, "repaired": False}
+        self.warnings.append(detail)
+        if self.repair and status in ("missing", "corrupt"):
+            self.try_repair(row, mount_point, entry)
+        if len(self.problems) < REPORT_LIMIT:
+            self.problems.append(entry)
+
+    def try_repair(self, row, mount_point, entry):
+        done, why = _repair(self.reg, row, mount_point, self.mounts, self.verified_ok, self.check_mode)
+        entry["repaired"] = done
+        if done:
+            self.counts["repaired"] += 1
+            self.changed = True
+            entry["repair_source"] = why
+        else:
+            self.counts["repair_failed"] += 1
+            entry["repair_error"] = why
+            self.warnings.append("cannot repair %s: %s" % (entry["disk_path"], why))
+
+
 def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, require_mount, check_mode, is_mount, clock, rng):
     now = clock()
     warnings = []
     mounts = _disk_mounts(reg, mount_points, require_mount, is_mount, warnings)
     stale, swept = sweep_pending(reg, require_mount, is_mount, check_mode, warnings)
-    sql = ("SELECT c.id, c.path, c.role, c.status, c.verified_at, c.file_id, d.label, f.path AS file_path, f.size, f.algorithm, f.digest "
-           "FROM copies c JOIN disks d ON d.id = c.disk_id JOIN files f ON f.id = c.file_id")
-    where, params = [], []
-    if labels:
-        where.append("d.label IN (%s)" % ", ".join("?" for dummy in labels))
-        params += list(labels)
-    if older_than_days is not None:
-        where.append("c.verified_at < ?")
-        params.append(now - older_than_days * 86400.0)
-    rows = [dict(row) for row in reg.query(sql + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.id", params)]
+    rows = reg.copies_to_audit(labels, None if older_than_days is None else now - older_than_days * 86400.0)
     if sample_size is not None and sample_size < len(rows):
         rows = sorted(rng.sample(rows, sample_size), key=lambda row: row["id"])
-
-    counts = {key: 0 for key in ("checked", "ok", "missing", "corrupt", "unreadable", "unavailable", "repaired", "repair_failed")}
-    checked_bytes = 0
-    problems = []
-    changed = bool(swept)
-    verified_ok = {}   # copy id -> True for copies that verified in this run
+    tally = _Tally(reg, mounts, repair, check_mode)
     started = time.time()
     for row in rows:
-        mount_point = mounts.get(row["label"])
-        if mount_point is None:
-            counts["unavailable"] += 1
-            continue
-        status, detail = copier.check_copy(mount_point, row["path"], row["algorithm"], row["digest"])
-        counts["checked"] += 1
-        counts[status] += 1
-        if status != "unreadable":
-            checked_bytes += row["size"]
-        if status == "ok":
-            verified_ok[row["id"]] = True
-            if check_mode:
-                changed = changed or row["status"] != "ok"
-            else:
-                changed = reg.record_check(row["id"], "ok", verified=True) or changed
-            continue
-        entry = {"path": row["file_path"], "label": row["label"], "role": row["role"], "disk_path": os.path.join(mount_point, row["path"]),
-                 "status": status, "detail": detail, "repaired": False}
-        if check_mode:
-            changed = changed or row["status"] != status
-        else:
-            changed = reg.record_check(row["id"], status, detail) or changed
-        warnings.append(detail)
-        if repair and status in ("missing", "corrupt"):
-            done, why = _repair(reg, row, mount_point, mounts, verified_ok, check_mode)
-            entry["repaired"] = done
-            if done:
-                counts["repaired"] += 1
-                changed = True
-                entry["repair_source"] = why
-            else:
-                counts["repair_failed"] += 1
-                entry["repair_error"] = why
-                warnings.append("cannot repair %s: %s" % (entry["disk_path"], why))
-        if len(problems) < REPORT_LIMIT:
-            problems.append(entry)
+        tally.check(row)
     elapsed = time.time() - started
+    counts, checked_bytes = tally.counts, tally.checked_bytes
     result = {
-        "changed": changed,
+        "changed": bool(swept) or bool(stale) or tally.changed,
         "checked_copies": counts["checked"], "ok_copies": counts["ok"], "missing_copies": counts["missing"],
         "corrupt_copies": counts["corrupt"], "unreadable_copies": counts["unreadable"], "unavailable_copies": counts["unavailable"],
         "repaired_copies": counts["repaired"], "repair_failed_copies": counts["repair_failed"],
         "checked_bytes": checked_bytes,
         "throughput_mbps": round(checked_bytes / elapsed / 1e6, 1) if elapsed > 0 and checked_bytes else 0.0,
-        "problems": problems,
+        "problems": tally.problems,
         "disks_present": sorted(mounts),
         "stale_temporaries_removed": stale,
     }
-    if stale:
-        result["changed"] = True
-    return result, warnings
+    return result, warnings + tally.warnings
 
 
 def _repair(reg, row, mount_point, mounts, verified_ok, check_mode):
@@ -174,7 +180,7 @@ def _repair(reg, row, mount_point, mounts, verified_ok, check_mode):
             if status != "ok":
                 continue
             verified_ok[twin["id"]] = True
-        source = os.path.join(twin_mount, twin["path"])
+        source = copier.display(os.path.join(copier.fsbytes(twin_mount), twin["path"]))
         if check_mode:
             return True, source
         journal = Journal(reg)

@@ -541,6 +541,7 @@ class Delivery:
             self.created_dirs.append(display(os.path.join(self.opts.dest_root, key)))
             return self.dirs[key]
         self.stack.callback(os.close, fd)
+        created = [os.fsdecode(path) for path in created]  # the engine speaks bytes
         for path in created:
             self._set_dir_attributes(path)
         self.created_dirs.extend(display(p) for p in created)

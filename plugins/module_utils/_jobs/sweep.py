@@ -32,7 +32,7 @@ def sweep_pending(registry, require_mount, is_mount, check_mode, warnings=None):
     per row left. Returns ``(removed, rows_done)``."""
     removed, done = 0, []
     for row in registry.pending():
-        root, path = row["root"], row["path"]
+        root, path = os.fsdecode(row["root"]), row["path"]
         if require_mount and not is_mount(root):
             continue  # that disk is not here; sweep it when it is
         final = copier.final_of_temp(path)
@@ -42,11 +42,11 @@ def sweep_pending(registry, require_mount, is_mount, check_mode, warnings=None):
                 keep, gone = _orphan(registry, root, final, check_mode)
                 if keep:
                     if warnings is not None:
-                        warnings.append("%s: %s" % (os.path.join(root, final), keep))
+                        warnings.append("%s: %s" % (copier.display(os.path.join(os.fsencode(root), final)), keep))
                     continue
         except (copier.CopyError, DiskLabelError, OSError) as exc:
             if warnings is not None:
-                warnings.append("stale temporary %s: %s" % (os.path.join(root, path), getattr(exc, "strerror", None) or exc))
+                warnings.append("stale temporary %s: %s" % (copier.display(os.path.join(os.fsencode(root), path)), getattr(exc, "strerror", None) or exc))
             continue
         removed += 1 if gone else 0
         done.append(row["id"])

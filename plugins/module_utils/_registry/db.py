@@ -16,8 +16,10 @@ registry_audit.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
+import stat
 import time
 
 SCHEMA_VERSION = 1
@@ -77,7 +79,60 @@ MIGRATIONS = (
     ),
 )
 
-COPY_STATUSES = ("ok", "missing", "corrupt", "unreadable", "repaired")
+# Files SQLite keeps beside the registry; none may be anything but a regular file.
+SIDE_FILES = ("", "-wal", "-shm", "-journal")
+_PATH_COLUMNS = ("path", "file_path")
+
+
+def path_key(path):
+    """How a file name is stored: valid UTF-8 as TEXT (as always), any other
+    bytes as a BLOB, so every name the kernel accepts round-trips exactly."""
+    raw = path if isinstance(path, bytes) else os.fsencode(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def path_bytes(value):
+    """A stored name (TEXT or BLOB) back as bytes."""
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+
+
+def _row(row):
+    out = dict(row)
+    for column in _PATH_COLUMNS:
+        if out.get(column) is not None:
+            out[column] = path_bytes(out[column])
+    if out.get("root") is not None:  # a mount point: str, as options give it
+        out["root"] = os.fsdecode(path_bytes(out["root"]))
+    return out
+
+
+def check_registry_path(path):
+    """Refuse a ``registry`` that SQLite could hang on or misuse: empty, a
+    directory, a FIFO or device (the registry and its -wal/-shm/-journal)."""
+    if not path:
+        raise RegistryError("registry must be the path of an SQLite file, got an empty string", path)
+    for suffix in SIDE_FILES:
+        name = path + suffix
+        try:
+            st = os.stat(name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise RegistryError("registry %s: cannot stat %s: %s" % (path, name, exc.strerror or exc), path)
+        if not stat.S_ISREG(st.st_mode):
+            raise RegistryError("registry %s: %s is %s, not a regular file; give registry the path of an SQLite file"
+                                % (path, name, _kind(st.st_mode)), path)
+
+
+def _kind(mode):
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def registry_argument_spec():
@@ -103,14 +158,15 @@ class Registry:
         self.readonly = readonly
         self.created = False
         self.migrated_from = None
+        self.immutable = False
+        check_registry_path(path)
         self.exists = os.path.exists(path)
         try:
             if readonly and not self.exists:
                 self.conn = sqlite3.connect(":memory:", isolation_level=None)
                 self._migrate(self.conn, 0)
             elif readonly:
-                self.conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True, isolation_level=None, timeout=30)
-                self._check_version()
+                self._open_readonly(path)
             else:
                 parent = os.path.dirname(os.path.abspath(path))
                 if not os.path.isdir(parent):
@@ -127,6 +183,22 @@ class Registry:
         except sqlite3.Error as exc:
             raise RegistryError("registry %s: %s" % (path, exc), path)
         self.conn.row_factory = sqlite3.Row
+
+    def _open_readonly(self, path):
+        """``mode=ro``; where that fails (read-only media without the -shm
+        file of a WAL registry) ``immutable=1``, which reads the file as it is."""
+        try:
+            self.conn = sqlite3.connect("file:%s?mode=ro" % _uri_path(path), uri=True, isolation_level=None, timeout=30)
+            self._check_version()
+            return
+        except sqlite3.OperationalError as exc:
+            first = exc
+        try:
+            self.conn = sqlite3.connect("file:%s?mode=ro&immutable=1" % _uri_path(path), uri=True, isolation_level=None)
+            self._check_version()
+        except sqlite3.Error as exc:
+            raise RegistryError("registry %s cannot be opened read-only: %s (as immutable: %s)" % (path, first, exc), path)
+        self.immutable = True
 
     def _has_tables(self):
         return bool(self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0])
@@ -234,29 +306,55 @@ class Registry:
 
     # -- files ----------------------------------------------------------
     def file(self, path):
-        rows = self.query("SELECT * FROM files WHERE path = ?", (path,))
-        return dict(rows[0]) if rows else None
+        """The file row of a path (str or bytes), paths as bytes; None if absent."""
+        rows = self.query("SELECT * FROM files WHERE path = ?", (path_key(path),))
+        return _row(rows[0]) if rows else None
 
     def register(self, path, size, mtime, algorithm, digest, copies, pending_ids=()):
         """One transaction: the file row, one row per copy
         (``{disk_id, role, path, verified_at}``), and the journal entries of
         its temporaries. Returns the file id."""
+        return self.register_all([(path, size, mtime, algorithm, digest, copies)], pending_ids)[0]
+
+    def register_all(self, files, pending_ids=()):
+        """Group commit: ``[(path, size, mtime, algorithm, digest, copies), ...]``
+        and the journal entries of their temporaries in ONE transaction.
+        Returns the file ids, in order."""
         now = time.time()
-        statements = [("INSERT INTO files (path, size, mtime, algorithm, digest, registered_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       (path, size, mtime, algorithm, digest, now))]
-        for copy in copies:
-            statements.append(("INSERT INTO copies (file_id, disk_id, role, path, verified_at, checked_at) "
-                               "VALUES ((SELECT id FROM files WHERE path = ?), ?, ?, ?, ?, ?)",
-                               (path, copy["disk_id"], copy["role"], copy["path"], copy["verified_at"], copy["verified_at"])))
-        statements += [("DELETE FROM pending WHERE id = ?", (pid,)) for pid in pending_ids]
-        self._write(statements)
-        return self.file(path)["id"]
+        if self.readonly:
+            raise RegistryError("registry %s is open read-only" % self.path, self.path)
+        ids = []
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for path, size, mtime, algorithm, digest, copies in files:
+                    cur = self.conn.execute("INSERT INTO files (path, size, mtime, algorithm, digest, registered_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                            (path_key(path), size, mtime, algorithm, digest, now))
+                    ids.append(cur.lastrowid)
+                    self.conn.executemany("INSERT INTO copies (file_id, disk_id, role, path, verified_at, checked_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                          [(cur.lastrowid, copy["disk_id"], copy["role"], path_key(copy["path"]), copy["verified_at"],
+                                            copy["verified_at"]) for copy in copies])
+                self.conn.executemany("DELETE FROM pending WHERE id = ?", [(pid,) for pid in pending_ids])
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise RegistryError("registry %s: write failed: %s" % (self.path, exc), self.path)
+        return ids
 
     def mark_source_removed(self, file_id):
-        self._write([("UPDATE files SET source_removed_at = ? WHERE id = ? AND source_removed_at IS NULL", (time.time(), file_id))])
+        self.mark_sources_removed([file_id])
+
+    def mark_sources_removed(self, file_ids):
+        """Record, in one transaction, that these files' sources were removed."""
+        if file_ids:
+            now = time.time()
+            self._write([("UPDATE files SET source_removed_at = ? WHERE id = ? AND source_removed_at IS NULL", (now, fid))
+                         for fid in file_ids])
 
     def copies_of(self, file_id):
-        return [dict(row) for row in self.query(
+        return [_row(row) for row in self.query(
             "SELECT copies.*, disks.label, disks.mount_point FROM copies JOIN disks ON disks.id = copies.disk_id "
             "WHERE file_id = ? ORDER BY copies.id", (file_id,))]
 
@@ -267,18 +365,33 @@ class Registry:
     def pending_add_all(self, entries):
         """Journal temporaries ``[(root, path), ...]`` in one transaction."""
         now = time.time()
-        cursors = self._write([("INSERT OR IGNORE INTO pending (root, path, created_at) VALUES (?, ?, ?)", (root, path, now))
-                               for root, path in entries])
+        cursors = self._write([("INSERT OR IGNORE INTO pending (root, path, created_at) VALUES (?, ?, ?)",
+                                (path_key(root), path_key(path), now)) for root, path in entries])
         return [cursor.lastrowid for cursor in cursors]
 
     def pending(self):
-        return [dict(row) for row in self.query("SELECT * FROM pending ORDER BY id")]
+        """Journal rows; ``root`` and ``path`` as bytes."""
+        return [_row(row) for row in self.query("SELECT * FROM pending ORDER BY id")]
 
     def pending_remove(self, ids):
         if ids:
             self._write([("DELETE FROM pending WHERE id = ?", (pid,)) for pid in ids])
 
     # -- audits -----------------------------------------------------------
+    def copies_to_audit(self, labels=None, verified_before=None):
+        """Every copy with its disk label and file (path, size, algorithm,
+        digest), optionally only on ``labels`` or last verified before a time."""
+        sql = ("SELECT c.id, c.path, c.role, c.status, c.verified_at, c.file_id, d.label, f.path AS file_path, f.size, f.algorithm, "
+               "f.digest FROM copies c JOIN disks d ON d.id = c.disk_id JOIN files f ON f.id = c.file_id")
+        where, params = [], []
+        if labels:
+            where.append("d.label IN (%s)" % ", ".join("?" for dummy in labels))
+            params += list(labels)
+        if verified_before is not None:
+            where.append("c.verified_at < ?")
+            params.append(verified_before)
+        return [_row(row) for row in self.query(sql + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY c.id", params)]
+
     def record_check(self, copy_id, status, detail=None, verified=False):
         """Record an audit result; returns True when the copy's status changed."""
         now = time.time()
@@ -293,12 +406,19 @@ class Registry:
 
 
 class Journal:
-    """Adapter for the copy engine: records each temporary before it exists."""
+    """Adapter for the copy engine: records each temporary before it exists.
+
+    Rows leave the journal only when the caller says so: :meth:`take` (every
+    row not kept), or, for batches, :meth:`take_for` (the rows of registered
+    files plus the :meth:`forget`-ten rows of discarded temporaries). A row
+    whose temporary could not be removed (:meth:`keep`) always stays."""
 
     def __init__(self, registry):
         self.registry = registry
         self.ids = []
         self.entries = {}
+        self.kept = set()
+        self.forgotten = []
 
     def add_all(self, entries):
         ids = self.registry.pending_add_all(entries)
@@ -306,14 +426,31 @@ class Journal:
         self.ids.extend(ids)
 
     def keep(self, entries):
-        """Temporaries still on disk (their unlink failed): :meth:`take`
-        leaves their entries out, so the rows stay for a later sweep."""
-        kept = {self.entries.get(tuple(entry)) for entry in entries}
-        self.ids = [pid for pid in self.ids if pid not in kept]
+        """Temporaries still on disk (their unlink failed): their rows stay for a later sweep."""
+        self.kept |= {self.entries.get(tuple(entry)) for entry in entries}
+        self.ids = [pid for pid in self.ids if pid not in self.kept]
+
+    def ids_of(self, entries):
+        ids = [self.entries.get(tuple(entry)) for entry in entries]
+        return [pid for pid in ids if pid is not None and pid not in self.kept]
+
+    def forget(self, entries):
+        """These temporaries were discarded (or never made): drop their rows with the next commit."""
+        self.forgotten += self.ids_of(entries)
 
     def take(self):
         ids, self.ids = self.ids, []
+        return [pid for pid in ids if pid not in self.kept]
+
+    def take_for(self, entries):
+        ids = self.ids_of(entries) + [pid for pid in self.forgotten if pid not in self.kept]
+        self.forgotten = []
         return ids
+
+    def flush_forgotten(self):
+        ids = self.take_for([])
+        if ids:
+            self.registry.pending_remove(ids)
 
 
 def _uri_path(path):
@@ -328,9 +465,13 @@ def parse_when(value, name):
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        pass
+        number = None
+    if number is not None:
+        if math.isnan(number) or math.isinf(number):
+            raise RegistryError("%s: %r is not a finite number of epoch seconds" % (name, value))
+        return number
     try:
         when = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -340,9 +481,24 @@ def parse_when(value, name):
     return when.timestamp()
 
 
+SQLITE_INT_MAX = 2 ** 63 - 1
+
+
+def check_limit(limit, name="limit"):
+    """A count option SQLite can take: 0 .. 2**63-1."""
+    if limit is not None and not 0 <= limit <= SQLITE_INT_MAX:
+        raise RegistryError("%s must be between 0 and %d, got %s" % (name, SQLITE_INT_MAX, limit))
+
+
+def _display(path):
+    return path_bytes(path).decode("utf-8", "backslashreplace")
+
+
 def find_files(registry, patterns=None, since=None, until=None, labels=None, limit=1000, date_field="mtime"):
     """Registered files matching every given filter, with their copies.
-    Returns ``(files, matched)``; ``files`` holds at most ``limit`` entries."""
+    Returns ``(files, matched)``; ``files`` holds at most ``limit`` entries.
+    Names are shown with non-UTF-8 bytes as ``\\xNN``."""
+    check_limit(limit)
     where, params = [], []
     if patterns:
         where.append("(%s)" % " OR ".join("f.path GLOB ?" for dummy in patterns))
@@ -363,10 +519,10 @@ def find_files(registry, patterns=None, since=None, until=None, labels=None, lim
     rows = registry.query("SELECT f.* FROM files f" + clause + " ORDER BY f.path LIMIT ?", params + [int(limit)])
     files = []
     for row in rows:
-        copies = [{"label": c["label"], "role": c["role"], "path": c["path"], "mount_point": c["mount_point"],
+        copies = [{"label": c["label"], "role": c["role"], "path": _display(c["path"]), "mount_point": c["mount_point"],
                    "verified_at": c["verified_at"], "checked_at": c["checked_at"], "status": c["status"]}
                   for c in registry.copies_of(row["id"])]
-        files.append({"path": row["path"], "size_bytes": row["size"], "mtime": row["mtime"], "checksum_algorithm": row["algorithm"],
+        files.append({"path": _display(row["path"]), "size_bytes": row["size"], "mtime": row["mtime"], "checksum_algorithm": row["algorithm"],
                       "digest": row["digest"], "registered_at": row["registered_at"], "source_removed_at": row["source_removed_at"],
                       "copies": copies})
     return files, matched

@@ -11,6 +11,9 @@ import os
 import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import WalkError
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import scan_buffer
 
 
 @pytest.fixture(autouse=True)
@@ -49,21 +52,24 @@ def test_target_fills_up_mid_file(tmp_path, mount_tmpfs):
     assert temps(tmp_path) == []
 
 
-def test_scan_tree(tmp_path, mount_tmpfs):
+def test_buffer_scan(tmp_path, mount_tmpfs):
     root = tmp_path / "buf"
     write(root / "a.dat", b"1")
     write(root / "sub" / "b.dat", b"2")
     write(root / "sub" / "c.log", b"3")
     write(root / "sub" / copier.temp_name("x.dat"), b"4")
+    write(root / copier.temp_name("y"), b"6")
     os.symlink(str(root / "a.dat"), str(root / "link.dat"))
     os.symlink(str(tmp_path), str(root / "dirlink"))
     mount_tmpfs(root / "mnt", "1m")
     write(root / "mnt" / "other.dat", b"5")
     errors = []
-    found = copier.scan_tree(str(root), ["*.dat"], ["c.*"], errors)
-    assert [rel for rel, dummy in found] == ["a.dat", "sub/b.dat"]
+    found = scan_buffer(str(root), Match(["*.dat"], ["c.*"]), errors)
+    assert [rel for rel, dummy in found] == [b"a.dat", b"sub/b.dat"]
     messages = " ".join(e["msg"] for e in errors)
     assert "link.dat is a symlink" in messages and "dirlink is a symlink" in messages
     assert "another file system" in messages
-    with pytest.raises(copier.CopyError, match="cannot read directory"):
-        copier.scan_tree(str(tmp_path / "missing"))
+    found = scan_buffer(str(root), Match(None, None), errors)
+    assert "reserved for the copy engine's temporaries" in " ".join(e["msg"] for e in errors)
+    with pytest.raises(WalkError):
+        scan_buffer(str(tmp_path / "missing"), Match(), [])

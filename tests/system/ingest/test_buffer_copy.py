@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, IngestRun
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, IngestOptions, IngestRun
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
 from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import module_command, run_module_process
 
@@ -200,7 +200,7 @@ def test_target_fills_mid_file_moves_to_next_disk(tmp_path, buf, disks):
         return os.statvfs_result((real.f_bsize, real.f_frsize, real.f_blocks, real.f_bfree, real.f_bavail * 100, real.f_files,
                                   real.f_ffree, real.f_favail, real.f_flag, real.f_namemax))
 
-    run = IngestRun(str(buf), [p1, p2], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0, statvfs=generous_statvfs)
+    run = IngestRun(IngestOptions(str(buf), [p1, p2], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0), statvfs=generous_statvfs)
     res = run.execute()
     assert res["copied_files"] == 1
     assert [d["mount_point"] for d in res["disks_full"]] == [p1]
@@ -219,7 +219,7 @@ def test_source_modified_before_copy_not_registered(tmp_path, buf, disks):
                 handle.write(b"late data")
         return os.statvfs(path)
 
-    run = IngestRun(str(buf), [p1], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0, remove_source=True,
+    run = IngestRun(IngestOptions(str(buf), [p1], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0, remove_source=True),
                     statvfs=statvfs_and_append)
     res = run.execute()
     assert res["unsettled_files"] == 1 and res["copied_files"] == 1
@@ -269,7 +269,7 @@ def test_ingest_run_out_of_disks_raises_with_partial_result(tmp_path, buf, disks
     make_file(buf / "a.dat", 100)
     make_file(buf / "b.dat", 2 * 1024 * 1024)
     with pytest.raises(IngestError) as info:
-        IngestRun(str(buf), [p1], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0).execute()
+        IngestRun(IngestOptions(str(buf), [p1], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0)).execute()
     assert info.value.result["copied_files"] == 1 and info.value.path == str(buf / "b.dat")
 
 
@@ -377,7 +377,7 @@ def test_source_modified_during_its_copy_not_registered_not_removed(tmp_path, bu
         return count
 
     monkeypatch.setattr(os, "readv", readv_then_append)
-    run = IngestRun(str(buf), [p1], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0, remove_source=True)
+    run = IngestRun(IngestOptions(str(buf), [p1], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0, remove_source=True))
     res = run.execute()
     assert len(reads) > 2 and reads[0] == copier.CHUNK_SIZE  # the copy was under way when the source changed
     assert res["unsettled_files"] == 1 and res["copied_files"] == 1 and res["removed_files"] == 1

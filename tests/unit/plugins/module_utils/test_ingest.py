@@ -14,6 +14,8 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.audit import audit
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs import ingest
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, buffer_copy
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Journal, Registry
 
@@ -43,7 +45,7 @@ def run(tree, primary=("P1",), backup=None, **extra):
 def test_vanished_buffer_directory_is_unsettled_and_the_run_goes_on(tree, monkeypatch):
     make_file(tree / "buffer" / "a" / "x.dat", b"x" * 100)
     make_file(tree / "buffer" / "b" / "y.dat", b"y" * 100)
-    scan = copier.scan_tree
+    scan = ingest.scan_buffer
 
     def scan_then_remove(*args, **kwargs):
         found = scan(*args, **kwargs)
@@ -51,7 +53,7 @@ def test_vanished_buffer_directory_is_unsettled_and_the_run_goes_on(tree, monkey
         os.rmdir(str(tree / "buffer" / "a"))
         return found
 
-    monkeypatch.setattr(copier, "scan_tree", scan_then_remove)
+    monkeypatch.setattr(ingest, "scan_buffer", scan_then_remove)
     result, warnings = run(tree)
     assert [(f["path"], f["status"]) for f in result["files"]] == [("a/x.dat", "unsettled"), ("b/y.dat", "copied")]
     assert "a/x.dat vanished before it could be read" in result["files"][0]["msg"]
@@ -251,20 +253,43 @@ def test_label_read_error_is_named(tree, monkeypatch):
                                          "reason": "cannot read the disk label %s: Input/output error" % (tree / "P1" / ".datasteward-disk")}]
 
 
-def test_io_error_on_a_target_fails_that_file_and_the_run_goes_on(tree, monkeypatch):
+def test_io_error_on_a_target_takes_the_disk_out_and_the_next_disk_takes_over(tree, monkeypatch):
+    """EIO on P1 is about the disk: P1 leaves the run at its first failure
+    (reported with the cause), the file is retried on P2, nothing is lost."""
     make_file(tree / "buffer" / "a.dat", b"a" * 100)
     make_file(tree / "buffer" / "b.dat", b"b" * 100)
     real_stat = os.stat
+    p1 = str(tree / "P1")
 
     def stat_with_eio(path, *args, **kwargs):
-        if path == "a.dat" and kwargs.get("dir_fd") is not None:
+        fd = kwargs.get("dir_fd")
+        if fd is not None and os.fsdecode(path) == "a.dat" and os.readlink("/proc/self/fd/%d" % fd) == p1:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_stat(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "stat", stat_with_eio)
-    result, warnings = run(tree)
-    assert [(f["path"], f["status"]) for f in result["files"]] == [("a.dat", "failed"), ("b.dat", "copied")]
-    assert result["files"][0]["msg"] == "cannot stat %s: Input/output error" % (tree / "P1" / "a.dat")
+    result, warnings = run(tree, primary=("P1", "P2"))
+    assert sorted((f["path"], f["status"]) for f in result["files"]) == [("a.dat", "copied"), ("b.dat", "copied")]
+    assert [(d["mount_point"], d["role"]) for d in result["disks_unusable"]] == [(p1, "primary")]
+    assert "cannot stat %s: Input/output error" % (tree / "P1" / "a.dat") in result["disks_unusable"][0]["reason"]
+    assert (tree / "P2" / "a.dat").read_bytes() == b"a" * 100  # b.dat (same batch) verified on P1 before P1 failed
+    assert not (tree / "P1" / "a.dat").exists()
+    assert Registry(str(tree / "registry.sqlite")).pending() == []
+    assert any("primary disk %s not used in this run" % p1 in warning for warning in warnings)
+
+
+def test_io_error_on_the_last_disk_fails_the_file_and_the_run_goes_on(tree, monkeypatch):
+    make_file(tree / "buffer" / "a.dat", b"a" * 100)
+    real_stat = os.stat
+
+    def stat_with_eio(path, *args, **kwargs):
+        if kwargs.get("dir_fd") is not None and os.fsdecode(path) == "a.dat":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_with_eio)
+    with pytest.raises(IngestError, match="no primary disk can take"):
+        run(tree)
     assert (tree / "buffer" / "a.dat").exists() and not (tree / "P1" / "a.dat").exists()
     assert Registry(str(tree / "registry.sqlite")).pending() == []
 
@@ -322,7 +347,7 @@ def test_temporary_that_cannot_be_removed_keeps_its_journal_row(tree, monkeypatc
     real_unlink = os.unlink
 
     def unlink_fails_for_temporaries(path, *args, **kwargs):
-        if os.path.basename(path).startswith(copier.TEMP_PREFIX):
+        if os.path.basename(os.fsdecode(path)).startswith(copier.TEMP_PREFIX):
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_unlink(path, *args, **kwargs)
 
@@ -331,7 +356,7 @@ def test_temporary_that_cannot_be_removed_keeps_its_journal_row(tree, monkeypatc
     assert result["files"][0]["status"] == "conflict"
     temps = [name for name in os.listdir(str(tree / "B1")) if name.startswith(copier.TEMP_PREFIX)]
     assert len(temps) == 1
-    assert [(row["root"], row["path"]) for row in Registry(str(tree / "registry.sqlite")).pending()] == [(str(tree / "B1"), temps[0])]
+    assert [(row["root"], row["path"]) for row in Registry(str(tree / "registry.sqlite")).pending()] == [(str(tree / "B1"), os.fsencode(temps[0]))]
     assert any("stale temporary %s" % (tree / "B1" / temps[0]) in warning for warning in warnings)
 
     monkeypatch.setattr(os, "unlink", real_unlink)
@@ -342,7 +367,7 @@ def test_temporary_that_cannot_be_removed_keeps_its_journal_row(tree, monkeypatc
 
 def failing_unlink(real_unlink, error):
     def unlink(path, *args, **kwargs):
-        if str(path).startswith(copier.TEMP_PREFIX):
+        if os.fsdecode(path).startswith(copier.TEMP_PREFIX):
             raise error
         return real_unlink(path, *args, **kwargs)
     return unlink
@@ -393,3 +418,38 @@ def test_check_mode_remove_source_hashes_a_registered_file_first(tree):
     for check_mode in (True, False):
         result, dummy = run(tree, remove_source=True, check_mode=check_mode)
         assert result["conflict_files"] == 1 and result["removed_files"] == 0 and not result["changed"] and src.exists()
+
+
+def test_buffer_scan_without_mounts(tmp_path):
+    """The buffer scan through the one walker and the one match rule (the
+    nested-tmpfs case is in tests/system/copy)."""
+    root = tmp_path / "buf"
+    for rel, data in (("a.dat", b"1"), ("sub/b.dat", b"2"), ("sub/c.log", b"3"), ("sub/" + copier.temp_name("x.dat"), b"4"),
+                      ("skip/d.dat", b"5")):
+        make_file(root / rel, data)
+    make_file(root / os.fsdecode(b"bad\xff.dat"), b"6")
+    os.symlink(str(root / "a.dat"), str(root / "link.dat"))
+    os.symlink(str(tmp_path), str(root / "dirlink"))
+    os.mkfifo(str(root / "pipe.dat"))
+    errors = []
+    found = ingest.scan_buffer(str(root), Match(["*.dat"], ["c.*", "skip"]), errors)
+    assert [rel for rel, dummy in found] == [b"a.dat", b"bad\xff.dat", b"sub/b.dat"]
+    messages = " ".join(e["msg"] for e in errors)
+    assert "link.dat is a symlink" in messages and "dirlink is a symlink" in messages and "pipe.dat is not a regular file" in messages
+    assert len(errors) == 3
+
+
+def test_temp_prefixed_user_file_is_reported_not_silently_skipped(tree):
+    make_file(tree / "buffer" / ".dstmp.mine", b"user data")
+    result, warnings = run(tree)
+    assert result["copied_files"] == 0 and (tree / "buffer" / ".dstmp.mine").exists()
+    assert any(".dstmp.mine skipped: names starting with .dstmp. are reserved" in w for w in warnings)
+    assert result["scan_errors"][0]["path"] == str(tree / "buffer" / ".dstmp.mine")
+
+
+def test_path_patterns_follow_the_collection_rule(tree):
+    """A pattern with '/' matches the path relative to src (as everywhere in the collection)."""
+    make_file(tree / "buffer" / "2024" / "a.dat", b"a")
+    make_file(tree / "buffer" / "2025" / "b.dat", b"b")
+    result, dummy = run(tree, patterns=["2024/*.dat"])
+    assert [f["path"] for f in result["files"]] == ["2024/a.dat"]

@@ -24,3 +24,24 @@ def test_info_bad_input_and_absent_registry(tmp_path):
     assert res["matched"] == 0 and res["disks"] == [] and not (tmp_path / "none.sqlite").exists()
     res = run_module_process(tmp_path, "copy_registry_info", {"registry": str(tmp_path / "none.sqlite"), "since": "yesterday"}, failed=True)
     assert res["failed"] and "since: 'yesterday' is not a date" in res["msg"]
+
+
+def test_info_refuses_bad_limits_dates_and_registries(tmp_path):
+    """None of these is a traceback or a hang: each names the option."""
+    import os
+    registry = str(tmp_path / "none.sqlite")
+    for args, needle in (({"limit": 18446744073709551616}, "limit must be between 0 and 9223372036854775807"),
+                         ({"limit": -1}, "limit must be between 0"),
+                         ({"since": "nan"}, "since: 'nan' is not a finite number"),
+                         ({"until": "inf"}, "until: 'inf' is not a finite number")):
+        res = run_module_process(tmp_path, "copy_registry_info", dict(args, registry=registry), failed=True)
+        assert res["failed"] and needle in res["msg"], res["msg"]
+    os.mkfifo(str(tmp_path / "fifo"))
+    res = run_module_process(tmp_path, "copy_registry_info", {"registry": str(tmp_path / "fifo")}, failed=True)
+    assert res["failed"] and "registry %s: %s is a FIFO, not a regular file" % (tmp_path / "fifo", tmp_path / "fifo") in res["msg"]
+    res = run_module_process(tmp_path, "registry_audit", {"registry": str(tmp_path / "fifo")}, failed=True)
+    assert res["failed"] and "is a FIFO, not a regular file" in res["msg"]
+    (tmp_path / "r.sqlite").write_bytes(b"")
+    os.mkfifo(str(tmp_path / "r.sqlite-wal"))
+    res = run_module_process(tmp_path, "copy_registry_info", {"registry": str(tmp_path / "r.sqlite")}, failed=True)
+    assert res["failed"] and "r.sqlite-wal is a FIFO" in res["msg"]
