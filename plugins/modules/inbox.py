@@ -156,7 +156,7 @@ notes:
   - Run it as root (or a user that can read every upload and write the destinations). The uploader is the owner of the
     entry folder; the copy never runs with the uploader's rights, so O(allowed) is what keeps one user out of another's study.
   - Path units and inotify miss changes made by other NFS clients and renames into place; schedule a polling run too
-    (the M(datasteward.storage.inbox) role installs both).
+    (the C(datasteward.storage.inbox) role installs both).
   - docs/inbox.md describes the protocol for uploaders and the permission layout.
 seealso:
   - module: datasteward.storage.buffer_copy
