@@ -21,9 +21,22 @@ TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter openssh-ser
 # `make ee`: the execution environment's build context (execution-environment.yml).
 EE_CONTEXT ?= .build/ee/context
 
-.PHONY: setup site test bench lint sanity units integration changelog build clean test-deps python-venv ee
+# The ansible-core matrix: sanity and units also run on these cores, each in
+# its own venv .venvs/core<X> built from requirements-core<X>.txt with the
+# first of the Pythons its "# pythons:" line names (on PATH, else pyenv's).
+# A core with none of its Pythons here is not built; the summary of `make
+# test` then says so on its own line (tests/checks/test_core_matrix.py).
+CORES := $(patsubst requirements-core%.txt,%,$(wildcard requirements-core*.txt))
+CORE_VENVS := $(foreach core,$(CORES),.venvs/core$(core)/.installed)
 
-setup: $(VENV)/.installed $(LINK) $(HOME)/.ansible/test/cache/.bootstrapped $(ISOLATED)/.installed
+.PHONY: setup site test bench lint sanity units integration changelog build clean test-deps python-venv ee core-venvs format
+
+# The release checks (galaxy-importer on the built tarball, antsibull-docs
+# lint-collection-docs) in a venv of their own: galaxy-importer pins its own
+# ansible-core, ansible-lint and flake8.
+RELEASE_VENV := .venvs/release
+
+setup: $(VENV)/.installed $(LINK) $(HOME)/.ansible/test/cache/.bootstrapped $(ISOLATED)/.installed core-venvs $(RELEASE_VENV)/.installed
 
 # Installs the Debian packages named in $(1) that are missing (as root;
 # otherwise it says which are missing and the next step fails).
@@ -57,6 +70,31 @@ $(LINK):
 # script it would otherwise download; ours installs pip from the registry.
 $(HOME)/.ansible/test/cache/.bootstrapped: tests/utils/get_pip.py $(VENV)/.installed
 	$(BIN)/python tests/utils/get_pip.py --seed-ansible-test-cache
+	touch $@
+
+core-venvs: $(CORE_VENVS)
+
+.venvs/core%/.installed: requirements-core%.txt tests/utils/get_pip.py
+	@python=""; for v in $$(sed -n 's/^# pythons: //p' $<); do \
+	  for c in $$(command -v python$$v) $$(ls -d $(HOME)/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V -r); do \
+	    if [ -z "$$python" ] && "$$c" -c 'import ensurepip, venv' 2>/dev/null; then python=$$c; fi; \
+	  done; \
+	done; \
+	if [ -z "$$python" ]; then \
+	  echo "ansible-core $*: none of Python $$(sed -n 's/^# pythons: //p' $<) found; its sanity and units are not run"; \
+	else \
+	  set -e; rm -rf .venvs/core$*; "$$python" -m venv .venvs/core$*; \
+	  .venvs/core$*/bin/python -m pip install --disable-pip-version-check -q --upgrade pip; \
+	  .venvs/core$*/bin/python -m pip install --disable-pip-version-check -q -r $<; \
+	  .venvs/core$*/bin/python tests/utils/get_pip.py --seed-ansible-test-cache; \
+	  touch $@; \
+	fi
+
+$(RELEASE_VENV)/.installed: requirements-release.txt
+	rm -rf $(RELEASE_VENV)
+	$(PYTHON) -m venv $(RELEASE_VENV)
+	$(RELEASE_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(RELEASE_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-release.txt
 	touch $@
 
 python-venv:
@@ -103,5 +141,10 @@ ee: setup
 	mv .build/ee/dist/datasteward-storage-*.tar.gz .build/ee/datasteward-storage.tar.gz
 	$(BIN)/ansible-builder create -f execution-environment.yml --context $(EE_CONTEXT) --output-filename Containerfile
 
+# Python lint fixes and formatting (ruff.toml); tests/checks/test_ruff.py checks both.
+format: setup
+	$(BIN)/ruff check --fix --extend-select I plugins tests benchmarks
+	$(BIN)/ruff format plugins tests benchmarks
+
 clean:
-	rm -rf $(VENV) .collections .build .cache .pytest_cache tests/output
+	rm -rf $(VENV) .venvs .collections .build .cache .pytest_cache .ruff_cache tests/output

@@ -36,6 +36,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # fan-out of the generated tree: top dirs x sub dirs x files per sub dir
 FULL = (50, 100, 100)   # 5,000 dirs with 100 files each = 505,051 entries
 QUICK = (10, 50, 100)   # 50,511 entries
+# the two shapes of issue 8: one directory of 300,000 files; 1,010,101 entries in directories of 100 files
+SHAPES = {"flat": ((1, 1, 300000), (1, 1, 30000)), "hundreds": ((100, 100, 100), (10, 100, 100))}
 
 _CHILD = r"""
 import json, multiprocessing, sys, threading, time
@@ -171,7 +173,44 @@ def _ours(tree, workers):
     return json.loads(out.stdout)
 
 
+def shape_rows(workdir: pathlib.Path, quick: bool = False) -> list:
+    """The shapes of issue 8, each against du -s -x in the same run (warm
+    cache, interleaved, best of 3), and the peak memory of all processes."""
+    rows = []
+    for label, (full, small) in SHAPES.items():
+        shape = small if quick else full
+        tree = make_tree(pathlib.Path(workdir) / ("scan-%s-%d" % (label, count_entries(shape))), shape)
+        entries = count_entries(shape)
+        du = ["du", "-s", "-x", "-B1", str(tree)]
+        subprocess.run(du, check=True, capture_output=True)  # warm the cache
+        du_best = best = None
+        du_bytes = 0
+        for _round in range(3):
+            wall, _cpu, out = _timed(lambda: subprocess.run(du, check=True, capture_output=True, text=True).stdout)
+            du_bytes = int(out.split()[0])
+            du_best = wall if du_best is None else min(du_best, wall)
+            data = _ours(tree, "auto")
+            if best is None or data["seconds"] < best["seconds"]:
+                best = data
+        total_mib = (best["self_hwm_kib"] + sum(best["workers_hwm_kib"])) / 1024.0
+        ratio = best["seconds"] / du_best
+        same = best["totals"]["allocated_bytes"] == du_bytes
+        rows.append(_row("scan %s: %d entries vs du -s (workers=%d)" % (label, entries, _workers()), best["seconds"],
+                         "du -s -x -B1", du_best, round(ratio, 2), "<= 1.0 (aim 0.8)", ratio <= 1.0 and same,
+                         "best of 3 interleaved; allocated bytes %s du; %d entries/s"
+                         % ("==" if same else "!=", best["totals"]["examined"] / best["seconds"])))
+        rows.append(_row("scan %s: %d entries peak memory, all processes" % (label, entries), best["seconds"],
+                         "100 MiB", 0.0, round(total_mib / 100.0, 2), "< 1.0 (peak RSS / 100 MiB)", total_mib < 100.0,
+                         "%.1f MiB: parent and %d workers, each at its peak RSS (VmHWM)"
+                         % (total_mib, len(best["workers_hwm_kib"]))))
+    return rows
+
+
 def run(workdir: pathlib.Path, quick: bool = False) -> list:
+    return _rows(workdir, quick) + shape_rows(workdir, quick)
+
+
+def _rows(workdir: pathlib.Path, quick: bool = False) -> list:
     shape = QUICK if quick else FULL
     tree = make_tree(pathlib.Path(workdir) / ("scan-tree-%s" % ("quick" if quick else "full")), shape)
     entries = count_entries(shape)
@@ -264,6 +303,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("workdir", nargs="?", default="/tmp/bench-scan")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--shapes-only", action="store_true", help="only the flat and hundreds shapes")
     args = parser.parse_args()
-    for row in run(pathlib.Path(args.workdir), args.quick):
-        print(json.dumps(row))
+    for row in (shape_rows if args.shapes_only else run)(pathlib.Path(args.workdir), args.quick):
+        print(json.dumps(row), flush=True)

@@ -63,9 +63,9 @@ options:
     required: true
   patterns:
     description:
-      - Shell globs; a file is taken when one matches. The collection's one rule, as in M(ansible.builtin.find):
-        a pattern without C(/) matches the file's name, a pattern
-        with C(/) matches its path relative to O(src) (C(*) does not cross C(/), C(**) does).
+      - Shell globs; a file is taken when one matches. The collection's one rule, as in M(ansible.builtin.find) - a pattern
+        without C(/) matches the file's name, a pattern with C(/) matches its path relative to O(src) (C(*) does not cross C(/),
+        C(**) does).
       - Empty takes every file.
     type: list
     elements: str

@@ -70,7 +70,7 @@ options:
   agent_id_file:
     description:
       - A file whose first line is the pattoo agent id (the format of the pattoo agents' own id files, so an existing agent's
-        id can be kept). Read only; the M(datasteward.storage.metrics) role keeps one in its private state directory.
+        id can be kept). Read only; the P(datasteward.storage.metrics#role) role keeps one in its private state directory.
       - When neither O(agent_id) nor this file is there, the id is an HMAC-SHA256 keyed by the host's machine id
         (C(/etc/machine-id) or C(/var/lib/dbus/machine-id)) of the O(agent_program), stable for the host.
     type: path

@@ -19,27 +19,27 @@ description:
     A file with several hard links is counted once. Unknown uids and gids are reported by number.
   - Unreadable directories, entries that vanish during the scan and names that are not valid UTF-8 are counted
     and listed (the first 50 of each), never fatal.
+  - Trees of any depth are read (each directory is opened relative to its parent, never by its full path, so paths
+    longer than C(PATH_MAX) are no limit), a directory swapped for a symlink or another directory during the scan is
+    reported and not followed.
   - Memory stays bounded whatever the number of files; only inodes with more than one hard link are remembered.
-    The result grows with the number of owners, O(top) and O(depth), not with the number of files.
+    The result grows with O(max_owners), O(top) and O(depth), not with the number of files.
 extends_documentation_fragment:
   - datasteward.storage._attributes
   - datasteward.storage._attributes.INFO_MODULE
+  - datasteward.storage._match
 options:
   paths:
     description:
-      - Roots to scan. A root that the scan of another root reaches anyway (under it, on the same file system when
-        O(one_file_system) is set, no symlink on the way) and a root that is the same directory as another, however
-        spelt, are scanned once. A root under another one but on another file system is scanned on its own, as C(du -x) does.
+      - Roots to scan. Roots are told apart by identity (device and inode of their real location), however they are
+        spelt, symlinked parents included; a root that is the same directory as another, or that the scan of another
+        root reaches anyway (under it, on the same file system when O(one_file_system) is set), is counted once,
+        inside the other (RV(roots) says where). A root under another one but on another file system is scanned on its
+        own, as C(du -x) does, and listed under its own path in RV(directories).
+      - A root that is itself a symlink is counted as a symlink and not followed.
     type: list
     elements: path
     required: true
-  excludes:
-    description:
-      - Shell glob patterns of entries to skip (neither counted nor descended into).
-      - A pattern containing C(/) is matched against the whole absolute path, any other pattern against the entry's name.
-    type: list
-    elements: str
-    default: []
   one_file_system:
     description:
       - Do not count or descend into entries on other file systems than their root, as C(du -x).
@@ -72,8 +72,35 @@ options:
   workers:
     description:
       - Number of parallel scan processes. Defaults to the number of CPUs the module may run on.
-      - V(1) scans in the module's own process.
+      - V(1) scans in the module's own process (unless O(timeout) is set; then the scan always runs in a worker
+        process, so that it can be stopped).
+      - At most 4 per CPU the module may run on; a larger value is lowered to that, with a warning (more workers
+        only add memory, each one being a copy of the module's process).
     type: int
+  timeout:
+    description:
+      - Seconds the whole scan may take. Unset means no limit.
+      - When the time is up, workers that are still reading (for example blocked by a hung NFS or FUSE mount, which
+        no signal but SIGKILL interrupts) are killed; the result has RV(partial=true) and names the directories
+        that were being read in RV(reading).
+      - What happens then is O(on_timeout).
+    type: int
+  on_timeout:
+    description:
+      - V(fail) (the default) fails the task with a message naming the directories being read; the partial result is
+        returned along with it.
+      - V(partial) returns the partial result as a success, with a warning.
+    type: str
+    choices: [fail, partial]
+    default: fail
+  max_owners:
+    description:
+      - At most this many users and this many groups are returned in RV(users) and RV(groups), those with the most
+        allocated space first. RV(totals) still count every owner; RV(users_omitted) and RV(groups_omitted) say how
+        many were left out.
+      - V(0) returns no users or groups, only the totals.
+    type: int
+    default: 200
   shard_index:
     description:
       - Which part of the scan this host does, from V(0) to O(shard_count) minus one.
@@ -95,8 +122,9 @@ notes:
     doing its per-file work (listdir, isfile, getatime, getsize, stat and getpwuid per file), 0.095 to 0.099 (about
     10x faster); versus only the size-counting skeleton of that walk (listdir, isfile, getsize), 0.25 (4x).
     Peak memory about 15 MiB per process.
-  - The scan runs C(os.scandir) on each directory opened with C(O_NOFOLLOW), so a directory swapped for a
-    symlink during the scan is reported, not followed.
+  - The scan reads the trees through the collection's one walker (each directory opened with C(O_NOFOLLOW) relative
+    to its parent's descriptor and checked to be the directory listed), so a directory swapped for a symlink or
+    another directory during the scan is reported, not followed.
 seealso:
   - module: datasteward.storage.disk_usage
 author:
@@ -127,6 +155,17 @@ EXAMPLES = r"""
       - .cache
       - "*.tmp"
 
+- name: At most ten minutes, even if an NFS server under /data hangs; partial totals are fine
+  datasteward.storage.user_usage_info:
+    paths:
+      - /data
+    timeout: 600
+    on_timeout: partial
+    max_owners: 20
+    excludes:
+      - /projects/*/cache
+  register: data_usage
+
 - name: Split the scan of a shared file system over the hosts that mount it
   datasteward.storage.user_usage_info:
     paths:
@@ -138,7 +177,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 users:
-  description: One entry per owner (uid), sorted by uid.
+  description:
+    - One entry per owner (uid), the most allocated space first (ties by uid), at most O(max_owners).
   returned: always
   type: list
   elements: dict
@@ -206,7 +246,9 @@ users:
           allocated_bytes: 4096
           age_seconds: 31536000
 groups:
-  description: The same counters as RV(users) per group (gid and name, V(null) if unknown), without RV(users[].largest) and RV(users[].oldest).
+  description:
+    - The same counters as RV(users) per group (gid and name, V(null) if unknown), without RV(users[].largest) and
+      RV(users[].oldest); the most allocated space first, at most O(max_owners).
   returned: always
   type: list
   elements: dict
@@ -262,7 +304,7 @@ errors:
   elements: dict
   sample:
     - path: /scratch/bob/private
-      error: "unreadable: Permission denied"
+      error: "unreadable: cannot be read: Permission denied"
 non_utf8_names:
   description: The first 50 paths whose names are not valid UTF-8, invalid bytes backslash-escaped.
   returned: always
@@ -270,6 +312,44 @@ non_utf8_names:
   elements: str
   sample:
     - /scratch/carol/caf\xe9.txt
+users_omitted:
+  description: How many users are counted in RV(totals) but not listed in RV(users) (see O(max_owners)).
+  returned: always
+  type: int
+  sample: 0
+groups_omitted:
+  description: How many groups are counted in RV(totals) but not listed in RV(groups) (see O(max_owners)).
+  returned: always
+  type: int
+  sample: 0
+roots:
+  description:
+    - Each path of O(paths) as given, its real location, and the root whose scan counts it (itself, or the root it is
+      the same directory as or lies inside).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - path: /scratch
+      real_path: /scratch
+      counted_in: /scratch
+    - path: /home/alice/scratch-link/alice
+      real_path: /scratch/alice
+      counted_in: /scratch
+partial:
+  description:
+    - Whether the scan stopped at O(timeout) before it was done; the totals then cover only what was read.
+  returned: always
+  type: bool
+  sample: false
+reading:
+  description:
+    - When RV(partial), the directories that workers were still reading when they were stopped (a hung file system is
+      usually there).
+  returned: always
+  type: list
+  elements: str
+  sample: []
 shard:
   description: The part of the scan this result covers.
   returned: always
@@ -281,14 +361,21 @@ shard:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import match_argument_spec
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, scan
+
+
+def _timeout_message(params, result):
+    reading = ", ".join(result["reading"])
+    return ("the scan of %s did not finish within its timeout of %d s; still reading: %s (a hung file system?). "
+            "The totals are partial; set on_timeout=partial to accept them"
+            % (", ".join(params["paths"]), params["timeout"], reading))
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             paths=dict(type="list", elements="path", required=True),
-            excludes=dict(type="list", elements="str", default=[]),
             one_file_system=dict(type="bool", default=True),
             age=dict(type="str", default="90d"),
             age_stamp=dict(type="str", choices=["atime", "mtime", "ctime"], default="mtime"),
@@ -297,6 +384,10 @@ def main():
             workers=dict(type="int"),
             shard_index=dict(type="int", default=0),
             shard_count=dict(type="int", default=1),
+            timeout=dict(type="int"),
+            on_timeout=dict(type="str", choices=["fail", "partial"], default="fail"),
+            max_owners=dict(type="int", default=200),
+            **match_argument_spec()
         ),
         supports_check_mode=True,
     )
@@ -306,11 +397,16 @@ def main():
             params["paths"], excludes=params["excludes"], one_file_system=params["one_file_system"],
             age=params["age"], age_stamp=params["age_stamp"], top=params["top"], depth=params["depth"],
             workers=params["workers"], shard_index=params["shard_index"], shard_count=params["shard_count"],
+            timeout=params["timeout"], max_owners=params["max_owners"],
         )
     except ScanError as exc:
         module.fail_json(msg=str(exc))
     for warning in result.pop("warnings"):
         module.warn(warning)
+    if result["partial"]:
+        if params["on_timeout"] == "fail":
+            module.fail_json(msg=_timeout_message(params, result), changed=False, **result)
+        module.warn(_timeout_message(params, result).split(". The totals")[0] + "; the totals are partial")
     module.exit_json(changed=False, **result)
 
 

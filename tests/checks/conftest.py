@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 BUILD = REPO / ".build" / "ansible_collections" / "datasteward" / "storage"
-SKIP_DIRS = {".git", ".venv", ".collections", ".build", ".pytest_cache", "__pycache__", "output"}
+SKIP_DIRS = {".git", ".venv", ".venvs", ".collections", ".build", ".pytest_cache", ".ruff_cache", "__pycache__", "output"}
 
 
 def repo_files():

@@ -210,3 +210,12 @@ class Match:
         if not relpath:
             return False
         return self._select.hit(relpath, _name_of(relpath), is_dir)
+
+
+def match_argument_spec(patterns=False):
+    """The argument spec of the ``_match`` doc fragment's options (with
+    ``patterns=True`` also its ``PATTERNS`` part)."""
+    spec = dict(excludes=dict(type="list", elements="str", default=[]))
+    if patterns:
+        spec["patterns"] = dict(type="list", elements="str", default=[])
+    return spec

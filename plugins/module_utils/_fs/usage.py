@@ -9,47 +9,54 @@ Pure Python, standard library only, no AnsibleModule.
 
 How it scans
 ------------
-* Each directory is opened with ``O_NOFOLLOW | O_DIRECTORY`` and listed with
-  ``os.scandir(fd)``, so the one ``lstat`` per entry
-  (``DirEntry.stat(follow_symlinks=False)``) is an ``fstatat`` relative to
-  the directory, as in GNU du, not a lookup of the whole path again. Names are
-  str with surrogate escapes (undecodable bytes survive); results show them
-  with the invalid bytes backslash-escaped. Symlinks are counted as symlinks
-  and never followed. With ``one_file_system`` an entry whose ``st_dev``
-  differs from its root's is skipped entirely, as ``du -x`` does.
+* Trees are read through the one walker (``_fs/walk.walk_dirs``): every
+  directory opened relative to its parent's descriptor, identity-checked,
+  never following a symlink, at any depth; one ``lstat`` per entry
+  (``fstatat`` relative to the directory, as in GNU du). Excludes are the
+  one match rule (``_fs/match``). With ``one_file_system`` an entry whose
+  ``st_dev`` differs from its root's is skipped entirely, as ``du -x`` does.
+* Roots by identity: each root is located by the real path of its parent
+  (a root that is itself a symlink is counted as a symlink, never followed);
+  a root that is the same inode as another, or that the walk of another root
+  reaches anyway, is scanned once, inside the other. Results are keyed by
+  ``(root, path relative to it)``, so a nested root on another file system
+  is listed once, under its own name, at the depths asked for.
 * A file with ``st_nlink > 1`` is remembered by ``(st_dev, st_ino)`` and
-  counted once, in the directory of its smallest path (deterministic, whatever
-  the order the workers met the links in). Only those inodes are remembered,
-  so memory does not grow with the number of files.
+  counted once, in the directory of its smallest path. Only those inodes are
+  remembered, so memory does not grow with the number of files.
 * Per-user "largest" and "oldest" lists are bounded heaps of ``top`` items;
-  per-directory totals are kept only down to ``depth`` below each root.
-* Workers: with ``workers > 1`` the tree is scanned by forked processes. Each
-  task is a stack of directories; a worker pops and scans directories until
-  the parent signals that another worker is idle, then returns its partial
-  totals with the rest of its stack, which the parent splits into new tasks.
-  Partial totals are added up in the parent, and the hard-linked inodes of all
-  workers are merged there so each is counted exactly once.
-* Sharding: with ``shard_count > 1`` every shard walks the whole tree (it
-  must: a hard link may sit anywhere) but counts only the inodes whose number
-  hashes to its ``shard_index``; the others are not even stat'ed unless they
-  are directories. The inode number, not the device, is hashed, because the
-  device number of a shared file system differs between hosts. So every
-  inode is counted by exactly one shard and the parts add up exactly.
+  per-directory totals are kept only down to ``depth`` below each root; the
+  result lists at most ``max_owners`` users and groups (largest first).
+* Workers: with ``workers > 1`` the tree is scanned by forked processes.
+  A task is a subtree (``walk_dirs(start=...)``); a worker walks its tasks
+  until the parent signals that another worker is idle, then returns its
+  partial totals with every subdirectory it has not walked yet
+  (``Walker.take_pending``), which the parent splits into new tasks.
+* Deadline: with ``timeout`` the whole scan runs in worker processes (even
+  with one worker), each writing the directory it is reading into shared
+  memory. At the deadline the workers still running (blocked in the kernel
+  by a hung mount, say) are SIGKILLed; the result says which directories
+  they were reading and that the totals are partial.
+* Sharding: with ``shard_count > 1`` every shard walks the whole tree but
+  counts only the inodes whose number hashes to its ``shard_index``; the
+  others are not even stat'ed unless they are directories.
 """
 
 from __future__ import annotations
 
-import errno
-import fnmatch
 import heapq
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import re
 import stat
 import time
 
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match, MatchError
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.mounts import mount_for_path, read_mounts
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import (
+    NON_UTF8, OTHER_FS, TIMEOUT, UNREADABLE, VANISHED, WalkError, display, walk_dirs,
+)
 
 try:
     import grp
@@ -74,6 +81,7 @@ _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
 
 MAX_LISTED = 50          # errors, vanished files and odd names listed (each)
+WORKERS_PER_CPU = 4      # more scan workers than this per CPU only add memory
 _S_IFMT = 0o170000
 _S_IFDIR = 0o040000
 _S_IFREG = 0o100000
@@ -81,7 +89,9 @@ _S_IFLNK = 0o120000
 _CHECK_EVERY = 2048      # entries between looks at the "someone is idle" flag
 _PRESCAN = 16384         # entries scanned in-process before forking workers
 _WATCH_SECONDS = 1.0     # how often the parent checks that its workers live
-_OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_GRACE_SECONDS = 0.5     # after the deadline, for workers that stop by themselves
+_SLOT = 1024             # bytes of shared memory per worker for "reading ..."
+BIG_DIR_BYTES = 1 << 20  # st_size of a directory (~30,000+ entries) that workers split among them
 _HASH_MULT = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
 
@@ -115,47 +125,52 @@ def shard_of(ino, shard_count):
 def safe_path(path):
     """A path (str with surrogate escapes, or bytes) as a JSON-safe str: UTF-8
     where it is valid, the invalid bytes backslash-escaped (``a\\xff``)."""
-    if isinstance(path, str):
-        if path.isascii():
-            return path
-        path = os.fsencode(path)
-    return path.decode("utf-8", "backslashreplace")
+    return display(path)
 
 
-def _describe(exc):
-    if exc.errno == errno.ELOOP:
-        return "replaced by a symlink during the scan (not followed)"
-    if exc.errno == errno.ENOTDIR:
-        return "no longer a directory"
-    return exc.strerror or str(exc)
+def default_workers():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
-def _compile_excludes(excludes):
-    """One regex for all glob patterns. A pattern with a ``/`` is matched
-    against the whole path, one without against the entry's name."""
-    if not excludes:
-        return None, None
-    path_parts, name_parts = [], []
-    for pattern in excludes:
-        if not isinstance(pattern, str) or not pattern:
-            raise ScanError("excludes: patterns must be non-empty strings, got %r" % (pattern,))
-        regex = fnmatch.translate(pattern)
-        (path_parts if "/" in pattern else name_parts).append(regex)
-    path_re = re.compile("|".join("(?:" + part + ")" for part in path_parts), re.DOTALL) if path_parts else None
-    name_re = re.compile("|".join("(?:" + part + ")" for part in name_parts), re.DOTALL) if name_parts else None
-    return path_re, name_re
+def max_workers():
+    """The most scan workers worth running here: WORKERS_PER_CPU per CPU."""
+    return WORKERS_PER_CPU * default_workers()
 
 
 _COUNT_OF = {"errors": "error_count", "vanished": "vanished_count",
              "unreadable": "unreadable_count", "odd_names": "odd_name_count"}
 
 
+class _Config:
+    """The scan's options, as the hot loop and the workers need them."""
+
+    def __init__(self, depth, one_file_system, top, cutoff, stamp_index, shard_index, shard_count, match, roots):
+        self.depth = depth
+        self.one_file_system = one_file_system
+        self.top = top
+        self.cutoff = cutoff
+        self.stamp_index = stamp_index
+        self.shard_index = shard_index
+        self.shard_count = shard_count
+        self.match = match
+        self.roots = roots
+        self.deadline = None
+        self.split = 1         # slices a big directory is cut into (the workers)
+        self.keep = None
+        if shard_count > 1:
+            self.keep = lambda ino, is_dir: is_dir or shard_of(ino, shard_count) == shard_index
+
+
 class _Partial:
     """Totals of one task (or of several merged). Picklable, small: it grows
-    with directories down to ``depth``, owners, ``top`` and hard links only."""
+    with directories down to ``depth``, owners, ``top`` and hard links only.
+    Paths are ``(root index, relpath bytes)``."""
 
     def __init__(self):
-        # bucket (directory path down to depth) -> uid<<32|gid -> counters
+        # bucket (root index, relpath down to depth) -> uid<<32|gid -> counters
         self.buckets = {}
         # uid -> [largest heap of (size, blocks, stamp, path), oldest heap of (-stamp, size, blocks, path)]
         self.tops = {}
@@ -163,11 +178,13 @@ class _Partial:
         self.links = {}
         self.examined = 0
         self.duplicate_links = 0
+        self.timed_out = False
+        self.stopped = []       # where walks stopped at the deadline (path)
         self.errors = []        # (path, message)
         self.error_count = 0
         self.vanished = []
         self.vanished_count = 0
-        self.unreadable = []
+        self.unreadable = []    # (path, message)
         self.unreadable_count = 0
         self.odd_names = []
         self.odd_name_count = 0
@@ -192,223 +209,261 @@ class _Partial:
             if mine is None:
                 self.tops[uid] = [largest, oldest]
             else:
-                mine[0] = heapq.nlargest(top, mine[0] + largest)
-                heapq.heapify(mine[0])
-                mine[1] = heapq.nlargest(top, mine[1] + oldest)
-                heapq.heapify(mine[1])
-        for key, record in other.links.items():
-            have = self.links.get(key)
-            if have is None:
-                self.links[key] = record
-            else:
-                self.duplicate_links += 1
-                if record[0] < have[0]:
-                    self.links[key] = record
+                mine[0] = _heap_of(top, mine[0] + largest)
+                mine[1] = _heap_of(top, mine[1] + oldest)
+        self._merge_links(other.links)
         self.examined += other.examined
         self.duplicate_links += other.duplicate_links
+        self.timed_out = self.timed_out or other.timed_out
+        self.stopped.extend(other.stopped[:max(0, MAX_LISTED - len(self.stopped))])
         for kind, count in _COUNT_OF.items():
             setattr(self, count, getattr(self, count) + getattr(other, count))
             listed = getattr(self, kind)
             listed.extend(getattr(other, kind)[:max(0, MAX_LISTED - len(listed))])
 
+    def _merge_links(self, links):
+        for key, record in links.items():
+            self.add_link(key, record)
 
-def _scan_stack(stack, cfg, partial, hungry=None, check_every=None):
-    """Scan directories from ``stack`` (a list of ``(path, depth, bucket, dev)``
-    tuples) into ``partial``. Returns the directories left when it
-    stopped early because ``hungry`` (a shared flag) was raised, else []."""
-    maxdepth = cfg["depth"]
-    xdev = cfg["one_file_system"]
-    top = cfg["top"]
-    cutoff = cfg["cutoff"]
-    stamp_index = cfg["stamp_index"]
-    shard_count = cfg["shard_count"]
-    shard_index = cfg["shard_index"]
-    sharded = shard_count > 1
-    # Every shard lists every directory and name; only the first reports what
-    # it finds about them, so that the shards' errors add up like their
-    # counters. A file's own errors are met only by the shard that owns it.
-    shared_notes = not sharded or shard_index == 0
-    path_re, name_re = cfg["excludes"]
-    excluding = path_re is not None or name_re is not None
-    buckets = partial.buckets
-    tops = partial.tops
-    links = partial.links
-    heappush = heapq.heappush
-    heapreplace = heapq.heapreplace
-    scandir = os.scandir
-    os_open = os.open
-    os_close = os.close
+    def add_link(self, key, record):
+        """Remember a hard-linked inode once, under its smallest path."""
+        have = self.links.get(key)
+        if have is None:
+            self.links[key] = record
+        else:
+            self.duplicate_links += 1
+            if record[0] < have[0]:
+                self.links[key] = record
+
+
+def _heap_of(top, items):
+    heap = heapq.nlargest(top, items)
+    heapq.heapify(heap)
+    return heap
+
+
+def _add_counts(table, key, counts):
+    """Add a counter vector into ``table[key]`` (a copy when it is new)."""
+    have = table.get(key)
+    if have is None:
+        table[key] = list(counts)
+    else:
+        for i in range(_NCOUNT):
+            have[i] += counts[i]
+
+
+# ------------------------------------------------------------------ roots
+
+class Root:
+    """One root to scan: ``path`` as given (absolute, normalised; what the
+    result shows), ``real`` (bytes: the real path of its parent plus its own
+    name), ``st`` (its lstat) and, for a root the scan of another one counts
+    anyway, ``inside`` (that root's index)."""
+
+    def __init__(self, path, real, st):
+        self.path = path
+        self.real = real
+        self.st = st
+        self.inside = None
+        self.index = None
+
+    def show(self, relpath):
+        """The absolute path of ``relpath`` below this root, for results."""
+        if not relpath:
+            return display(self.path)
+        return display(os.fsencode(self.path).rstrip(b"/") + b"/" + relpath)
+
+
+def _locate(path):
+    raw = os.fsdecode(path)
+    if not raw:
+        raise ScanError("paths: empty path")
+    shown = os.path.normpath(os.path.abspath(raw))
+    parent, name = os.path.split(shown)
+    real = os.path.join(os.path.realpath(parent), name) if name else shown
+    try:
+        st = os.lstat(real)
+    except FileNotFoundError:
+        raise ScanError("paths: %s does not exist" % safe_path(shown)) from None
+    except OSError as exc:
+        raise ScanError("paths: cannot stat %s: %s" % (safe_path(shown), exc.strerror or exc)) from None
+    return Root(shown, os.fsencode(real), st)
+
+
+def resolve_roots(paths, one_file_system=True):
+    """The roots to scan, in the order given, each once by identity; a root
+    that another root's walk reaches is kept (for ``roots`` in the result)
+    with ``inside`` set, and not scanned on its own."""
+    roots = []
+    by_identity = {}
+    for path in paths:
+        root = _locate(path)
+        key = (root.st.st_dev, root.st.st_ino)
+        if key in by_identity:
+            root.inside = by_identity[key]
+        else:
+            by_identity[key] = len(roots)
+        root.index = len(roots)
+        roots.append(root)
+    for root in roots:
+        if root.inside is None:
+            for outer in roots:
+                if outer is not root and outer.inside is None and _reached_from(outer, root, one_file_system):
+                    root.inside = outer.index
+                    break
+    return roots
+
+
+def _reached_from(outer, inner, one_file_system):
+    """Whether the walk of ``outer`` counts ``inner``: its real location lies
+    under outer's and, with ``one_file_system``, every directory on the way
+    and ``inner`` itself are on outer's file system (a root on another file
+    system is scanned on its own, as du -x does with its arguments)."""
+    if not stat.S_ISDIR(outer.st.st_mode):
+        return False
+    prefix = outer.real.rstrip(b"/") + b"/"
+    if not inner.real.startswith(prefix):
+        return False
+    current = outer.real
+    for part in inner.real[len(prefix):].split(b"/"):
+        current = current.rstrip(b"/") + b"/" + part
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return False
+        if one_file_system and st.st_dev != outer.st.st_dev:
+            return False
+    return True
+
+
+# --------------------------------------------------------------- hot loop
+
+class _Tally:
+    """The state of one process's scan that the hot loop touches."""
+
+    def __init__(self, cfg, partial):
+        self.cfg = cfg
+        self.partial = partial
+        self.floors = {}   # uid -> [smallest size in a full largest heap, newest -stamp in a full oldest heap]
+        self.spawned = []  # tasks: the slices of big subdirectories met (pruned from this walk)
+
+
+def _bucket_of(relpath, depth, maxdepth):
+    if depth <= maxdepth:
+        return relpath
+    return b"/".join(relpath.split(b"/")[:maxdepth])
+
+
+def _count_dir_entry(tally, bucket, child, st):
+    """A subdirectory's own inode, in its own bucket down to ``depth``."""
+    if tally.cfg.shard_count > 1 and shard_of(st.st_ino, tally.cfg.shard_count) != tally.cfg.shard_index:
+        return
+    accs = tally.partial.buckets.setdefault(child if child is not None else bucket, {})
+    pair = st.st_uid << 32 | st.st_gid
+    counts = accs.get(pair)
+    if counts is None:
+        counts = accs[pair] = [0] * _NCOUNT
+    counts[_I_DIRS] += 1
+    counts[_I_SIZE] += st.st_size
+    counts[_I_BLOCKS] += st.st_blocks
+
+
+def _count_link(tally, path, bucket, st):
+    """A file with several hard links: remembered, counted once at the end."""
+    tally.partial.add_link((st.st_dev, st.st_ino), (path, bucket, st.st_uid, st.st_gid, st.st_size, st.st_blocks,
+                                                    st[tally.cfg.stamp_index], st.st_mode & _S_IFMT))
+
+
+def _count_directory(tally, root_index, directory, root_dev):
+    """Count the entries of one directory (the hot loop). Returns how many
+    were examined."""
+    cfg = tally.cfg
+    maxdepth, xdev, cutoff, stamp_index, top = cfg.depth, cfg.one_file_system, cfg.cutoff, cfg.stamp_index, cfg.top
+    relpath = directory.relpath
+    child_depth = directory.depth + 1
+    bucket = (root_index, _bucket_of(relpath, directory.depth, maxdepth))
+    accs = tally.partial.buckets.setdefault(bucket, {})
+    prefix = relpath + b"/" if relpath else b""
     examined = 0
-    checked_at = 0
-    duplicates = 0
-    if check_every is None:
-        check_every = _CHECK_EVERY
-
-    while stack:
-        if hungry is not None and examined - checked_at >= check_every:
-            checked_at = examined
-            if hungry.value and len(stack) > 1:
-                break
-        dirpath, depth, bucket, dev = stack.pop()
-        accs = buckets.get(bucket)
-        if accs is None:
-            accs = buckets[bucket] = {}
-        counts = None
-        run_uid = run_gid = None
-        r_size = r_blocks = r_files = r_old = r_oldsize = r_oldblocks = 0
-        last_uid = None
-        largest = oldest = None
-        large_floor = old_floor = None
-        child_depth = depth + 1
-        try:
-            fd = os_open(dirpath, _OPEN_DIR)
-        except FileNotFoundError:
-            if shared_notes:
-                partial.note("vanished", dirpath)
+    run_pair = counts = None
+    for name, st in directory.stream():
+        mode, _ino, st_dev, nlink, uid, gid, size, _atime, _mtime, _ctime = st
+        if xdev and st_dev != root_dev:
             continue
-        except PermissionError as exc:
-            if shared_notes:
-                partial.note("unreadable", dirpath, exc.strerror or str(exc))
+        examined += 1
+        fmt = mode & _S_IFMT
+        if fmt == _S_IFDIR:
+            child = (root_index, prefix + name) if child_depth <= maxdepth else None
+            _count_dir_entry(tally, bucket, child, st)
+            if st.st_size >= BIG_DIR_BYTES and cfg.split > 1:
+                directory.prune(name)
+                _spawn_slices(tally, root_index, (prefix + name, st_dev, st.st_ino, child_depth))
             continue
-        except OSError as exc:
-            if shared_notes:
-                partial.note("errors", dirpath, _describe(exc))
+        if nlink > 1:
+            _count_link(tally, (root_index, prefix + name), bucket, st)
             continue
-        prefix = dirpath if dirpath.endswith("/") else dirpath + "/"
-        try:
-            with scandir(fd) as it:
-                for entry in it:
-                    name = entry.name
-                    if shared_notes and not name.isascii():
-                        try:
-                            name.encode("utf-8")
-                        except UnicodeEncodeError:
-                            partial.note("odd_names", prefix + name)
-                    if excluding:
-                        if (name_re is not None and name_re.match(name)) or (path_re is not None and path_re.match(prefix + name)):
-                            continue
-                    if sharded:
-                        if not entry.is_dir(follow_symlinks=False):
-                            if shard_of(entry.inode(), shard_count) != shard_index:
-                                continue
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        if shared_notes or not entry.is_dir(follow_symlinks=False):
-                            partial.note("vanished", prefix + name)
-                        continue
-                    except OSError as exc:
-                        if shared_notes or not entry.is_dir(follow_symlinks=False):
-                            partial.note("errors", prefix + name, exc.strerror or str(exc))
-                        continue
-                    mode, ino, st_dev, nlink, uid, gid, size, _atime, _mtime, _ctime = st
-                    if xdev and st_dev != dev:
-                        continue
-                    examined += 1
-                    fmt = mode & _S_IFMT
-                    if fmt == _S_IFDIR:
-                        if child_depth <= maxdepth:
-                            sub_bucket = prefix + name
-                            stack.append((sub_bucket, child_depth, sub_bucket, dev))
-                        else:
-                            sub_bucket = bucket
-                            stack.append((prefix + name, child_depth, bucket, dev))
-                        if sharded and shard_of(ino, shard_count) != shard_index:
-                            continue
-                        target = accs
-                        if sub_bucket is not bucket:
-                            target = buckets[sub_bucket] = {}
-                        pair = uid << 32 | gid
-                        dcounts = target.get(pair)
-                        if dcounts is None:
-                            dcounts = target[pair] = [0] * _NCOUNT
-                        dcounts[_I_DIRS] += 1
-                        dcounts[_I_SIZE] += size
-                        dcounts[_I_BLOCKS] += st.st_blocks
-                        continue
-                    if nlink > 1:
-                        key = (st_dev, ino)
-                        record = (prefix + name, bucket, uid, gid, size, st.st_blocks, st[stamp_index], fmt)
-                        have = links.get(key)
-                        if have is None:
-                            links[key] = record
-                        else:
-                            duplicates += 1
-                            if record[0] < have[0]:
-                                links[key] = record
-                        continue
-                    if uid != run_uid or gid != run_gid:
-                        # Another owner: the run of files of the last one is added up
-                        # (plain local sums are much cheaper per file than list items).
-                        if counts is not None:
-                            _add_run(counts, r_size, r_blocks, r_files, r_old, r_oldsize, r_oldblocks)
-                            r_size = r_blocks = r_files = r_old = r_oldsize = r_oldblocks = 0
-                        pair = uid << 32 | gid
-                        counts = accs.get(pair)
-                        if counts is None:
-                            counts = accs[pair] = [0] * _NCOUNT
-                        run_uid, run_gid = uid, gid
-                    blocks = st.st_blocks
-                    r_size += size
-                    r_blocks += blocks
-                    if fmt == _S_IFREG:
-                        r_files += 1
-                        stamp = st[stamp_index]
-                        if stamp < cutoff:
-                            r_old += 1
-                            r_oldsize += size
-                            r_oldblocks += blocks
-                        if top:
-                            if uid != last_uid:
-                                heaps = tops.get(uid)
-                                if heaps is None:
-                                    heaps = tops[uid] = [[], []]
-                                largest, oldest = heaps
-                                last_uid = uid
-                                # The smallest size and the newest stamp that can still enter
-                                # a full heap; a file that cannot costs two comparisons.
-                                large_floor = largest[0][0] if len(largest) >= top else -1
-                                old_floor = oldest[0][0] if len(oldest) >= top else _NO_FLOOR
-                            if size >= large_floor:
-                                item = (size, blocks, stamp, prefix + name)
-                                if len(largest) < top:
-                                    heappush(largest, item)
-                                elif item > largest[0]:  # ties broken by path: same lists whatever the order
-                                    heapreplace(largest, item)
-                                if len(largest) >= top:
-                                    large_floor = largest[0][0]
-                            if -stamp >= old_floor:
-                                item = (-stamp, size, blocks, prefix + name)
-                                if len(oldest) < top:
-                                    heappush(oldest, item)
-                                elif item > oldest[0]:
-                                    heapreplace(oldest, item)
-                                if len(oldest) >= top:
-                                    old_floor = oldest[0][0]
-                    elif fmt == _S_IFLNK:
-                        counts[_I_LINKS] += 1
-                    else:
-                        counts[_I_OTHERS] += 1
-        except OSError as exc:  # readdir failed part way (EIO, stale handle)
-            if shared_notes:
-                partial.note("errors", dirpath, _describe(exc))
-        finally:
-            os_close(fd)
-            if counts is not None:
-                _add_run(counts, r_size, r_blocks, r_files, r_old, r_oldsize, r_oldblocks)
-    partial.examined += examined
-    partial.duplicate_links += duplicates
-    return stack
+        pair = uid << 32 | gid
+        if pair != run_pair:
+            counts = accs.get(pair)
+            if counts is None:
+                counts = accs[pair] = [0] * _NCOUNT
+            run_pair = pair
+        blocks = st.st_blocks
+        counts[_I_SIZE] += size
+        counts[_I_BLOCKS] += blocks
+        if fmt == _S_IFREG:
+            counts[_I_FILES] += 1
+            stamp = st[stamp_index]
+            if stamp < cutoff:
+                counts[_I_OLD] += 1
+                counts[_I_OLDSIZE] += size
+                counts[_I_OLDBLOCKS] += blocks
+            if top:
+                floors = tally.floors.get(uid)
+                if floors is None or size >= floors[0] or -stamp >= floors[1]:
+                    _offer_top(tally, uid, size, blocks, stamp, (root_index, prefix + name))
+        elif fmt == _S_IFLNK:
+            counts[_I_LINKS] += 1
+        else:
+            counts[_I_OTHERS] += 1
+    return examined
 
 
-def _add_run(counts, size, blocks, files, old, oldsize, oldblocks):
-    """Add one owner's run of entries in a directory into its counters."""
-    counts[_I_SIZE] += size
-    counts[_I_BLOCKS] += blocks
-    counts[_I_FILES] += files
-    counts[_I_OLD] += old
-    counts[_I_OLDSIZE] += oldsize
-    counts[_I_OLDBLOCKS] += oldblocks
+def _spawn_slices(tally, root_index, start):
+    """A big directory becomes one task per worker, each listing it all but
+    stat'ing (and descending into) only the entries whose inode number
+    hashes to its slice: one directory of 300,000 files uses every CPU."""
+    for index in range(tally.cfg.split):
+        tally.spawned.append((root_index, start, (index, tally.cfg.split)))
+
+
+def _slice_keep(cfg, piece):
+    """The walker's ``keep_first`` for one slice of a big directory."""
+    if piece is None:
+        return None
+    index, count = piece
+    keep = cfg.keep
+    if keep is None:
+        return lambda ino, is_dir: shard_of(ino, count) == index
+    return lambda ino, is_dir: shard_of(ino, count) == index and keep(ino, is_dir)
+
+
+def _offer_top(tally, uid, size, blocks, stamp, path):
+    """Offer a regular file to its owner's largest and oldest heaps; keep
+    the floors (what a file must beat to enter a full heap) up to date.
+    Ties are broken by path, so the lists do not depend on the order."""
+    top = tally.cfg.top
+    heaps = tally.partial.tops.get(uid)
+    if heaps is None:
+        heaps = tally.partial.tops[uid] = [[], []]
+    largest, oldest = heaps
+    for heap, item in ((largest, (size, blocks, stamp, path)), (oldest, (-stamp, size, blocks, path))):
+        if len(heap) < top:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+    tally.floors[uid] = [largest[0][0] if len(largest) >= top else -1,
+                         oldest[0][0] if len(oldest) >= top else _NO_FLOOR]
 
 
 def _add_record(partial, record, cfg):
@@ -422,22 +477,93 @@ def _add_record(partial, record, cfg):
     counts[_I_BLOCKS] += blocks
     if fmt == _S_IFREG:
         counts[_I_FILES] += 1
-        if stamp < cfg["cutoff"]:
+        if stamp < cfg.cutoff:
             counts[_I_OLD] += 1
             counts[_I_OLDSIZE] += size
             counts[_I_OLDBLOCKS] += blocks
-        top = cfg["top"]
-        if top:
-            largest, oldest = partial.tops.setdefault(uid, [[], []])
-            for heap, item in ((largest, (size, blocks, stamp, path)), (oldest, (-stamp, size, blocks, path))):
-                if len(heap) < top:
-                    heapq.heappush(heap, item)
-                elif item > heap[0]:
-                    heapq.heapreplace(heap, item)
+        if cfg.top:
+            tally = _Tally(cfg, partial)
+            _offer_top(tally, uid, size, blocks, stamp, path)
     elif fmt == _S_IFLNK:
         counts[_I_LINKS] += 1
     else:
         counts[_I_OTHERS] += 1
+
+
+# ------------------------------------------------------------------ tasks
+
+_KIND_OF = {VANISHED: "vanished", UNREADABLE: "unreadable", NON_UTF8: "odd_names"}
+
+
+def _issue_noter(partial, cfg, root_index):
+    """The walker's on_error for one root: issues into ``partial``. A shard
+    other than the first drops what concerns directories (every shard
+    lists every directory; one reports it, so the shards' errors add up)."""
+    def note(issue):
+        if issue.kind == OTHER_FS:
+            return
+        if issue.kind == TIMEOUT:
+            partial.timed_out = True
+            if len(partial.stopped) < MAX_LISTED:
+                partial.stopped.append((root_index, issue.relpath))
+            return
+        if cfg.shard_index and issue.is_dir:
+            return
+        path = (root_index, issue.relpath)
+        kind = _KIND_OF.get(issue.kind, "errors")
+        if kind in ("odd_names", "vanished"):
+            partial.note(kind, path)
+        else:
+            partial.note(kind, path, issue.message)
+    return note
+
+
+def _scan_task(task, cfg, partial, hungry=None, check_every=_CHECK_EVERY, on_enter=None):
+    """Walk one task (``(root index, start, slice)``: a whole root or a
+    subtree, or one slice of a big directory) into ``partial``. When
+    ``hungry`` (a shared flag) is raised, or a big directory was met, stop
+    after the current directory and return the subdirectories not walked
+    yet (and the big directory's slices) as new tasks; else return []."""
+    root_index, start, piece = task
+    root = cfg.roots[root_index]
+    tally = _Tally(cfg, partial)
+    enter = None if on_enter is None else (lambda relpath: on_enter(root_index, relpath))
+    try:
+        walker = walk_dirs(root.real, match=cfg.match, one_file_system=cfg.one_file_system, deadline=cfg.deadline,
+                           on_error=_issue_noter(partial, cfg, root_index), start=start, keep=cfg.keep,
+                           on_enter=enter, keep_first=_slice_keep(cfg, piece))
+    except WalkError as exc:
+        partial.note("vanished" if isinstance(exc, FileNotFoundError) else "errors", (root_index, b""), str(exc))
+        return []
+    examined = checked_at = 0
+    root_dev = root.st.st_dev
+    left = []
+    with walker:
+        for directory in walker:
+            examined += _count_directory(tally, root_index, directory, root_dev)
+            if tally.spawned:
+                left = tally.spawned + [(root_index, pending, None) for pending in walker.take_pending()]
+                tally.spawned = []
+            elif hungry is not None and examined - checked_at >= check_every:
+                checked_at = examined
+                if hungry.value:
+                    left = [(root_index, pending, None) for pending in walker.take_pending()]
+    partial.examined += examined
+    return left
+
+
+def _scan_tasks(tasks, cfg, partial, hungry=None, check_every=_CHECK_EVERY, on_enter=None):
+    """Walk tasks in order; when hungry, hand back what is left (the
+    subdirectories given up and the tasks not started)."""
+    for index, task in enumerate(tasks):
+        if task[2] is not None and hungry is not None and hungry.value and len(tasks) > 1:
+            return list(tasks[index:])  # slices are for the workers, together
+        left = _scan_task(task, cfg, partial, hungry, check_every, on_enter)
+        if left or (hungry is not None and hungry.value and index + 1 < len(tasks) and partial.examined >= check_every):
+            return left + list(tasks[index + 1:])
+        if partial.timed_out:
+            return []
+    return []
 
 
 class _Flag:
@@ -449,80 +575,315 @@ class _Flag:
 
 _RAISED = _Flag(1)
 
-# State of a forked worker: set by the pool initializer.
+# State of a forked worker: set when it starts.
 _WORKER = {}
 
 
-def _worker_init(cfg, hungry):
-    _WORKER["cfg"] = cfg
-    _WORKER["hungry"] = hungry
+def _publish(root_index, relpath):
+    """Write the directory this worker is about to read into its slot."""
+    data = (b"%d\0" % root_index + relpath)[:_SLOT - 1] + b"\0"
+    offset = _WORKER["slot"]
+    _WORKER["slots"][offset:offset + len(data)] = data
 
 
-def _worker_task(stack):
+def _worker_task(tasks):
     partial = _Partial()
-    left = _scan_stack(list(stack), _WORKER["cfg"], partial, _WORKER["hungry"])
+    left = _scan_tasks(list(tasks), _WORKER["cfg"], partial, _WORKER["hungry"], _CHECK_EVERY, _publish)
+    _WORKER["slots"][_WORKER["slot"]] = 0
     return partial, left
 
 
-def _split(stack, parts):
-    """Deal the directories of a stack round-robin into ``parts`` lists, so
-    that the shallow (big) directories at the bottom spread over all of them."""
-    parts = max(1, min(parts, len(stack)))
-    return [stack[i::parts] for i in range(parts)]
+def _worker_main(conn, cfg, hungry, slots, slot):
+    """A forked worker: scan the task lists it is sent until it gets None."""
+    _WORKER.update(cfg=cfg, hungry=hungry, slots=slots, slot=slot * _SLOT)
+    while True:
+        tasks = conn.recv()
+        if tasks is None:
+            return
+        try:
+            result = _worker_task(tasks)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            result = ScanError("%s: %s" % (type(exc).__name__, exc))
+        conn.send(result)
+
+
+def _split(tasks, parts):
+    """Deal tasks round-robin into ``parts`` lists, so that the shallow
+    (big) subtrees at the front spread over all of them."""
+    parts = max(1, min(parts, len(tasks)))
+    return [tasks[i::parts] for i in range(parts)]
 
 
 class _NoWorkers(Exception):
     """The worker processes could not be started; nothing was scanned by them."""
 
 
-def _run_parallel(stack, cfg, workers, partial):
-    """Hand the stack out to ``workers`` forked processes, re-split what they
-    return when one of them is idle, and add their partial totals up."""
-    ctx = multiprocessing.get_context("fork")
+class _Workers:
+    """Forked scan workers, each with its own pipe (no lock is shared, so a
+    worker can be SIGKILLed at any moment: one blocked in the kernel by a
+    hung mount answers nothing else), the shared "someone is idle" flag and
+    one "reading ..." slot each."""
+
+    def __init__(self, cfg, workers):
+        self.ctx = multiprocessing.get_context("fork")
+        self.hungry = self.ctx.Value("b", 1, lock=False)
+        self.slots = self.ctx.Array("c", _SLOT * workers, lock=False)
+        self.procs = []
+        try:
+            for slot in range(workers):
+                mine, theirs = self.ctx.Pipe()
+                proc = self.ctx.Process(target=_worker_main, args=(theirs, cfg, self.hungry, self.slots, slot),
+                                        daemon=True)
+                proc.start()
+                theirs.close()
+                self.procs.append((proc, mine))
+        except OSError as exc:  # no memory or process slots for the workers
+            self.close()
+            raise _NoWorkers("could not start %d scan workers (%s); scanned in one process"
+                             % (workers, exc.strerror or exc)) from None
+        self.idle = list(range(workers))
+
+    def submit(self, tasks):
+        index = self.idle.pop()
+        self.procs[index][1].send(tasks)
+
+    def results(self, wait):
+        """Results that arrived within ``wait`` seconds: [(index, result)].
+        Raises ScanError if a worker died with its task."""
+        conns = dict((conn, index) for index, (_proc, conn) in enumerate(self.procs) if index not in self.idle)
+        sentinels = dict((self.procs[index][0].sentinel, index) for index in conns.values())
+        ready = multiprocessing.connection.wait(list(conns) + list(sentinels), timeout=max(0, wait))
+        out = []
+        for item in ready:
+            if item in conns:
+                index = conns[item]
+                try:
+                    out.append((index, item.recv()))
+                except EOFError:
+                    continue
+                self.idle.append(index)
+        dead = [self.procs[index][0].pid for item, index in sentinels.items()
+                if item in ready and index not in self.idle]
+        if dead:
+            raise ScanError("scan worker process %s died before finishing its part of the scan "
+                            "(killed by a signal or the OOM killer?)" % ", ".join(str(pid) for pid in sorted(dead)))
+        return out
+
+    def reading(self, roots):
+        """What the busy workers are reading now, as absolute paths."""
+        paths = []
+        raw = bytes(self.slots)
+        for offset in range(0, len(raw), _SLOT):
+            slot = raw[offset:offset + _SLOT].split(b"\0")
+            if len(slot) >= 2 and slot[0]:
+                paths.append(roots[int(slot[0])].show(slot[1]))
+        return sorted(paths)
+
+    def close(self, kill=False):
+        """Stop every worker (SIGKILL with ``kill``) and reap it."""
+        for proc, conn in self.procs:
+            if kill:
+                proc.kill()
+            else:
+                try:
+                    conn.send(None)
+                except OSError:
+                    proc.kill()
+        for proc, conn in self.procs:
+            proc.join(5)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join()
+            conn.close()
+        self.procs = []
+
+
+def _run_parallel(tasks, cfg, workers, partial, deadline=None):
+    """Hand the tasks out to ``workers`` forked processes, re-split what they
+    return when one of them is idle, and add their partial totals up.
+    Returns the directories being read when the deadline struck ([] if it
+    did not)."""
+    pool = _Workers(cfg, workers)
+    killed = False
     try:
-        hungry = ctx.Value("b", 1, lock=False)
-        pool = ctx.Pool(workers, initializer=_worker_init, initargs=(cfg, hungry))
-    except OSError as exc:  # no memory or process slots for the workers
-        raise _NoWorkers("could not start %d scan workers (%s); scanned in one process" % (workers, _describe(exc)))
-    done = queue.Queue()
-    try:
-        # A worker killed from outside (OOM killer, signal) loses its task
-        # silently in a Pool: watch the processes, not only the results.
-        started = set(child.pid for child in ctx.active_children())
-        pending = _split(stack, workers)
-        running = 0
-        failure = None
-        while pending or running:
-            while pending and running < workers:
-                pool.apply_async(_worker_task, (pending.pop(),), callback=done.put,
-                                 error_callback=done.put)
-                running += 1
-            hungry.value = 1 if running < workers else 0
-            try:
-                result = done.get(timeout=_WATCH_SECONDS)
-            except queue.Empty:
-                alive = set(child.pid for child in ctx.active_children())
-                if started - alive:
-                    raise ScanError("scan worker process %s died before finishing its part of the scan "
-                                    "(killed by a signal or the OOM killer?)" % ", ".join(
-                                        str(pid) for pid in sorted(started - alive)))
-                continue
-            running -= 1
+        reading = _drive(pool, tasks, cfg, workers, partial, deadline)
+        killed = bool(reading)
+        return reading
+    except BaseException:
+        killed = True
+        raise
+    finally:
+        pool.close(kill=killed)
+
+
+def _drive(pool, tasks, cfg, workers, partial, deadline):
+    pending = _split(tasks, workers)
+    failure = None
+    while pending or len(pool.idle) < workers:
+        late = deadline is not None and time.monotonic() >= deadline
+        if late and pending:
+            _drop_late(pending, partial)  # nothing new is started after the deadline
+            pending = []
+        while pending and pool.idle:
+            pool.submit(pending.pop())
+        if not pending and len(pool.idle) == workers:
+            break
+        pool.hungry.value = 1 if pool.idle else 0
+        wait = _WATCH_SECONDS if deadline is None else min(_WATCH_SECONDS, deadline + _GRACE_SECONDS - time.monotonic())
+        if deadline is not None and wait <= 0:
+            partial.timed_out = True
+            return pool.reading(cfg.roots) or ["(a worker between two directories)"]
+        for _index, result in pool.results(wait):
             if isinstance(result, BaseException):
                 failure = failure or result
                 continue
             part, left = result
-            partial.merge(part, cfg["top"])
-            if left:
-                idle = workers - running
-                pending.extend(_split(left, max(idle, 1)))
-            hungry.value = 1 if (not pending and running < workers) else 0
-        if failure is not None:
-            raise ScanError("scan worker failed: %s: %s" % (type(failure).__name__, failure))
-    finally:
-        pool.terminate()
-        pool.join()
+            partial.merge(part, cfg.top)
+            if left and not part.timed_out:
+                pending.extend(_split(left, max(len(pool.idle), 1)))
+        pool.hungry.value = 1 if (not pending and pool.idle) else 0
+    if failure is not None:
+        raise ScanError("scan worker failed: %s" % failure)
+    return []
 
+
+def _drop_late(pending, partial):
+    """Tasks not started by the deadline: the totals are partial, and the
+    subtrees left out are where the scan stopped."""
+    partial.timed_out = True
+    for tasks in pending:
+        for root_index, start, _piece in tasks:
+            if len(partial.stopped) < MAX_LISTED:
+                partial.stopped.append((root_index, start[0] if start else b""))
+
+
+# ------------------------------------------------------------------- scan
+
+def _check_options(age_stamp, top, depth, workers, shard_index, shard_count, timeout, max_owners):
+    if age_stamp not in AGE_STAMPS:
+        raise ScanError("age_stamp: must be one of %s, got %r" % (", ".join(AGE_STAMPS), age_stamp))
+    for name, value in (("top", top), ("depth", depth)):
+        if value < 0:
+            raise ScanError("%s: must be 0 or more, got %d" % (name, value))
+    if workers is not None and workers < 1:
+        raise ScanError("workers: must be 1 or more, got %d" % workers)
+    if shard_count < 1:
+        raise ScanError("shard_count: must be 1 or more, got %d" % shard_count)
+    if not 0 <= shard_index < shard_count:
+        raise ScanError("shard_index: must be between 0 and shard_count - 1 (%d), got %d" % (shard_count - 1, shard_index))
+    if timeout is not None and timeout <= 0:
+        raise ScanError("timeout: must be more than 0 seconds, got %r" % (timeout,))
+    if max_owners is not None and max_owners < 0:
+        raise ScanError("max_owners: must be 0 or more, got %d" % max_owners)
+
+
+def _workers_for(workers, warnings):
+    """The number of workers to run: the CPUs by default, at most
+    WORKERS_PER_CPU per CPU (more is clamped, with a warning)."""
+    if workers is None:
+        return default_workers()
+    cap = max_workers()
+    if workers > cap:
+        warnings.append("workers: %d is more than %d per CPU on this host (%d CPUs); using %d"
+                        % (workers, WORKERS_PER_CPU, default_workers(), cap))
+        return cap
+    return workers
+
+
+def _count_roots(roots, cfg, partial):
+    """Count each root's own inode; return the tasks (one per directory root)."""
+    tasks = []
+    for root in roots:
+        if root.inside is not None:
+            continue
+        st = root.st
+        partial.examined += 1
+        owned = cfg.shard_count == 1 or shard_of(st.st_ino, cfg.shard_count) == cfg.shard_index
+        bucket = (root.index, b"")
+        partial.buckets.setdefault(bucket, {})
+        if stat.S_ISDIR(st.st_mode):
+            if st.st_size >= BIG_DIR_BYTES and cfg.split > 1:
+                tasks.extend((root.index, None, (index, cfg.split)) for index in range(cfg.split))
+            else:
+                tasks.append((root.index, None, None))
+            if owned:
+                _count_dir_entry(_Tally(cfg, partial), bucket, None, st)
+        elif owned:
+            if st.st_nlink > 1:
+                _count_link(_Tally(cfg, partial), (root.index, b""), bucket, st)
+            else:
+                _add_record(partial, ((root.index, b""), bucket, st.st_uid, st.st_gid, st.st_size, st.st_blocks,
+                                      st[cfg.stamp_index], st.st_mode & _S_IFMT), cfg)
+    return tasks
+
+
+def _run(tasks, cfg, workers, partial, timeout, warnings):
+    """Scan the tasks: in this process, or (after a first slice here, when
+    there is no timeout) in forked workers. Returns what was being read
+    when the timeout struck."""
+    if timeout is not None:
+        deadline = time.monotonic() + timeout
+        cfg.deadline = deadline
+        if not tasks:
+            return []
+        try:
+            return _run_parallel(tasks, cfg, workers, partial, deadline)
+        except _NoWorkers as exc:
+            warnings.append(str(exc) + "; the timeout cannot interrupt a hung file system there")
+            _scan_tasks(tasks, cfg, partial)
+            return [] if not partial.timed_out else ["(in the module's own process)"]
+    if workers > 1 and tasks:
+        # A small tree is done before forking workers would have paid off.
+        tasks = _scan_tasks(tasks, cfg, partial, _RAISED, _PRESCAN)
+        if tasks:
+            try:
+                return _run_parallel(tasks, cfg, workers, partial)
+            except _NoWorkers as exc:
+                warnings.append(str(exc))
+    _scan_tasks(tasks, cfg, partial)
+    return []
+
+
+def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime", top=10, depth=1,
+         workers=None, shard_index=0, shard_count=1, now=None, timeout=None, max_owners=None):
+    """Scan ``paths`` and return the result dict (``users``, ``groups``,
+    ``directories``, ``totals``, ``errors``, ``roots``, ``partial``...).
+    Raises ScanError for bad options or a root that cannot be scanned at all."""
+    if not paths:
+        raise ScanError("paths: at least one path is required")
+    _check_options(age_stamp, top, depth, workers, shard_index, shard_count, timeout, max_owners)
+    age_seconds = parse_age(age)
+    try:
+        match = Match(excludes=excludes) if excludes else None
+    except MatchError as exc:
+        raise ScanError(str(exc)) from None
+    warnings = []
+    workers = _workers_for(workers, warnings)
+    started = time.time()
+    clock = time.monotonic()
+    now = started if now is None else now
+    roots = resolve_roots(paths, one_file_system)
+    cfg = _Config(depth, bool(one_file_system), top,
+                  (now - age_seconds) if age_seconds is not None else float("-inf"),
+                  _STAMP_INDEX[age_stamp], shard_index, shard_count, match, roots)
+    cfg.split = workers if workers > 1 else 1
+    partial = _Partial()
+    tasks = _count_roots(roots, cfg, partial)
+    reading = _run(tasks, cfg, workers, partial, timeout, warnings)
+    for record in partial.links.values():
+        _add_record(partial, record, cfg)
+    result = _report(partial, cfg, now, time.monotonic() - clock, max_owners)
+    if partial.timed_out and not reading:
+        reading = sorted(set(roots[index].show(relpath) for index, relpath in partial.stopped))
+    result["partial"] = bool(partial.timed_out or reading)
+    result["reading"] = reading
+    if age_stamp == "atime":
+        warnings.extend(atime_warnings([root.path for root in roots if root.inside is None]))
+    result["warnings"] = warnings
+    return result
+
+
+# ----------------------------------------------------------------- report
 
 def _name_of(table, ident):
     if table is None:
@@ -540,221 +901,81 @@ def _counts_dict(counts):
     return out
 
 
-def _top_list(heap, now, largest):
-    items = sorted(heap, reverse=True)
+def _top_list(heap, now, largest, roots):
     out = []
-    for item in items:
+    for item in sorted(heap, reverse=True):
         if largest:
             size, blocks, stamp, path = item
         else:
             neg, size, blocks, path = item
             stamp = -neg
-        out.append({"path": safe_path(path), "bytes": size, "allocated_bytes": blocks * 512,
+        out.append({"path": roots[path[0]].show(path[1]), "bytes": size, "allocated_bytes": blocks * 512,
                     "age_seconds": max(0, int(now - stamp))})
     return out
 
 
-def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime", top=10, depth=1,
-         workers=None, shard_index=0, shard_count=1, now=None):
-    """Scan ``paths`` and return the result dict (``users``, ``groups``,
-    ``directories``, ``totals``, ``errors``...). Raises ScanError for bad
-    options or a root that cannot be scanned at all."""
-    if not paths:
-        raise ScanError("paths: at least one path is required")
-    if age_stamp not in AGE_STAMPS:
-        raise ScanError("age_stamp: must be one of %s, got %r" % (", ".join(AGE_STAMPS), age_stamp))
-    age_seconds = parse_age(age)
-    if top < 0:
-        raise ScanError("top: must be 0 or more, got %d" % top)
-    if depth < 0:
-        raise ScanError("depth: must be 0 or more, got %d" % depth)
-    if workers is None:
-        workers = default_workers()
-    if workers < 1:
-        raise ScanError("workers: must be 1 or more, got %d" % workers)
-    if shard_count < 1:
-        raise ScanError("shard_count: must be 1 or more, got %d" % shard_count)
-    if not 0 <= shard_index < shard_count:
-        raise ScanError("shard_index: must be between 0 and shard_count - 1 (%d), got %d" % (shard_count - 1, shard_index))
-
-    started = time.time()
-    clock = time.monotonic()
-    now = started if now is None else now
-    cfg = {
-        "depth": depth, "one_file_system": bool(one_file_system), "top": top,
-        "cutoff": (now - age_seconds) if age_seconds is not None else float("-inf"),
-        "stamp_index": _STAMP_INDEX[age_stamp], "shard_count": shard_count,
-        "shard_index": shard_index, "excludes": _compile_excludes(excludes),
-    }
-
-    roots = _roots(paths, one_file_system)
-    warnings = []
-    partial = _Partial()
-    stack = []
-    for root, st in roots:
-        # The root itself is counted like any entry, in its own bucket.
-        partial.examined += 1
-        owned = not _sharded_out(st, cfg)
-        fmt = st.st_mode & _S_IFMT
-        record = (root, root, st.st_uid, st.st_gid, st.st_size, st.st_blocks, st[cfg["stamp_index"]], fmt)
-        if fmt == _S_IFDIR:
-            stack.append((root, 0, root, st.st_dev))
-            if owned:
-                counts = partial.buckets.setdefault(root, {}).setdefault(st.st_uid << 32 | st.st_gid, [0] * _NCOUNT)
-                counts[_I_DIRS] += 1
-                counts[_I_SIZE] += st.st_size
-                counts[_I_BLOCKS] += st.st_blocks
-            else:
-                partial.buckets.setdefault(root, {})
-        elif owned:
-            if st.st_nlink > 1:
-                partial.links[(st.st_dev, st.st_ino)] = record
-            else:
-                _add_record(partial, record, cfg)
-    stack.reverse()  # first root scanned first
-
-    if workers > 1 and stack:
-        # Scan the first directories in this process: a small tree is done
-        # before forking workers would have paid off.
-        stack = _scan_stack(stack, cfg, partial, _RAISED, _PRESCAN)
-        if stack:
-            try:
-                _run_parallel(stack, cfg, workers, partial)
-            except _NoWorkers as exc:
-                warnings.append(str(exc))
-                _scan_stack(stack, cfg, partial)
-    else:
-        _scan_stack(stack, cfg, partial)
-
-    for record in partial.links.values():
-        _add_record(partial, record, cfg)
-    seconds = time.monotonic() - clock
-    result = _report(partial, roots, cfg, now, seconds)
-    if age_stamp == "atime":
-        warnings.extend(atime_warnings([root for root, _st in roots]))
-    result["warnings"] = warnings
-    return result
+def _largest_first(table, max_owners):
+    """Owner ids, largest allocation first (ties by id), at most max_owners;
+    and how many were left out."""
+    order = sorted(table, key=lambda ident: (-table[ident][_I_BLOCKS], -table[ident][_I_SIZE], ident))
+    if max_owners is None or len(order) <= max_owners:
+        return order, 0
+    return order[:max_owners], len(order) - max_owners
 
 
-def _sharded_out(st, cfg):
-    return cfg["shard_count"] > 1 and shard_of(st.st_ino, cfg["shard_count"]) != cfg["shard_index"]
-
-
-def default_workers():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def _roots(paths, one_file_system=True):
-    """Absolute roots with their lstat, in the order given. A root is dropped
-    when it is the same directory as an earlier one (by device and inode,
-    whatever the spelling) or when scanning an outer root reaches it anyway;
-    either way it would be counted twice."""
-    roots = []
-    for path in paths:
-        raw = os.fsdecode(path)
-        if not raw:
-            raise ScanError("paths: empty path")
-        raw = os.path.normpath(os.path.abspath(raw))
-        try:
-            st = os.lstat(raw)
-        except FileNotFoundError:
-            raise ScanError("paths: %s does not exist" % safe_path(raw))
-        except OSError as exc:
-            raise ScanError("paths: cannot stat %s: %s" % (safe_path(raw), exc.strerror or exc))
-        roots.append((raw, st))
-    kept = []
-    seen = set()
-    for raw, st in sorted(roots, key=lambda item: len(item[0])):
-        if (st.st_dev, st.st_ino) in seen:
-            continue
-        if any(_reached_from(outer, outer_st, raw, one_file_system) for outer, outer_st in kept):
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        kept.append((raw, st))
-    order = dict((raw, index) for index, (raw, _st) in enumerate(roots))
-    return sorted(kept, key=lambda item: order[item[0]])
-
-
-def _reached_from(outer, outer_st, raw, one_file_system):
-    """Whether the scan of ``outer`` counts ``raw``: it lies under it, no
-    directory on the way is a symlink (never followed) and, with
-    ``one_file_system``, neither they nor ``raw`` are on another file system
-    (such a root is scanned on its own, as du -x does with its arguments)."""
-    if not stat.S_ISDIR(outer_st.st_mode) or not raw.startswith(outer.rstrip("/") + "/"):
-        return False
-    current = outer
-    parts = os.path.relpath(raw, outer).split(os.sep)
-    for index, part in enumerate(parts):
-        current = os.path.join(current, part)
-        try:
-            st = os.lstat(current)
-        except OSError:
-            return False
-        if one_file_system and st.st_dev != outer_st.st_dev:
-            return False
-        if index < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
-            return False  # a symlink (or anything but a directory) on the way
-    return True
-
-
-def _add_counts(table, key, counts):
-    """Add a counter vector into ``table[key]`` (a copy when it is new)."""
-    have = table.get(key)
-    if have is None:
-        table[key] = list(counts)
-    else:
-        for i in range(_NCOUNT):
-            have[i] += counts[i]
-
-
-def _report(partial, roots, cfg, now, seconds):
+def _owner_tables(partial):
     users, groups = {}, {}
-    dir_totals = {}
-    root_set = set(root for root, _st in roots)
-    for bucket, pairs in partial.buckets.items():
+    for pairs in partial.buckets.values():
         for pair, counts in pairs.items():
             _add_counts(users, pair >> 32, counts)
             _add_counts(groups, pair & 0xFFFFFFFF, counts)
-        bucket_sum = [sum(column) for column in zip(*pairs.values())] if pairs else [0] * _NCOUNT
-        # Roll the bucket up into itself and its ancestors down to its root.
-        path = bucket
-        while True:
-            _add_counts(dir_totals, path, bucket_sum)
-            if path in root_set:
-                break
-            parent = os.path.dirname(path)
-            if parent == path:
-                break
-            path = parent
+    return users, groups
 
-    totals = [sum(column) for column in zip(*users.values())] if users else [0] * _NCOUNT
-    user_list = []
-    for uid in sorted(users):
-        counts = users[uid]
+
+def _user_list(users, partial, now, roots, max_owners):
+    order, omitted = _largest_first(users, max_owners)
+    out = []
+    for uid in order:
         entry = {"uid": uid, "name": _name_of(pwd.getpwuid if pwd else None, uid)}
-        entry.update(_counts_dict(counts))
+        entry.update(_counts_dict(users[uid]))
         largest, oldest = partial.tops.get(uid, ([], []))
-        entry["largest"] = _top_list(largest, now, True)
-        entry["oldest"] = _top_list(oldest, now, False)
-        user_list.append(entry)
-    group_list = []
-    for gid in sorted(groups):
+        entry["largest"] = _top_list(largest, now, True, roots)
+        entry["oldest"] = _top_list(oldest, now, False, roots)
+        out.append(entry)
+    return out, omitted
+
+
+def _group_list(groups, max_owners):
+    order, omitted = _largest_first(groups, max_owners)
+    out = []
+    for gid in order:
         entry = {"gid": gid, "name": _name_of(grp.getgrgid if grp else None, gid)}
         entry.update(_counts_dict(groups[gid]))
-        group_list.append(entry)
+        out.append(entry)
+    return out, omitted
 
-    directories = []
-    for root, _st in roots:
-        prefix = root.rstrip("/") + "/"
-        for path in sorted(p for p in dir_totals if p == root or p.startswith(prefix)):
-            rel_depth = 0 if path == root else path[len(prefix):].count("/") + 1
-            entry = {"path": safe_path(path), "depth": rel_depth}
-            entry.update(_counts_dict(dir_totals[path]))
-            directories.append(entry)
 
+def _directory_list(partial, roots):
+    """Each directory down to ``depth`` once, under its own root: a bucket
+    rolls up into its ancestors within its root, never past it."""
+    totals = {}
+    for (root_index, relpath), pairs in partial.buckets.items():
+        bucket_sum = [sum(column) for column in zip(*pairs.values())] if pairs else [0] * _NCOUNT
+        while True:
+            _add_counts(totals, (root_index, relpath), bucket_sum)
+            if not relpath:
+                break
+            relpath = relpath.rpartition(b"/")[0]
+    out = []
+    for root_index, relpath in sorted(totals):
+        entry = {"path": roots[root_index].show(relpath), "depth": relpath.count(b"/") + 1 if relpath else 0}
+        entry.update(_counts_dict(totals[(root_index, relpath)]))
+        out.append(entry)
+    return out
+
+
+def _totals(users, partial, seconds):
+    totals = [sum(column) for column in zip(*users.values())] if users else [0] * _NCOUNT
     total = _counts_dict(totals)
     examined = partial.examined
     total.update({
@@ -769,16 +990,33 @@ def _report(partial, roots, cfg, now, seconds):
         "seconds": round(seconds, 3),
         "entries_per_second": int(examined / seconds) if seconds > 0 else examined,
     })
+    return total
+
+
+def _report(partial, cfg, now, seconds, max_owners):
+    roots = cfg.roots
+    users, groups = _owner_tables(partial)
+    user_list, users_omitted = _user_list(users, partial, now, roots, max_owners)
+    group_list, groups_omitted = _group_list(groups, max_owners)
+
+    def show(path):
+        return roots[path[0]].show(path[1])
+
     return {
         "users": user_list,
         "groups": group_list,
-        "directories": directories,
-        "totals": total,
-        "errors": [{"path": safe_path(p), "error": m} for p, m in partial.errors]
-        + [{"path": safe_path(p), "error": "unreadable: %s" % m} for p, m in partial.unreadable]
-        + [{"path": safe_path(p), "error": "vanished during the scan"} for p in partial.vanished],
-        "non_utf8_names": [safe_path(p) for p in partial.odd_names],
-        "shard": {"index": cfg["shard_index"], "count": cfg["shard_count"]},
+        "users_omitted": users_omitted,
+        "groups_omitted": groups_omitted,
+        "directories": _directory_list(partial, roots),
+        "totals": _totals(users, partial, seconds),
+        "errors": [{"path": show(p), "error": m} for p, m in partial.errors]
+        + [{"path": show(p), "error": "unreadable: %s" % m} for p, m in partial.unreadable]
+        + [{"path": show(p), "error": "vanished during the scan"} for p in partial.vanished],
+        "non_utf8_names": [show(p) for p in partial.odd_names],
+        "roots": [{"path": safe_path(root.path), "real_path": safe_path(root.real),
+                   "counted_in": safe_path(roots[root.inside].path if root.inside is not None else root.path)}
+                  for root in roots],
+        "shard": {"index": cfg.shard_index, "count": cfg.shard_count},
     }
 
 

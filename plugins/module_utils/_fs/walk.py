@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import time
 
 _OPEN_DIR = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -53,6 +54,7 @@ TIMEOUT = "timeout"
 NON_UTF8 = "non_utf8"
 ERROR = "error"
 NOT_ERRORS = frozenset((OTHER_FS, NON_UTF8))
+_FS_ENCODING = sys.getfilesystemencoding()
 
 
 def display(relpath):
@@ -71,14 +73,16 @@ def _join(relpath, name):
 
 class WalkIssue:
     """One problem met during a walk: ``relpath`` (bytes, relative to the
-    root), ``kind`` (one of the kinds above) and a ``message`` (str)."""
+    root), ``kind`` (one of the kinds above), a ``message`` (str) and
+    ``is_dir`` (whether the entry concerned is a directory, None if unknown)."""
 
-    __slots__ = ("relpath", "kind", "message")
+    __slots__ = ("relpath", "kind", "message", "is_dir")
 
-    def __init__(self, relpath, kind, message):
+    def __init__(self, relpath, kind, message, is_dir=True):
         self.relpath = relpath
         self.kind = kind
         self.message = message
+        self.is_dir = is_dir
 
     @property
     def is_error(self):
@@ -253,8 +257,12 @@ class Walker:
     the deadline stopped it. ``close()`` (or ``with``) releases descriptors."""
 
     def __init__(self, root, match=None, one_file_system=True, deadline=None, on_error=None,
-                 post_order=False, max_depth=None, max_open_fds=MAX_OPEN_FDS):
+                 post_order=False, max_depth=None, max_open_fds=MAX_OPEN_FDS, start=None, keep=None,
+                 on_enter=None, keep_first=None):
         self.root = os.fsencode(root)
+        self.keep = keep
+        self.keep_first = keep_first
+        self.on_enter = on_enter
         self.match = match if match is not None and match.excludes_anything else None
         self.one_file_system = one_file_system
         self.deadline = deadline
@@ -271,9 +279,54 @@ class Walker:
         self._current = None
         fd = self._open_root()
         self.root_st = os.fstat(fd)
-        self._stack.append(_Frame(b"", b"", 0, self.root_st, fd))
-        self._open = 1
+        first = _Frame(b"", b"", 0, self.root_st, fd)
+        if start is not None:
+            first = self._open_start(first, *start)
+        self._first = first
+        if first is not None:
+            self._stack.append(first)
+            self._open = 1
         self._gen = self._dirs()
+
+    def _open_start(self, root, relpath, dev, ino, depth):
+        """The frame of the subdirectory ``relpath`` (a task of the scanner),
+        opened component by component from the root with ``O_NOFOLLOW`` and
+        checked to be the directory (dev, ino) listed; None if it is not."""
+        fd = root.fd
+        try:
+            for name in relpath.split(b"/"):
+                try:
+                    child = os.open(name, _OPEN_DIR, dir_fd=fd)
+                except OSError as exc:
+                    self.on_error(_open_issue(relpath, exc, name, fd))
+                    return None
+                os.close(fd)
+                fd = child
+            st = os.fstat(fd)
+            if st.st_dev != dev or st.st_ino != ino:
+                self.report(relpath, CHANGED, "was replaced by another directory during the walk; not descended")
+                return None
+            frame, fd = _Frame(relpath, relpath.rpartition(b"/")[2], depth, st, fd), None
+            return frame
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def take_pending(self):
+        """Give up every subdirectory not walked yet, shallowest first, as
+        ``(relpath, dev, ino, depth)`` tuples (``start`` values for other
+        walks: the scanner hands them to idle workers)."""
+        pending = []
+        for frame in self._stack:
+            if frame.dead:
+                continue
+            pruned = frame.pruned or ()
+            depth = frame.depth + 1
+            for name, dev, ino in reversed(frame.subdirs):
+                if name not in pruned:
+                    pending.append((_join(frame.relpath, name), dev, ino, depth))
+            frame.subdirs = []
+        return pending
 
     def _open_root(self):
         shown = display(self.root)
@@ -316,8 +369,8 @@ class Walker:
         if getattr(self, "_stack", None):
             self._close_frames()
 
-    def report(self, relpath, kind, message):
-        self.on_error(WalkIssue(relpath, kind, message))
+    def report(self, relpath, kind, message, is_dir=True):
+        self.on_error(WalkIssue(relpath, kind, message, is_dir))
 
     def _past_deadline(self, relpath):
         if self.deadline is None or time.monotonic() < self.deadline:
@@ -330,6 +383,10 @@ class Walker:
 
     def _dirs(self):
         stack = self._stack
+        if not stack:
+            return
+        if self.on_enter is not None:
+            self.on_enter(stack[0].relpath)
         directory = self._current = Directory(self, stack[0], None)
         yield directory
         directory._drain()
@@ -471,6 +528,8 @@ class Walker:
         self.current = relpath
         if self._past_deadline(relpath):
             return None
+        if self.on_enter is not None:
+            self.on_enter(relpath)
         if not self._ensure_open(len(self._stack) - 1):
             return None
         fd = self._openat(frame.fd, relpath, name, dev, ino)
@@ -493,34 +552,39 @@ class Walker:
         except OSError as exc:
             self.report(frame.relpath, UNREADABLE if isinstance(exc, PermissionError) else ERROR,
                         "cannot be listed: %s" % (exc.strerror or exc))
-            return
-        with iterator:
-            for item in self._listing(frame, iterator, descend):
-                yield item
-        frame.subdirs.reverse()   # walked in listing order
+            return iter(())
+        return self._listing(frame, iterator, descend)
 
     def _listing(self, frame, iterator, descend):
-        relpath, match, fsencode = frame.relpath, self.match, os.fsencode
+        """The generator of ``list_entries`` (one generator, not two: it runs
+        once per entry)."""
+        relpath, match, keep = frame.relpath, self.match, self.keep
+        encode, encoding = str.encode, _FS_ENCODING
+        if self.keep_first is not None and frame is self._first:
+            keep = self.keep_first
         subdirs, root_dev = frame.subdirs, self.root_st.st_dev
         xdev = self.one_file_system
         countdown = _DEADLINE_EVERY
         try:
-            for item in iterator:
+            for item in iterator:  # the hot loop of every walk
                 countdown -= 1
                 if not countdown:
                     countdown = _DEADLINE_EVERY
                     if self._past_deadline(relpath):
                         return
-                name = fsencode(item.name)
-                if not name.isascii():
-                    self._check_name(relpath, name)
+                if keep is not None and not keep(item.inode(), item.is_dir(follow_symlinks=False)):
+                    continue
+                name = encode(item.name, encoding, "surrogateescape")  # os.fsencode, inlined
                 if match is not None and match.excluded_entry(relpath, name, item.is_dir(follow_symlinks=False)):
                     continue
-                st = self._lstat(item, relpath, name)
-                if st is None:
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except OSError as exc:
+                    if self._lstat_failed(item, relpath, name, exc):
+                        return
                     continue
-                if st is False:
-                    return
+                if not name.isascii():
+                    self._check_name(relpath, name, st)
                 if descend and stat.S_ISDIR(st.st_mode):
                     if xdev and st.st_dev != root_dev:
                         self.report(_join(relpath, name), OTHER_FS, "is on another file system; not descended")
@@ -529,34 +593,45 @@ class Walker:
                 yield name, st
         except OSError as exc:
             self.report(relpath, ERROR, "listing failed part way: %s" % (exc.strerror or exc))
+        finally:
+            iterator.close()
+            subdirs.reverse()   # walked in listing order
 
-    def _lstat(self, item, relpath, name):
-        """The entry's lstat; None if it vanished or failed (issue reported),
-        False if the directory cannot be searched at all (reported once)."""
-        try:
-            return item.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            self.report(_join(relpath, name), VANISHED, "vanished during the walk")
-        except PermissionError as exc:
+    def _lstat_failed(self, item, relpath, name, exc):
+        """Report an entry whose lstat failed; True if the directory cannot
+        be searched at all (reported once: the listing stops)."""
+        if isinstance(exc, FileNotFoundError):
+            self.report(_join(relpath, name), VANISHED, "vanished during the walk", item.is_dir(follow_symlinks=False))
+        elif isinstance(exc, PermissionError):
             self.report(relpath, UNREADABLE, "its entries cannot be examined: %s" % (exc.strerror or exc))
-            return False
-        except OSError as exc:
-            self.report(_join(relpath, name), ERROR, "cannot be examined: %s" % (exc.strerror or exc))
-        return None
+            return True
+        else:
+            self.report(_join(relpath, name), ERROR, "cannot be examined: %s" % (exc.strerror or exc), None)
+        return False
 
-    def _check_name(self, relpath, name):
+    def _check_name(self, relpath, name, st):
         try:
             name.decode("utf-8")
         except UnicodeDecodeError:
-            self.report(_join(relpath, name), NON_UTF8, "name is not valid UTF-8 (shown with \\x escapes)")
+            self.report(_join(relpath, name), NON_UTF8, "name is not valid UTF-8 (shown with \\x escapes)",
+                        stat.S_ISDIR(st.st_mode))
 
 
 def walk_dirs(root, match=None, one_file_system=True, deadline=None, on_error=None, post_order=False,
-              max_depth=None, max_open_fds=MAX_OPEN_FDS):
+              max_depth=None, max_open_fds=MAX_OPEN_FDS, start=None, keep=None, on_enter=None, keep_first=None):
     """Walk the tree under ``root`` a directory at a time: a :class:`Walker`
     yielding :class:`Directory` objects. Raises WalkError if ``root`` cannot
-    be opened as a directory (never through a symlink)."""
-    return Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds)
+    be opened as a directory (never through a symlink).
+
+    Extensions for the scanner: ``start=(relpath, dev, ino, depth)`` walks
+    only that subtree (reached from the root without following symlinks,
+    identity-checked; relpaths stay relative to the root); ``keep(ino,
+    is_dir)`` is asked before an entry is stat'ed (False: skipped, not
+    descended; ``keep_first`` instead of ``keep`` for the first directory
+    only: the scanner splits one huge directory that way); ``on_enter(relpath)``
+    is called before a directory is opened."""
+    return Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds,
+                  start, keep, on_enter, keep_first)
 
 
 class _EntryWalk:

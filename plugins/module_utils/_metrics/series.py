@@ -106,7 +106,7 @@ def user_usage_families(result, top=10, now=None):
         family("datasteward_user_old_allocated_bytes", "gauge", "Bytes allocated to the user's old files.",
                _present(rows, "old_allocated_bytes")),
         family("datasteward_usage_scan_users", "gauge", "Users found by the scan (the per-user series show the top N).",
-               [_sample({}, len(result.get("users") or []))]),
+               [_sample({}, len(result.get("users") or []) + int(result.get("users_omitted") or 0))]),
         family("datasteward_usage_scan_entries", "gauge", "Entries counted by the scan.",
                [_sample({}, totals["entries"])] if totals.get("entries") is not None else []),
         family("datasteward_usage_scan_errors", "gauge", "Problems reported by the scan (first 50 of each kind).",

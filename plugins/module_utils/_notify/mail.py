@@ -115,6 +115,13 @@ class Resolver(object):
         return ["%s@%s" % (recipient, self.domain)], None
 
 
+def _as_bool(value):
+    """Ansible's reading of a boolean given as text ('no', 'false', '0', ...)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("yes", "on", "1", "true", "y", "t")
+    return bool(value)
+
+
 def _as_list(value, where):
     if value is None:
         return []
@@ -138,7 +145,7 @@ def normalise_message(message, index, host=""):
     if not subject:
         raise NotifyError("%s needs a subject" % where)
     to = _as_list(message.get("to"), where + ".to")
-    admins = bool(message.get("admins", False))
+    admins = _as_bool(message.get("admins", False))
     if not to and not admins:
         raise NotifyError("%s (%s) has no recipient: give 'to' and/or 'admins: true'" % (where, subject))
     if message.get("lines") is not None:

@@ -18,8 +18,8 @@ import psutil
 
 from ansible_collections.datasteward.storage.plugins.module_utils._metrics import pattoo
 from ansible_collections.datasteward.storage.plugins.module_utils._metrics.snapshot import take_snapshot
-from tests.e2e.metrics.conftest import pattoo_env
 from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import run_module_process
+from tests.e2e.metrics.conftest import pattoo_env
 
 CHECK = str(Path(__file__).with_name("pattoo_check.py"))
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._fs import mounts as fsu
 from ansible_collections.datasteward.storage.tests.system.utils.as_nobody import run_as_nobody
+from ansible_collections.datasteward.storage.tests.system.utils.frozen_fuse import frozen_fuse
 from ansible_collections.datasteward.storage.tests.unit.utils.fs_samples import MOUNTINFO, FakeStat
 
 REPO = Path(__file__).resolve().parents[3]
@@ -38,28 +37,11 @@ def test_no_thread_for_a_file_system_is_an_error_not_a_traceback():
 @pytest.fixture
 def frozen_fuse_mount(tmp_path):
     """A real FUSE file system (bindfs) whose daemon is stopped with SIGSTOP:
-    every statfs on it blocks, exactly like a mount of a dead NFS server."""
-    if shutil.which("bindfs") is None or os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
-        pytest.skip("needs bindfs (Debian package bindfs, installed by make test), /dev/fuse and root; "
-                    "test_blocking_statfs_is_abandoned_at_the_deadline covers the deadline without them")
-    source, mount = tmp_path / "source", tmp_path / "hung"
-    source.mkdir()
-    mount.mkdir()
-    daemon = subprocess.Popen(["bindfs", "-f", str(source), str(mount)])
-    try:
-        for dummy in range(100):
-            if any(m.mount_point == str(mount) for m in fsu.read_mounts()):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("bindfs did not mount %s" % mount)
-        os.kill(daemon.pid, signal.SIGSTOP)
-        yield str(mount)
-    finally:
-        os.kill(daemon.pid, signal.SIGCONT)
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-        daemon.terminate()
-        daemon.wait(10)
+    every statfs on it blocks, exactly like a mount of a dead NFS server
+    (test_blocking_statfs_is_abandoned_at_the_deadline covers the deadline
+    without bindfs)."""
+    with frozen_fuse(tmp_path / "source", tmp_path / "hung") as mount:
+        yield mount
 
 
 def test_hung_file_system_is_an_error_after_the_timeout(frozen_fuse_mount):

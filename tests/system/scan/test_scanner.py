@@ -18,7 +18,6 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._fs import usage as _scanner
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, scan
-
 from ansible_collections.datasteward.storage.tests.system.utils.as_nobody import run_as_nobody
 from ansible_collections.datasteward.storage.tests.unit.utils import scan_tree
 from ansible_collections.datasteward.storage.tests.unit.utils.scan_tree import COUNTS, UNKNOWN_UID, build_tree, du_bytes, find_sums
@@ -108,9 +107,13 @@ def test_excludes(tree):
     users = _by(by_name, "users", "uid")
     assert users[1001]["files"] == _by(whole, "users", "uid")[1001]["files"] - 2
     assert users[1002]["files"] == 1  # deeper/deepfile only
-    by_path = scan([tree], excludes=[os.path.join(tree, "shared") + "/*"])
-    assert os.path.join(tree, "shared") in _by(by_path, "directories", "path")
-    assert _by(by_path, "directories", "path")[os.path.join(tree, "shared")]["dirs"] == 1
+    # A pattern with '/' is the path relative to the root (a leading '/' is the root).
+    for pattern in ("shared/*", "/shared/*"):
+        by_path = scan([tree], excludes=[pattern])
+        assert os.path.join(tree, "shared") in _by(by_path, "directories", "path")
+        assert _by(by_path, "directories", "path")[os.path.join(tree, "shared")]["dirs"] == 1
+    # ... never the absolute path: that would depend on where the tree is mounted.
+    assert scan([tree], excludes=[os.path.join(tree, "shared")])["totals"]["entries"] == whole["totals"]["entries"]
 
 
 @pytest.fixture(name="mounted")
@@ -172,7 +175,7 @@ def test_unreadable_directory_reported_not_fatal(workers):
                 handle.write(b"secret" * 1000)
         result = _scan_as_nobody(tree, workers=workers)
         assert result["totals"]["unreadable"] == 1
-        assert result["errors"] == [{"path": private, "error": "unreadable: Permission denied"}]
+        assert result["errors"] == [{"path": private, "error": "unreadable: cannot be read: Permission denied"}]
         # GNU du as the same user skips the same directory's contents.
         assert result["totals"]["apparent_bytes"] == du_bytes(tree, apparent=True, user="nobody")
         assert result["totals"]["allocated_bytes"] == du_bytes(tree, apparent=False, user="nobody")
@@ -235,10 +238,10 @@ def test_killed_worker_is_an_error_not_a_hang(tmp_path, monkeypatch):
     monkeypatch.setattr(_scanner, "_WATCH_SECONDS", 0.2)
     real_task = _scanner._worker_task  # pylint: disable=protected-access
 
-    def dying_task(stack):
-        if any(path.endswith("/d02") for path, _depth, _bucket, _dev in stack):
+    def dying_task(tasks):
+        if any(start is not None and start[0].endswith(b"d02") for _root, start, _slice in tasks):
             os.kill(os.getpid(), 9)
-        return real_task(stack)
+        return real_task(tasks)
 
     # Tasks reach the workers by name: let the name find the dying one.
     dying_task.__module__ = _scanner.__name__

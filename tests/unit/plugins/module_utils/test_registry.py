@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from ansible_collections.datasteward.storage.plugins.module_utils._registry import db as registry_mod
 from ansible_collections.datasteward.storage.plugins.module_utils._disks.diskmap import load_disk_map
+from ansible_collections.datasteward.storage.plugins.module_utils._registry import db as registry_mod
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Registry, RegistryError
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
 

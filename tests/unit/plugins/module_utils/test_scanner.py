@@ -18,7 +18,7 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._fs import usage as _scanner
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, parse_age, scan
-
+from ansible_collections.datasteward.storage.tests.unit.utils.deep_tree import deep_tree, remove_tree
 from ansible_collections.datasteward.storage.tests.unit.utils.scan_tree import COUNTS, build_tree, du_bytes, du_depth, find_sums
 from ansible_collections.datasteward.storage.tests.unit.utils.scan_tree import big_tree as _big_tree
 from ansible_collections.datasteward.storage.tests.unit.utils.scan_tree import by_key as _by
@@ -37,6 +37,7 @@ def _comparable(result):
     for key in ("seconds", "entries_per_second", "examined", "duplicate_links"):
         result["totals"].pop(key)
     result.pop("shard")
+    result.pop("roots")
     return result
 
 
@@ -209,16 +210,19 @@ def test_same_directory_by_two_spellings_is_scanned_once(tree):
 
 
 def test_vanished_directory_reported(tree):
-    """A directory listed by its parent and removed before it is read: the
-    scanner is handed the stack it would have had at that moment."""
-    gone = os.path.join(tree, "gone")
-    cfg = {"depth": 1, "one_file_system": True, "top": 3, "cutoff": 0, "stamp_index": 8,
-           "shard_count": 1, "shard_index": 0, "excludes": (None, None)}
+    """A directory handed out as a task (listed by its parent) and removed
+    before it is read: reported, and the other task still scanned."""
+    roots = _scanner.resolve_roots([tree])
+    cfg = _scanner._Config(1, True, 3, 0, 8, 0, 1, None, roots)  # pylint: disable=protected-access
     partial = _scanner._Partial()  # pylint: disable=protected-access
-    dev = os.lstat(tree).st_dev
-    left = _scanner._scan_stack([(os.path.join(tree, "alice"), 1, tree, dev), (gone, 1, tree, dev)], cfg, partial)
-    assert left == []
-    assert partial.vanished_count == 1 and partial.vanished == [gone]
+    alice = os.lstat(os.path.join(tree, "alice"))
+    gone = os.path.join(tree, "gone")
+    os.mkdir(gone)
+    was = os.lstat(gone)
+    os.rmdir(gone)
+    tasks = [(0, (b"alice", alice.st_dev, alice.st_ino, 1), None), (0, (b"gone", was.st_dev, was.st_ino, 1), None)]
+    assert _scanner._scan_tasks(tasks, cfg, partial) == []  # pylint: disable=protected-access
+    assert partial.vanished_count == 1 and partial.vanished == [(0, b"gone")]
     assert partial.examined > 0  # alice was still scanned
 
 
@@ -239,3 +243,101 @@ def test_tree_removed_during_scan_is_not_fatal(tmp_path):
                 [e for e in result["errors"] if not e["error"].startswith(("vanished", "unreadable"))])
             assert totals["files"] <= 30 * 100 + 30
         root = _big_tree(tmp_path / str(_attempt), dirs=30, files=100)
+
+
+# ------------------------------------------- depth, roots, bounds (issue 8)
+
+@pytest.fixture(name="deep")
+def deep_fixture(tmp_path):
+    root = os.path.join(str(tmp_path), "deep")
+    yield root
+    remove_tree(root)
+
+
+@pytest.mark.parametrize("levels, name", [(3000, b"d"), (45, b"n" * 200)])
+def test_tree_deeper_than_path_max_matches_du(deep, levels, name):
+    """3,000 levels, and a path of 9,000 bytes: every entry is counted (the
+    scanner used to open directories by their full path and lose them)."""
+    entries = deep_tree(deep, levels, name=name)
+    for workers in (1, 2):
+        result = scan([deep], workers=workers, depth=2)
+        totals = result["totals"]
+        assert totals["errors"] == 0 and result["errors"] == []
+        assert totals["entries"] == entries + 1
+        assert totals["apparent_bytes"] == du_bytes(deep, apparent=True)
+        assert totals["allocated_bytes"] == du_bytes(deep, apparent=False)
+
+
+def test_root_through_a_symlinked_parent_is_counted_once(tmp_path):
+    """paths: [t5, t5/link/sub] with link -> real: the second root is inside
+    the first (by identity, not by spelling)."""
+    t5 = tmp_path / "t5"
+    (t5 / "real" / "sub").mkdir(parents=True)
+    (t5 / "real" / "sub" / "data").write_bytes(b"x" * 1000000)
+    os.symlink("real", str(t5 / "link"))
+    result = scan([str(t5), str(t5 / "link" / "sub")], workers=1)
+    assert result["totals"]["apparent_bytes"] == du_bytes([str(t5)], apparent=True)
+    assert result["totals"]["allocated_bytes"] == du_bytes([str(t5)], apparent=False)
+    assert result["roots"][1] == {"path": str(t5 / "link" / "sub"), "real_path": str(t5 / "real" / "sub"),
+                                  "counted_in": str(t5)}
+    paths = [d["path"] for d in result["directories"]]
+    assert len(paths) == len(set(paths)) and all(d["depth"] <= 1 for d in result["directories"])
+
+
+def test_max_owners_bounds_the_lists_not_the_totals(tree):
+    whole = scan([tree])
+    none = scan([tree], max_owners=0)
+    assert none["users"] == [] and none["groups"] == []
+    assert none["users_omitted"] == len(whole["users"]) and none["groups_omitted"] == len(whole["groups"])
+    assert none["totals"]["allocated_bytes"] == whole["totals"]["allocated_bytes"]
+    one = scan([tree], max_owners=1)
+    assert one["users"][0]["uid"] == max(whole["users"], key=lambda u: u["allocated_bytes"])["uid"]
+    assert one["users_omitted"] == len(whole["users"]) - 1
+    sizes = [u["allocated_bytes"] for u in whole["users"]]
+    assert sizes == sorted(sizes, reverse=True)  # largest first
+
+
+def test_workers_are_clamped_with_a_warning(tree):
+    result = scan([tree], workers=10000)
+    assert len(result["warnings"]) == 1
+    assert result["warnings"][0].startswith("workers: 10000 is more than %d per CPU" % _scanner.WORKERS_PER_CPU)
+    assert result["totals"]["apparent_bytes"] == du_bytes(tree, apparent=True)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_timeout_that_is_not_reached_changes_nothing(tree, workers):
+    now = time.time()
+    timed = scan([tree], workers=workers, timeout=60, now=now)
+    assert timed["partial"] is False and timed["reading"] == []
+    assert _comparable(timed) == _comparable(scan([tree], workers=workers, now=now))
+
+
+def test_bad_timeout_and_max_owners_name_the_option(tmp_path):
+    with pytest.raises(ScanError, match="^timeout: "):
+        scan([str(tmp_path)], timeout=0)
+    with pytest.raises(ScanError, match="^max_owners: "):
+        scan([str(tmp_path)], max_owners=-1)
+
+
+def test_big_directory_is_split_among_the_workers(tmp_path, monkeypatch):
+    """A directory past BIG_DIR_BYTES is scanned in slices by inode number,
+    one per worker: the same totals as one process, every entry once."""
+    root = _big_tree(tmp_path, dirs=3, files=200)
+    monkeypatch.setattr(_scanner, "BIG_DIR_BYTES", 1)  # every directory is "big"
+    monkeypatch.setattr(_scanner, "_PRESCAN", 1)
+    now = time.time()
+    single = scan([root], workers=1, depth=2, top=5, now=now)
+    for workers in (2, 3):
+        assert _comparable(scan([root], workers=workers, depth=2, top=5, now=now)) == _comparable(single), workers
+    assert single["totals"]["apparent_bytes"] == du_bytes(root, apparent=True)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_timeout_reached_between_directories_gives_a_partial_result(tmp_path, workers):
+    """No hung mount: the walks stop by themselves at the deadline, nothing
+    new is started, and the result says where they stopped."""
+    root = _big_tree(tmp_path, dirs=20, files=30)
+    result = scan([root], workers=workers, timeout=0.001)
+    assert result["partial"] is True
+    assert result["reading"] and all(path.startswith(root) for path in result["reading"])
+    assert result["totals"]["entries"] < scan([root], workers=1)["totals"]["entries"]

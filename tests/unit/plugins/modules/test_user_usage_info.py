@@ -12,7 +12,6 @@ import json
 import pytest
 
 from ansible_collections.datasteward.storage.plugins.modules import user_usage_info
-
 from ansible_collections.datasteward.storage.tests.unit.utils.scan_tree import build_tree, du_bytes
 
 
@@ -24,7 +23,8 @@ def tree_fixture(tmp_path):
 def test_scan_in_check_mode_unchanged(run_module, tree):
     result = run_module(user_usage_info, {"paths": [tree], "workers": 2}, check_mode=True)
     assert result["changed"] is False
-    assert set(result) == {"changed", "users", "groups", "directories", "totals", "errors", "non_utf8_names", "shard"}
+    assert set(result) == {"changed", "users", "groups", "directories", "totals", "errors", "non_utf8_names", "shard",
+                           "users_omitted", "groups_omitted", "roots", "partial", "reading"}
     assert result["totals"]["allocated_bytes"] == du_bytes(tree, apparent=False)
     assert "warnings" not in result
     json.dumps(result)

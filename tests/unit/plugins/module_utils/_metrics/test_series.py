@@ -48,7 +48,7 @@ def test_file_systems_with_node_exporter_labels_and_status():
     assert status[("/hung", "error")] == 1
     assert sum(v for (mount, _s), v in status.items() if mount == "/") == 1
     root = [fs for fs in result["filesystems"] if fs["mount"] == "/"][0]
-    ratio = dict((l["mountpoint"], v) for l, v in samples(found, "datasteward_filesystem_used_ratio"))["/"]
+    ratio = dict((labels["mountpoint"], v) for labels, v in samples(found, "datasteward_filesystem_used_ratio"))["/"]
     assert ratio == pytest.approx(root["used_bytes"] / (root["used_bytes"] + root["available_bytes"]))
 
 

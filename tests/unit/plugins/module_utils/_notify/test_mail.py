@@ -45,6 +45,14 @@ def test_one_mail_per_recipient_with_every_message_once():
     assert result["count"] == 3 and result["rejected"] == []
 
 
+def test_admins_given_as_text_is_read_as_ansible_reads_it():
+    result = plan([{"to": ["alice"], "admins": "false", "subject": "s", "lines": []},
+                   {"to": "bob", "admins": "yes", "subject": "t", "lines": "one line"}])
+    mails = by_to(result)
+    assert list(mails) == ["alice@example.org", "bob@example.org", "ops@example.org"]
+    assert mails["ops@example.org"]["messages"][0]["lines"] == ["one line"]
+
+
 def test_address_map_wins_over_the_domain_and_addresses_are_kept():
     result = plan([{"to": ["carol", "dave", "x@lab.example.net"], "subject": "s", "lines": []}],
                   addresses={"carol": "carol@lab.example.net", "dave": ["d1@example.net", "d2@example.net"]})
