@@ -40,12 +40,14 @@ def _present_problems(job, backend):
     problems = []
     if (not PLAYBOOK.match(job["playbook"]) or not isinstance(job["vars"], dict)
             or not SECONDS.match(str(job["delay"])) or not re.match(r"^[1-9][0-9]*$", str(job["timeout"]))
-            or (not job["calendar"] and backend != "cron") or re.search(r"[\r\n]", job["calendar"])):
+            or (not job["calendar"] and backend != "cron") or re.search(r"[\r\n]", job["calendar"])
+            or not isinstance(job["paths"], list)
+            or [p for p in job["paths"] if not re.match(r"^/[^\r\n]*$", str(p))]):
         problems.append(
             "schedule: job %s needs playbook as a collection FQCN (namespace.collection.playbook, got '%s'), vars as"
-            " a dict, delay in whole seconds (got '%s'), timeout in whole seconds above 0 (got '%s') and a calendar"
-            " (systemd OnCalendar, got '%s')"
-            % (job["name"], job["playbook"], job["delay"], job["timeout"], job["calendar"]))
+            " a dict, delay in whole seconds (got '%s'), timeout in whole seconds above 0 (got '%s'), a calendar"
+            " (systemd OnCalendar, got '%s') and paths as absolute paths (got %s)"
+            % (job["name"], job["playbook"], job["delay"], job["timeout"], job["calendar"], job["paths"]))
     return problems
 
 
@@ -63,6 +65,7 @@ def _describe(raw, mode, default_delay, default_timeout, paths, venv):
         "calendar": _text(raw.get("calendar")),
         "cron": _text(raw.get("cron")),
         "vars": raw.get("vars") if raw.get("vars") is not None else {},
+        "paths": raw.get("paths") if raw.get("paths") is not None else [],
         "delay": default_delay if delay is None or delay == "" else delay,
         "timeout": default_timeout if timeout is None or timeout == "" else timeout,
         # controller mode: nothing on the hosts
