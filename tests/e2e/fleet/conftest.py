@@ -23,6 +23,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -186,7 +187,9 @@ def host_vars(fleet, host):
         "ansible_port": host["port"],
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(fleet.client_key),
-        "ansible_python_interpreter": "/usr/bin/python3",
+        # the Python the agent role's private venv gives a real host (psutil,
+        # pySMART): here the checkout's venv, which has them
+        "ansible_python_interpreter": sys.executable,
         "ansible_remote_tmp": str(host["dir"] / "remote-tmp"),
         # a real host's tree, made by the fixture: not the bundled demo's
         "datasteward_demo": False,
