@@ -17,8 +17,9 @@ ISOLATED := $(VENV)/isolated
 # the schedule role's fallback on hosts without systemd; libfuse2: fusepy's library,
 # for the EIO-on-demand FUSE layer under a loop device (tests/system/ingest);
 # postgresql: the real server of the history tests; chromium + chromium-driver:
-# the browser that opens the HTML report (tests/e2e/history).
-TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter openssh-server cron libfuse2 postgresql chromium chromium-driver
+# the browser that opens the HTML report (tests/e2e/history); rsync: the
+# reference of benchmarks/bench_inbox.py.
+TEST_DEBS := bindfs smartmontools e2fsprogs prometheus-node-exporter openssh-server cron libfuse2 postgresql chromium chromium-driver rsync
 # `make ee`: the execution environment's build context (execution-environment.yml).
 EE_CONTEXT ?= .build/ee/context
 

@@ -60,6 +60,7 @@ PARALLEL_MIN_BYTES = 1024 * 1024
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 _FADV_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", None)
@@ -389,7 +390,9 @@ def _open_source_dir(root, parts, where, doing):
 
 
 def _open_source(dir_fd, name, where):
-    flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC
+    # O_NONBLOCK: a source swapped for a FIFO after the scan must not block the
+    # open (it is refused below); it changes nothing for a regular file.
+    flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK
     try:
         try:
             fd = os.open(name, flags | _O_NOATIME, dir_fd=dir_fd)

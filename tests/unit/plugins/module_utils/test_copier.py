@@ -101,6 +101,15 @@ def test_source_symlink_refused(tmp_path):
     assert not (tmp_path / "t" / "link").exists()
 
 
+def test_source_swapped_for_a_fifo_refused_without_blocking(tmp_path):
+    """A FIFO with no writer would block a plain open(2) forever; the copy refuses it at once."""
+    (tmp_path / "s").mkdir()
+    os.mkfifo(str(tmp_path / "s" / "pipe"))
+    with pytest.raises(copier.UnsafePath, match="not a regular file"):
+        copier.copy_verified(str(tmp_path / "s"), "pipe", [(str(tmp_path / "t"), "pipe")])
+    assert not (tmp_path / "t" / "pipe").exists()
+
+
 def test_symlinked_target_dir_not_followed(tmp_path):
     write(tmp_path / "s" / "sub" / "f", b"data")
     (tmp_path / "elsewhere").mkdir()
