@@ -386,16 +386,19 @@ def _count_directory(tally, root_index, directory, root_dev):
     prefix = relpath + b"/" if relpath else b""
     examined = 0
     run_pair = counts = None
+    floors_of = tally.floors
+    # module constants as locals: this loop runs once per entry
+    ifmt, ifdir, ifreg, iflnk, big, split = _S_IFMT, _S_IFDIR, _S_IFREG, _S_IFLNK, BIG_DIR_BYTES, cfg.split
     for name, st in directory.stream():
         mode, _ino, st_dev, nlink, uid, gid, size, _atime, _mtime, _ctime = st
         if xdev and st_dev != root_dev:
             continue
         examined += 1
-        fmt = mode & _S_IFMT
-        if fmt == _S_IFDIR:
+        fmt = mode & ifmt
+        if fmt == ifdir:
             child = (root_index, prefix + name) if child_depth <= maxdepth else None
             _count_dir_entry(tally, bucket, child, st)
-            if st.st_size >= BIG_DIR_BYTES and cfg.split > 1:
+            if size >= big and split > 1:
                 directory.prune(name)
                 _spawn_slices(tally, root_index, (prefix + name, st_dev, st.st_ino, child_depth))
             continue
@@ -409,20 +412,20 @@ def _count_directory(tally, root_index, directory, root_dev):
                 counts = accs[pair] = [0] * _NCOUNT
             run_pair = pair
         blocks = st.st_blocks
-        counts[_I_SIZE] += size
-        counts[_I_BLOCKS] += blocks
-        if fmt == _S_IFREG:
-            counts[_I_FILES] += 1
+        counts[4] += size      # _I_SIZE (literal indexes: see COUNTERS)
+        counts[5] += blocks    # _I_BLOCKS
+        if fmt == ifreg:
+            counts[0] += 1     # _I_FILES
             stamp = st[stamp_index]
             if stamp < cutoff:
-                counts[_I_OLD] += 1
-                counts[_I_OLDSIZE] += size
-                counts[_I_OLDBLOCKS] += blocks
+                counts[6] += 1         # _I_OLD
+                counts[7] += size      # _I_OLDSIZE
+                counts[8] += blocks    # _I_OLDBLOCKS
             if top:
-                floors = tally.floors.get(uid)
+                floors = floors_of.get(uid)
                 if floors is None or size >= floors[0] or -stamp >= floors[1]:
                     _offer_top(tally, uid, size, blocks, stamp, (root_index, prefix + name))
-        elif fmt == _S_IFLNK:
+        elif fmt == iflnk:
             counts[_I_LINKS] += 1
         else:
             counts[_I_OTHERS] += 1
@@ -443,9 +446,11 @@ def _slice_keep(cfg, piece):
         return None
     index, count = piece
     keep = cfg.keep
+    # Asked once per entry of the big directory, in every slice: a plain
+    # modulo (inode numbers of one directory's files spread evenly over it).
     if keep is None:
-        return lambda ino, is_dir: shard_of(ino, count) == index
-    return lambda ino, is_dir: shard_of(ino, count) == index and keep(ino, is_dir)
+        return lambda ino, is_dir: ino % count == index
+    return lambda ino, is_dir: ino % count == index and keep(ino, is_dir)
 
 
 def _offer_top(tally, uid, size, blocks, stamp, path):

@@ -564,6 +564,7 @@ class Walker:
             keep = self.keep_first
         subdirs, root_dev = frame.subdirs, self.root_st.st_dev
         xdev = self.one_file_system
+        is_dir = stat.S_ISDIR
         countdown = _DEADLINE_EVERY
         try:
             for item in iterator:  # the hot loop of every walk
@@ -585,7 +586,7 @@ class Walker:
                     continue
                 if not name.isascii():
                     self._check_name(relpath, name, st)
-                if descend and stat.S_ISDIR(st.st_mode):
+                if descend and is_dir(st.st_mode):
                     if xdev and st.st_dev != root_dev:
                         self.report(_join(relpath, name), OTHER_FS, "is on another file system; not descended")
                     else:
