@@ -16,4 +16,3 @@ def test_lint(collection_copy):
 
 def test_changelog_fragments(collection_copy):
     run_tool([BIN / "antsibull-changelog", "lint"], cwd=collection_copy)
-

@@ -336,7 +336,7 @@ class Folders:
         """Rename ``src/name`` to ``dst/new_name`` (free name when None); returns the new name."""
         new_name = new_name or self.free_name(dst, name)
         os.rename(name, new_name, src_dir_fd=self.fds[src], dst_dir_fd=self.fds[dst])
-        for option in {src, dst}:
+        for option in sorted({src, dst}):
             os.fsync(self.fds[option])
         return new_name
 
@@ -594,7 +594,7 @@ class Delivery:
                 continue
             try:
                 got, dummy2, dummy3 = copier.hash_file(self.opts.dest_root, os.path.join(dest_dir, existing),
-                                                      self.opts.algorithm, from_disk=False)
+                                                       self.opts.algorithm, from_disk=False)
             except copier.CopyError:
                 continue  # unreadable or changing: not a proof of identity
             if got == digest:
@@ -743,7 +743,7 @@ class Run:
             self.folders.move("path", name, "processing", name)
         except OSError as exc:
             self.result["failed_entries"].append({"name": display(name), "uploader_uid": st.st_uid,
-                                          "reason": "cannot move it to processing: %s" % (exc.strerror or exc)})
+                                                  "reason": "cannot move it to processing: %s" % (exc.strerror or exc)})
             return
         self.result["changed"] = True
         self._deliver(Entry(name, os.stat(name, dir_fd=self.folders.fd("processing"), follow_symlinks=False)),

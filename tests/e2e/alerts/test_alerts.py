@@ -59,7 +59,7 @@ def playbook(tmp_path, inventory_path, name):
 def test_disk_status_job_sends_one_mail_per_admin_for_all_hosts(tmp_path, smtp):
     over = {"datasteward_disk_warn_percent": 1, "datasteward_disk_critical_percent": 1}
     hosts = {"tcs-a": over, "tcs-b": over, "tcs-c": {"datasteward_disk_warn_percent": 99,
-                                                       "datasteward_disk_critical_percent": 100}}
+                                                     "datasteward_disk_critical_percent": 100}}
     playbook(tmp_path, inventory(tmp_path, smtp.port, hosts), "disk_report")
     assert sorted(rcpt for dummy, rcpts, dummy in smtp.messages for rcpt in rcpts) == sorted(ADMINS)
     assert len(smtp.messages) == len(ADMINS)  # one mail per recipient, both hosts combined
