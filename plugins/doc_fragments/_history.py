@@ -18,7 +18,7 @@ requirements:
   - psycopg (3) on the controller for O(url) (PostgreSQL); nothing extra for SQLite.
 notes:
   - The history is kept on the controller; run the module with C(delegate_to=localhost) (the
-    M(datasteward.storage.history) role's C(record) entry point does).
+    C(datasteward.storage.history) role's C(record) entry point does).
 options:
   database:
     description:
