@@ -52,7 +52,7 @@ def make_buffer(root, total, scale=1):
                     # a fresh random prefix per chunk, so no two files or chunks are equal
                     chunk = min(left, len(block))
                     start = rng.randrange(0, len(block) - chunk + 1)
-                    handle.write(os.urandom(64) + block[start + 64:start + chunk] if chunk > 64 else os.urandom(chunk))
+                    handle.write(os.urandom(64) + block[start + 64 : start + chunk] if chunk > 64 else os.urandom(chunk))
                     left -= chunk
             files.append(rel)
     past = time.time() - 3600
@@ -100,8 +100,9 @@ def reference(buf, files, targets):
 
 
 def ours(buf, targets, registry, algorithm):
-    run = IngestRun(IngestOptions(str(buf), [str(targets[0])], [str(targets[1])], str(registry), checksum_algorithm=algorithm,
-                                  settle_seconds=0, require_mount=False))
+    run = IngestRun(
+        IngestOptions(str(buf), [str(targets[0])], [str(targets[1])], str(registry), checksum_algorithm=algorithm, settle_seconds=0, require_mount=False)
+    )
     result = run.execute()
     if result["copied_files"] == 0 or result["failed_files"] or result["conflict_files"]:
         raise RuntimeError("buffer_copy did not copy cleanly: %r" % {k: v for k, v in result.items() if k != "files"})
@@ -135,8 +136,7 @@ def run(workdir: Path, quick: bool = False) -> list:
         timings = {}
         for algorithm, cold in (("sha512", True), ("sha512", False), ("blake3", True)):
             try:
-                timings[(algorithm, cold)], dummy = _timed(lambda: ours(buf, targets, workdir / "registry.sqlite", algorithm), workdir,
-                                                           sources, cold)
+                timings[(algorithm, cold)], dummy = _timed(lambda: ours(buf, targets, workdir / "registry.sqlite", algorithm), workdir, sources, cold)
             except Exception as exc:  # blake3 missing: report, do not fail the table
                 timings[(algorithm, cold)] = exc
     finally:
@@ -145,27 +145,38 @@ def run(workdir: Path, quick: bool = False) -> list:
         for name in ("t1", "t2"):
             shutil.rmtree(str(workdir / name), ignore_errors=True)
 
-    note = "%d files, %.2f GiB, 2 targets; cache drop: %s" % (len(files), size / 1024.0 ** 3, how)
+    note = "%d files, %.2f GiB, 2 targets; cache drop: %s" % (len(files), size / 1024.0**3, how)
     for (algorithm, cold), target in ((("sha512", True), 0.45), (("sha512", False), 0.5), (("blake3", True), None)):
         ref_s = ref_cold if cold else ref_warm
         ours_s = timings.get((algorithm, cold))
         name = "buffer_copy %s, source %s (verified, 2 targets)" % (algorithm, "cold" if cold else "in page cache")
         if not isinstance(ours_s, float):
-            rows.append({"name": name, "ours_s": float("nan"), "reference": "sha512sum+cp+cp+sync+sha512sum", "reference_s": ref_s,
-                         "ratio": float("nan"), "target": "info" if target is None else "<= %s" % target, "ok": target is None,
-                         "notes": "not run: %s" % ours_s})
+            rows.append(
+                {
+                    "name": name,
+                    "ours_s": float("nan"),
+                    "reference": "sha512sum+cp+cp+sync+sha512sum",
+                    "reference_s": ref_s,
+                    "ratio": float("nan"),
+                    "target": "info" if target is None else "<= %s" % target,
+                    "ok": target is None,
+                    "notes": "not run: %s" % ours_s,
+                }
+            )
             continue
         ratio = ours_s / ref_s
-        rows.append({
-            "name": name,
-            "ours_s": round(ours_s, 3),
-            "reference": "script-style sha512sum; cp x2; sync; sha512sum x2 (sha512)",
-            "reference_s": round(ref_s, 3),
-            "ratio": round(ratio, 3),
-            "target": "info" if target is None else "<= %s" % target,
-            "ok": target is None or ratio <= target,
-            "notes": "ours %.0f MB/s, reference %.0f MB/s; %s" % (size / ours_s / 1e6, size / ref_s / 1e6, note),
-        })
+        rows.append(
+            {
+                "name": name,
+                "ours_s": round(ours_s, 3),
+                "reference": "script-style sha512sum; cp x2; sync; sha512sum x2 (sha512)",
+                "reference_s": round(ref_s, 3),
+                "ratio": round(ratio, 3),
+                "target": "info" if target is None else "<= %s" % target,
+                "ok": target is None or ratio <= target,
+                "notes": "ours %.0f MB/s, reference %.0f MB/s; %s" % (size / ours_s / 1e6, size / ref_s / 1e6, note),
+            }
+        )
     return rows
 
 
@@ -188,6 +199,7 @@ def _timed(call, workdir, sources, cold):
 if __name__ == "__main__":
     import json
     import tempfile
+
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR", "/var/tmp")) as tmp:
         for row in run(Path(tmp), quick="--quick" in sys.argv):
             print(json.dumps(row))

@@ -48,21 +48,29 @@ def disk_status_playbook():
 
 def write_inventory(workdir, hosts, entry):
     host_vars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    inventory = {"all": {
-        "hosts": {"bench%03d" % i: dict(host_vars) for i in range(1, hosts + 1)},
-        "vars": dict(entry.get("extra_vars") or {}, datasteward_demo=False, datasteward_demo_root=str(workdir / "demo")),
-    }}
+    inventory = {
+        "all": {
+            "hosts": {"bench%03d" % i: dict(host_vars) for i in range(1, hosts + 1)},
+            "vars": dict(entry.get("extra_vars") or {}, datasteward_demo=False, datasteward_demo_root=str(workdir / "demo")),
+        }
+    }
     path = workdir / "hosts.yml"
     path.write_text(yaml.safe_dump(inventory), encoding="utf-8")
     return path
 
 
 def timed_playbook(playbook, inventory, workdir):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal",
-               ANSIBLE_LOCAL_TEMP=str(workdir / "tmp"), ANSIBLE_REMOTE_TMP=str(workdir / "remote-tmp"))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal",
+        ANSIBLE_LOCAL_TEMP=str(workdir / "tmp"),
+        ANSIBLE_REMOTE_TMP=str(workdir / "remote-tmp"),
+    )
     started = time.monotonic()
-    subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "-f", str(forks()), str(playbook)],
-                   cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), "-f", str(forks()), str(playbook)], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL
+    )
     return time.monotonic() - started
 
 
@@ -87,15 +95,17 @@ def run(workdir, quick=False):
     for label in references:
         ref_s = statistics.median(times[label])
         ratio = ours_s / ref_s
-        rows.append({
-            "name": "disk_status job x%d hosts vs setup %s" % (hosts, label),
-            "ours_s": ours_s,
-            "reference": "setup gather_subset=%s" % label,
-            "reference_s": ref_s,
-            "ratio": ratio,
-            "target": "<= %.1f" % TARGET,
-            "ok": ratio <= TARGET,
-            "notes": "%s; %.4f s/host ours, %.4f s/host setup; median of %d interleaved rounds, forks=%d, local connection" % (
-                playbook.relative_to(REPO), ours_s / hosts, ref_s / hosts, rounds, forks()),
-        })
+        rows.append(
+            {
+                "name": "disk_status job x%d hosts vs setup %s" % (hosts, label),
+                "ours_s": ours_s,
+                "reference": "setup gather_subset=%s" % label,
+                "reference_s": ref_s,
+                "ratio": ratio,
+                "target": "<= %.1f" % TARGET,
+                "ok": ratio <= TARGET,
+                "notes": "%s; %.4f s/host ours, %.4f s/host setup; median of %d interleaved rounds, forks=%d, local connection"
+                % (playbook.relative_to(REPO), ours_s / hosts, ref_s / hosts, rounds, forks()),
+            }
+        )
     return rows

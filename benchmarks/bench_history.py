@@ -64,12 +64,16 @@ def backfill(store, days):
     with store.transaction():
         store.execute("CREATE TABLE bench_days (day BIGINT NOT NULL)")
         store.executemany("INSERT INTO bench_days (day) VALUES (?)", [(d,) for d in days])
-        store.execute("INSERT INTO daily (day, series_id, ts, used_bytes, avail_bytes, files)"
-                      " SELECT d.day, s.id, d.day * 86400 + 3600, s.used_bytes - (s.day - d.day) * ((s.id * 7919) % 97) * 1000,"
-                      " NULL, s.files FROM bench_days d, series s WHERE s.kind IN ('user', 'group', 'dir') AND d.day < s.day - 1")
-        store.execute("INSERT INTO daily_totals (day, total_id, ts, used_bytes, files)"
-                      " SELECT d.day, t.id, d.day * 86400 + 3600, t.used_bytes - (t.day - d.day) * ((t.id * 7919) % 97) * 1000,"
-                      " t.files FROM bench_days d, totals t WHERE d.day < t.day - 1")
+        store.execute(
+            "INSERT INTO daily (day, series_id, ts, used_bytes, avail_bytes, files)"
+            " SELECT d.day, s.id, d.day * 86400 + 3600, s.used_bytes - (s.day - d.day) * ((s.id * 7919) % 97) * 1000,"
+            " NULL, s.files FROM bench_days d, series s WHERE s.kind IN ('user', 'group', 'dir') AND d.day < s.day - 1"
+        )
+        store.execute(
+            "INSERT INTO daily_totals (day, total_id, ts, used_bytes, files)"
+            " SELECT d.day, t.id, d.day * 86400 + 3600, t.used_bytes - (t.day - d.day) * ((t.id * 7919) % 97) * 1000,"
+            " t.files FROM bench_days d, totals t WHERE d.day < t.day - 1"
+        )
         store.execute("DROP TABLE bench_days")
     store.conn.execute("ANALYZE")
 
@@ -88,9 +92,16 @@ def bench_store(store, label, hosts, users, days, rounds):
     today = days  # the generated days are 0..days; the last two are recorded
     record_scan(store, hosts, users, today - 1)
     record_s = record_scan(store, hosts, users, today)
-    rows.append({"name": "history record %s: %d hosts x %d users" % (label, hosts, users), "ours_s": record_s,
-                 "reference": "-", "target": "-", "ok": True,
-                 "notes": "one user_usage_info scan per host, series existing; %.0f user rows/s" % (hosts * users / record_s)})
+    rows.append(
+        {
+            "name": "history record %s: %d hosts x %d users" % (label, hosts, users),
+            "ours_s": record_s,
+            "reference": "-",
+            "target": "-",
+            "ok": True,
+            "notes": "one user_usage_info scan per host, series existing; %.0f user rows/s" % (hosts * users / record_s),
+        }
+    )
     kept = history_days(gen.T0 // DAY + today, days)
     started = time.perf_counter()
     backfill(store, kept)
@@ -100,10 +111,26 @@ def bench_store(store, label, hosts, users, days, rounds):
     per_series_s, top_series = timed(lambda: queries.top_growers(store, "user", days=7, limit=10, by="series"), rounds)
     assert len(top) == 10 and len(top_series) == 10
     notes = "90 days kept as %d daily slices (%d rows in daily, filled in %.0f s); median of %d" % (len(kept) + 2, daily_rows, fill_s, rounds)
-    rows.append({"name": "history top growers %s by user, all hosts" % label, "ours_s": by_name_s, "reference": "-",
-                 "target": "< 1 s" if label == "sqlite" else "-", "ok": by_name_s < 1.0 or label != "sqlite", "notes": notes})
-    rows.append({"name": "history top growers %s per host and user" % label, "ours_s": per_series_s, "reference": "-",
-                 "target": "-", "ok": True, "notes": "%d series; %s" % (hosts * users, notes)})
+    rows.append(
+        {
+            "name": "history top growers %s by user, all hosts" % label,
+            "ours_s": by_name_s,
+            "reference": "-",
+            "target": "< 1 s" if label == "sqlite" else "-",
+            "ok": by_name_s < 1.0 or label != "sqlite",
+            "notes": notes,
+        }
+    )
+    rows.append(
+        {
+            "name": "history top growers %s per host and user" % label,
+            "ours_s": per_series_s,
+            "reference": "-",
+            "target": "-",
+            "ok": True,
+            "notes": "%d series; %s" % (hosts * users, notes),
+        }
+    )
     return rows
 
 
@@ -119,6 +146,7 @@ def run(workdir, quick=False):
         NoServer,
         postgres_server,
     )
+
     try:
         with postgres_server(settings=("shared_buffers=512MB", "max_wal_size=4GB", "synchronous_commit=off")) as url:
             with Store(url=url) as store:
@@ -130,5 +158,6 @@ def run(workdir, quick=False):
 
 if __name__ == "__main__":
     import json
+
     for row in run(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "benchmarks" / "output" / "history", quick="--quick" in sys.argv):
         print(json.dumps(row))

@@ -27,8 +27,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO / ".collections"), str(REPO), str(HERE)]
 
-from ansible_collections.datasteward.storage.plugins.module_utils._jobs import inbox as engine  # noqa: E402
 from bench_copy import drop_caches, evict  # noqa: E402  (the same cache drop as the copy benchmark)
+
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs import inbox as engine  # noqa: E402
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -61,7 +62,7 @@ def reference(src, dest, files):
     subprocess.run(["sync"], check=True)
     evict(copies)
     for start in range(0, len(copies), 500):
-        subprocess.run(["sha512sum"] + copies[start:start + 500], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["sha512sum"] + copies[start : start + 500], check=True, stdout=subprocess.DEVNULL)
 
 
 def layout(workdir):
@@ -72,9 +73,14 @@ def layout(workdir):
 
 
 def ours(base):
-    params = {"path": str(base / "inbox"), "name_pattern": r"^(?P<study>[a-z]+)-(?P<id>[0-9]+)$",
-              "dest": str(base / "study" / "{study}" / "raw-{id}"), "dest_root": str(base / "study"),
-              "allowed": [{"users": [str(os.getuid())]}], "settle_seconds": 0}
+    params = {
+        "path": str(base / "inbox"),
+        "name_pattern": r"^(?P<study>[a-z]+)-(?P<id>[0-9]+)$",
+        "dest": str(base / "study" / "{study}" / "raw-{id}"),
+        "dest_root": str(base / "study"),
+        "allowed": [{"users": [str(os.getuid())]}],
+        "settle_seconds": 0,
+    }
     result = engine.run_inbox(params)
     if len(result["processed"]) != 1 or result["failed_entries"]:
         raise RuntimeError("the hand-off did not go through: %r" % result["failed_entries"])
@@ -108,22 +114,25 @@ def run(workdir: Path, quick: bool = False) -> list:
         shutil.rmtree(str(ref_dest), ignore_errors=True)
         shutil.rmtree(str(workdir / "up"), ignore_errors=True)
     ratio = ours_s / ref_s
-    return [{
-        "name": "inbox hand-off (verified, sha512)",
-        "ours_s": round(ours_s, 3),
-        "reference": "rsync -a; sync; sha512sum of the copies from disk",
-        "reference_s": round(ref_s, 3),
-        "ratio": round(ratio, 3),
-        "target": "<= 1.0",
-        "ok": ratio <= 1.0,
-        "notes": "%d files, %.2f GiB; ours %.0f MB/s, reference %.0f MB/s; cache drop: %s"
-                 % (len(files), size / 1024.0 ** 3, size / ours_s / 1e6, size / ref_s / 1e6, how),
-    }]
+    return [
+        {
+            "name": "inbox hand-off (verified, sha512)",
+            "ours_s": round(ours_s, 3),
+            "reference": "rsync -a; sync; sha512sum of the copies from disk",
+            "reference_s": round(ref_s, 3),
+            "ratio": round(ratio, 3),
+            "target": "<= 1.0",
+            "ok": ratio <= 1.0,
+            "notes": "%d files, %.2f GiB; ours %.0f MB/s, reference %.0f MB/s; cache drop: %s"
+            % (len(files), size / 1024.0**3, size / ours_s / 1e6, size / ref_s / 1e6, how),
+        }
+    ]
 
 
 if __name__ == "__main__":
     import json
     import tempfile
+
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR", "/var/tmp")) as tmp:
         for row in run(Path(tmp), quick="--quick" in sys.argv):
             print(json.dumps(row))

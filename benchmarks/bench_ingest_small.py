@@ -98,8 +98,7 @@ class Mounts:
             image = self.workdir / (name + ".img")
             with open(str(image), "wb") as handle:
                 handle.truncate(size_mib * 1024 * 1024)
-            subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)], check=True,
-                           capture_output=True)
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)], check=True, capture_output=True)
             cmd = ["mount", "-o", "loop", str(image), str(point)]
         subprocess.run(cmd, check=True, capture_output=True)
         self.points.append(point)
@@ -162,15 +161,25 @@ def run(workdir: Path, quick: bool = False) -> list:
         try:
             rows.append(one_row(Path(workdir), kind, quick))
         except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
-            rows.append({"name": "buffer_copy small files, %s" % kind, "ours_s": float("nan"), "reference": "cp -a x2; sync; sha512sum",
-                         "reference_s": float("nan"), "ratio": float("nan"), "target": "<= %s" % TARGETS[kind], "ok": False,
-                         "notes": "not run: %s" % exc})
+            rows.append(
+                {
+                    "name": "buffer_copy small files, %s" % kind,
+                    "ours_s": float("nan"),
+                    "reference": "cp -a x2; sync; sha512sum",
+                    "reference_s": float("nan"),
+                    "ratio": float("nan"),
+                    "target": "<= %s" % TARGETS[kind],
+                    "ok": False,
+                    "notes": "not run: %s" % exc,
+                }
+            )
     return rows
 
 
 if __name__ == "__main__":
     import json
     import tempfile
+
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR", "/var/tmp")) as tmp:
         for row in run(Path(tmp), quick="--quick" in sys.argv):
             print(json.dumps(row))

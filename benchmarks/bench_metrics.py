@@ -25,24 +25,24 @@ def run(workdir, quick=False):
     forks = 5
     inventory = write_inventory(workdir, hosts)
     ours = workdir / "host_metrics_info.yml"
-    ours.write_text(PLAY.format(name="host_metrics_info", module="datasteward.storage.host_metrics_info",
-                                args="        format: pattoo\n        interval: 0.1"))
+    ours.write_text(PLAY.format(name="host_metrics_info", module="datasteward.storage.host_metrics_info", args="        format: pattoo\n        interval: 0.1"))
     reference = workdir / "setup_hardware.yml"
-    reference.write_text(PLAY.format(name="setup hardware", module="ansible.builtin.setup",
-                                     args="        gather_subset: ['!all', '!min', 'hardware']"))
+    reference.write_text(PLAY.format(name="setup hardware", module="ansible.builtin.setup", args="        gather_subset: ['!all', '!min', 'hardware']"))
     ours_times, ref_times = [], []
     for dummy in range(rounds):  # interleaved, so both see the same machine state
         ours_times.append(timed_playbook(ours, inventory, forks))
         ref_times.append(timed_playbook(reference, inventory, forks))
     ours_s, ref_s = statistics.median(ours_times), statistics.median(ref_times)
     ratio = ours_s / ref_s
-    return [{
-        "name": "host_metrics_info pattoo x%d hosts" % hosts,
-        "ours_s": ours_s,
-        "reference": "setup gather_subset=hardware",
-        "reference_s": ref_s,
-        "ratio": ratio,
-        "target": "<= 1.0",
-        "ok": ratio <= 1.0,
-        "notes": "median of %d interleaved rounds, forks=%d, interval 0.1 s, local connection" % (rounds, forks),
-    }]
+    return [
+        {
+            "name": "host_metrics_info pattoo x%d hosts" % hosts,
+            "ours_s": ours_s,
+            "reference": "setup gather_subset=hardware",
+            "reference_s": ref_s,
+            "ratio": ratio,
+            "target": "<= 1.0",
+            "ok": ratio <= 1.0,
+            "notes": "median of %d interleaved rounds, forks=%d, interval 0.1 s, local connection" % (rounds, forks),
+        }
+    ]

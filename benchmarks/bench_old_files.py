@@ -58,10 +58,27 @@ def warm(root):
 
 
 def params(root, **kwargs):
-    base = dict(path=str(root), age="30d", age_stamp="mtime", min_size="0", owners=None, exclude_owners=[],
-                excludes=[], protect=[], state="reported", dest=None, host_folder="bench", order="path",
-                max_files=None, max_bytes=None, free_bytes=None, manifest_dir=str(root) + ".manifests",
-                manifest=None, remove_empty_dirs=False, max_listed=100)
+    base = dict(
+        path=str(root),
+        age="30d",
+        age_stamp="mtime",
+        min_size="0",
+        owners=None,
+        exclude_owners=[],
+        excludes=[],
+        protect=[],
+        state="reported",
+        dest=None,
+        host_folder="bench",
+        order="path",
+        max_files=None,
+        max_bytes=None,
+        free_bytes=None,
+        manifest_dir=str(root) + ".manifests",
+        manifest=None,
+        remove_empty_dirs=False,
+        max_listed=100,
+    )
     base.update(kwargs)
     return base
 
@@ -92,9 +109,16 @@ def bench_delete(workdir, quick):
     for tree in (ours_tree, ref_tree, Path(str(ours_tree) + ".manifests")):
         shutil.rmtree(str(tree), ignore_errors=True)
     ratio = ours_s / ref_s
-    return {"name": "old_files delete %d of %d" % (files // 2, files), "ours_s": ours_s,
-            "reference": "find -mtime +30 -delete", "reference_s": ref_s, "ratio": ratio, "target": "<= 1.5",
-            "ok": ratio <= 1.5, "notes": "warm cache, dirs of 100 files, manifest included"}
+    return {
+        "name": "old_files delete %d of %d" % (files // 2, files),
+        "ours_s": ours_s,
+        "reference": "find -mtime +30 -delete",
+        "reference_s": ref_s,
+        "ratio": ratio,
+        "target": "<= 1.5",
+        "ok": ratio <= 1.5,
+        "notes": "warm cache, dirs of 100 files, manifest included",
+    }
 
 
 def mount_tmpfs(path, size):
@@ -110,8 +134,13 @@ def spread_size(index):
 def bench_relocate(workdir, quick):
     files = 5000 if quick else 50000
     if os.geteuid() != 0:
-        return {"name": "old_files relocate %d files" % files, "ratio": None, "target": "<= 1.2", "ok": False,
-                "notes": "skipped: needs root for the tmpfs mounts"}
+        return {
+            "name": "old_files relocate %d files" % files,
+            "ratio": None,
+            "target": "<= 1.2",
+            "ok": False,
+            "notes": "skipped: needs root for the tmpfs mounts",
+        }
     points = [workdir / name for name in ("src-ours", "src-rsync", "dest-ours", "dest-rsync")]
     for point in points:
         mount_tmpfs(point, "2g")
@@ -119,10 +148,12 @@ def bench_relocate(workdir, quick):
         for src in points[:2]:
             make_tree(src / "tree", files, old_every=1, size=spread_size)
             warm(src)
-        ref_s, dummy = timed(lambda: subprocess.run(
-            ["rsync", "-a", "--remove-source-files", str(points[1] / "tree") + "/", str(points[3]) + "/"], check=True))
-        ours_s, result = timed(lambda: job.run(job.options_from_params(params(
-            points[0] / "tree", state="relocated", dest=str(points[2]), manifest_dir=str(workdir / "manifests")))))
+        ref_s, dummy = timed(lambda: subprocess.run(["rsync", "-a", "--remove-source-files", str(points[1] / "tree") + "/", str(points[3]) + "/"], check=True))
+        ours_s, result = timed(
+            lambda: job.run(
+                job.options_from_params(params(points[0] / "tree", state="relocated", dest=str(points[2]), manifest_dir=str(workdir / "manifests")))
+            )
+        )
         if result["totals"]["files"] != files or result["skipped"]:
             raise RuntimeError("old_files relocated %d of %d files: %r" % (result["totals"]["files"], files, result["skipped"][:3]))
     finally:
@@ -130,9 +161,16 @@ def bench_relocate(workdir, quick):
             subprocess.run(["umount", "-l", str(point)], check=False)
         shutil.rmtree(str(workdir / "manifests"), ignore_errors=True)
     ratio = ours_s / ref_s
-    return {"name": "old_files relocate %d files" % files, "ours_s": ours_s,
-            "reference": "rsync -a --remove-source-files", "reference_s": ref_s, "ratio": ratio, "target": "<= 1.2",
-            "ok": ratio <= 1.2, "notes": "tmpfs to tmpfs, our from-disk verification included"}
+    return {
+        "name": "old_files relocate %d files" % files,
+        "ours_s": ours_s,
+        "reference": "rsync -a --remove-source-files",
+        "reference_s": ref_s,
+        "ratio": ratio,
+        "target": "<= 1.2",
+        "ok": ratio <= 1.2,
+        "notes": "tmpfs to tmpfs, our from-disk verification included",
+    }
 
 
 def run(workdir, quick=False):

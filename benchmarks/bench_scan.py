@@ -34,8 +34,8 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # fan-out of the generated tree: top dirs x sub dirs x files per sub dir
-FULL = (50, 100, 100)   # 5,000 dirs with 100 files each = 505,051 entries
-QUICK = (10, 50, 100)   # 50,511 entries
+FULL = (50, 100, 100)  # 5,000 dirs with 100 files each = 505,051 entries
+QUICK = (10, 50, 100)  # 50,511 entries
 # the two shapes of issue 8: one directory of 300,000 files; 1,010,101 entries in directories of 100 files
 SHAPES = {"flat": ((1, 1, 300000), (1, 1, 30000)), "hundreds": ((100, 100, 100), (10, 100, 100))}
 
@@ -168,8 +168,7 @@ def _timed(fn):
 
 
 def _ours(tree, workers):
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(REPO), str(tree), workers],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(REPO), str(tree), workers], check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
 
@@ -195,14 +194,30 @@ def shape_rows(workdir: pathlib.Path, quick: bool = False) -> list:
         total_mib = (best["self_hwm_kib"] + sum(best["workers_hwm_kib"])) / 1024.0
         ratio = best["seconds"] / du_best
         same = best["totals"]["allocated_bytes"] == du_bytes
-        rows.append(_row("scan %s: %d entries vs du -s (workers=%d)" % (label, entries, _workers()), best["seconds"],
-                         "du -s -x -B1", du_best, round(ratio, 2), "<= 1.0 (aim 0.8)", ratio <= 1.0 and same,
-                         "best of 3 interleaved; allocated bytes %s du; %d entries/s"
-                         % ("==" if same else "!=", best["totals"]["examined"] / best["seconds"])))
-        rows.append(_row("scan %s: %d entries peak memory, all processes" % (label, entries), best["seconds"],
-                         "100 MiB", 0.0, round(total_mib / 100.0, 2), "< 1.0 (peak RSS / 100 MiB)", total_mib < 100.0,
-                         "%.1f MiB: parent and %d workers, each at its peak RSS (VmHWM)"
-                         % (total_mib, len(best["workers_hwm_kib"]))))
+        rows.append(
+            _row(
+                "scan %s: %d entries vs du -s (workers=%d)" % (label, entries, _workers()),
+                best["seconds"],
+                "du -s -x -B1",
+                du_best,
+                round(ratio, 2),
+                "<= 1.0 (aim 0.8)",
+                ratio <= 1.0 and same,
+                "best of 3 interleaved; allocated bytes %s du; %d entries/s" % ("==" if same else "!=", best["totals"]["examined"] / best["seconds"]),
+            )
+        )
+        rows.append(
+            _row(
+                "scan %s: %d entries peak memory, all processes" % (label, entries),
+                best["seconds"],
+                "100 MiB",
+                0.0,
+                round(total_mib / 100.0, 2),
+                "< 1.0 (peak RSS / 100 MiB)",
+                total_mib < 100.0,
+                "%.1f MiB: parent and %d workers, each at its peak RSS (VmHWM)" % (total_mib, len(best["workers_hwm_kib"])),
+            )
+        )
     return rows
 
 
@@ -249,28 +264,68 @@ def _rows(workdir: pathlib.Path, quick: bool = False) -> list:
     old_ratio = auto["seconds"] / old_best
     monitor_ratio = auto["seconds"] / monitor_best
     return [
-        _row("scan %d entries vs du -s (workers=%d)" % (entries, _workers()), auto["seconds"], "du -s -x -B1", du_best,
-             round(du_ratio, 2), "<= 1.0", du_ratio <= 1.0 and ok_bytes,
-             "%d entries/s; best of %d interleaved runs; peak RSS %.1f MiB per process; allocated bytes %s du; "
-             "CPU s (incl. interpreter start) ours %.2f, du %.2f" % (
-                 auto["totals"]["examined"] / auto["seconds"], repeat, peak_mib, "==" if ok_bytes else "!=",
-                 auto["cpu"], du_cpu)),
-        _row("scan %d entries vs du -s, whole process" % entries, auto["process_seconds"], "du -s -x -B1", du_best,
-             round(auto["process_seconds"] / du_best, 2), "info", True,
-             "our time includes starting Python and importing the engine (du's includes its own start)"),
-        _row("scan %d entries vs du -s (workers=1)" % entries, single["seconds"], "du -s -x -B1", du_best,
-             round(single["seconds"] / du_best, 2), "info (one core)", True,
-             "%d entries/s" % (single["totals"]["examined"] / single["seconds"])),
-        _row("scan %d entries vs the old monitor walk" % entries, auto["seconds"], "listdir+isfile+getatime+getsize+stat+getpwuid",
-             monitor_best, round(monitor_ratio, 3), "<= 0.1", monitor_ratio <= 0.1,
-             "%.1fx faster than the walk we replace, doing its per-file work (warm cache)" % (1 / monitor_ratio)),
-        _row("scan %d entries vs listdir+isfile+getsize walk" % entries, auto["seconds"], "listdir+isfile+getsize (size only)",
-             old_best, round(old_ratio, 3), "<= 0.1", old_ratio <= 0.1,
-             "%.1fx faster than the size-only skeleton of that walk (warm cache)" % (1 / old_ratio)),
-        _row("scan %d entries peak memory" % entries, auto["seconds"], "100 MiB", 0.0,
-             round(total_mib / 100.0, 2), "< 1.0 (peak RSS / 100 MiB)", total_mib < 100.0,
-             "at most %.1f MiB in all: parent and workers, each at its peak RSS (VmHWM), the largest %.1f MiB"
-             % (total_mib, peak_mib)),
+        _row(
+            "scan %d entries vs du -s (workers=%d)" % (entries, _workers()),
+            auto["seconds"],
+            "du -s -x -B1",
+            du_best,
+            round(du_ratio, 2),
+            "<= 1.0",
+            du_ratio <= 1.0 and ok_bytes,
+            "%d entries/s; best of %d interleaved runs; peak RSS %.1f MiB per process; allocated bytes %s du; "
+            "CPU s (incl. interpreter start) ours %.2f, du %.2f"
+            % (auto["totals"]["examined"] / auto["seconds"], repeat, peak_mib, "==" if ok_bytes else "!=", auto["cpu"], du_cpu),
+        ),
+        _row(
+            "scan %d entries vs du -s, whole process" % entries,
+            auto["process_seconds"],
+            "du -s -x -B1",
+            du_best,
+            round(auto["process_seconds"] / du_best, 2),
+            "info",
+            True,
+            "our time includes starting Python and importing the engine (du's includes its own start)",
+        ),
+        _row(
+            "scan %d entries vs du -s (workers=1)" % entries,
+            single["seconds"],
+            "du -s -x -B1",
+            du_best,
+            round(single["seconds"] / du_best, 2),
+            "info (one core)",
+            True,
+            "%d entries/s" % (single["totals"]["examined"] / single["seconds"]),
+        ),
+        _row(
+            "scan %d entries vs the old monitor walk" % entries,
+            auto["seconds"],
+            "listdir+isfile+getatime+getsize+stat+getpwuid",
+            monitor_best,
+            round(monitor_ratio, 3),
+            "<= 0.1",
+            monitor_ratio <= 0.1,
+            "%.1fx faster than the walk we replace, doing its per-file work (warm cache)" % (1 / monitor_ratio),
+        ),
+        _row(
+            "scan %d entries vs listdir+isfile+getsize walk" % entries,
+            auto["seconds"],
+            "listdir+isfile+getsize (size only)",
+            old_best,
+            round(old_ratio, 3),
+            "<= 0.1",
+            old_ratio <= 0.1,
+            "%.1fx faster than the size-only skeleton of that walk (warm cache)" % (1 / old_ratio),
+        ),
+        _row(
+            "scan %d entries peak memory" % entries,
+            auto["seconds"],
+            "100 MiB",
+            0.0,
+            round(total_mib / 100.0, 2),
+            "< 1.0 (peak RSS / 100 MiB)",
+            total_mib < 100.0,
+            "at most %.1f MiB in all: parent and workers, each at its peak RSS (VmHWM), the largest %.1f MiB" % (total_mib, peak_mib),
+        ),
     ]
 
 
@@ -286,8 +341,16 @@ def _best_of(rounds, fn):
 
 def _row(name, ours_s, reference, reference_s, ratio, target, ok, notes):
     """One result row, in the format run.py prints."""
-    return {"name": name, "ours_s": round(ours_s, 3), "reference": reference, "reference_s": round(reference_s, 3),
-            "ratio": ratio, "target": target, "ok": ok, "notes": notes}
+    return {
+        "name": name,
+        "ours_s": round(ours_s, 3),
+        "reference": reference,
+        "reference_s": round(reference_s, 3),
+        "ratio": ratio,
+        "target": target,
+        "ok": ok,
+        "notes": notes,
+    }
 
 
 def _workers():

@@ -39,7 +39,7 @@ def main(argv=None):
 
     rows = []
     for path in sorted(HERE.glob("bench_*.py")):
-        name = path.stem[len("bench_"):]
+        name = path.stem[len("bench_") :]
         if args.only and name not in args.only:
             continue
         workdir = args.workdir / name
@@ -61,10 +61,19 @@ def main(argv=None):
     print("%-48s %10s %10s %-24s %8s %-8s %s" % ("benchmark", "ours s", "ref s", "reference", "ratio", "target", "notes"))
     for row in rows:
         ratio = "-" if row.get("ratio") is None else "%.3f" % row["ratio"]
-        print("%-48s %10s %10s %-24s %8s %-8s %s%s" % (
-            row["name"], "%.3f" % row["ours_s"] if "ours_s" in row else "-",
-            "%.3f" % row["reference_s"] if "reference_s" in row else "-", row.get("reference", "-")[:24],
-            ratio, row.get("target", "-"), "" if row.get("ok") else "MISSED ", row.get("notes", "")))
+        print(
+            "%-48s %10s %10s %-24s %8s %-8s %s%s"
+            % (
+                row["name"],
+                "%.3f" % row["ours_s"] if "ours_s" in row else "-",
+                "%.3f" % row["reference_s"] if "reference_s" in row else "-",
+                row.get("reference", "-")[:24],
+                ratio,
+                row.get("target", "-"),
+                "" if row.get("ok") else "MISSED ",
+                row.get("notes", ""),
+            )
+        )
     (args.workdir / "results.json").write_text(json.dumps(rows, indent=2))
     return 0
 

@@ -20,8 +20,7 @@ from ansible_collections.datasteward.storage.plugins.module_utils._notify.mail i
 
 def notify_plan(messages, domain="", addresses=None, admins=None, subject_prefix="", host="", sender=None):
     try:
-        return plan_mails(messages, domain=domain, addresses=addresses, admins=admins,
-                          subject_prefix=subject_prefix, host=host, sender=sender)
+        return plan_mails(messages, domain=domain, addresses=addresses, admins=admins, subject_prefix=subject_prefix, host=host, sender=sender)
     except NotifyError as exc:
         raise AnsibleFilterError("notify: %s" % exc)
 

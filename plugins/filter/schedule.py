@@ -31,23 +31,30 @@ def _cron_problem(job, specials):
         return None
     if len(cron.split()) == 5 and CRON_CHARS.match(cron):
         return None
-    return ("schedule: job %s runs from cron on this host (no systemd): schedule_job.cron must be five cron fields"
-            " or @%s (got '%s'), or the calendar one of %s (got '%s')"
-            % (job["name"], "/@".join(specials), cron, ", ".join(specials), calendar))
+    return (
+        "schedule: job %s runs from cron on this host (no systemd): schedule_job.cron must be five cron fields"
+        " or @%s (got '%s'), or the calendar one of %s (got '%s')" % (job["name"], "/@".join(specials), cron, ", ".join(specials), calendar)
+    )
 
 
 def _present_problems(job, backend):
     problems = []
-    if (not PLAYBOOK.match(job["playbook"]) or not isinstance(job["vars"], dict)
-            or not SECONDS.match(str(job["delay"])) or not re.match(r"^[1-9][0-9]*$", str(job["timeout"]))
-            or (not job["calendar"] and backend != "cron") or re.search(r"[\r\n]", job["calendar"])
-            or not isinstance(job["paths"], list)
-            or [p for p in job["paths"] if not re.match(r"^/[^\r\n]*$", str(p))]):
+    if (
+        not PLAYBOOK.match(job["playbook"])
+        or not isinstance(job["vars"], dict)
+        or not SECONDS.match(str(job["delay"]))
+        or not re.match(r"^[1-9][0-9]*$", str(job["timeout"]))
+        or (not job["calendar"] and backend != "cron")
+        or re.search(r"[\r\n]", job["calendar"])
+        or not isinstance(job["paths"], list)
+        or [p for p in job["paths"] if not re.match(r"^/[^\r\n]*$", str(p))]
+    ):
         problems.append(
             "schedule: job %s needs playbook as a collection FQCN (namespace.collection.playbook, got '%s'), vars as"
             " a dict, delay in whole seconds (got '%s'), timeout in whole seconds above 0 (got '%s'), a calendar"
             " (systemd OnCalendar, got '%s') and paths as absolute paths (got %s)"
-            % (job["name"], job["playbook"], job["delay"], job["timeout"], job["calendar"], job["paths"]))
+            % (job["name"], job["playbook"], job["delay"], job["timeout"], job["calendar"], job["paths"])
+        )
     return problems
 
 
@@ -71,13 +78,11 @@ def _describe(raw, mode, default_delay, default_timeout, paths, venv):
         # controller mode: nothing on the hosts
         "state": "absent" if mode == "controller" else state,
         "unit": "datasteward-%s" % name,
-        "argv": ["%s/bin/ansible-playbook" % venv, "-i", "%s/inventory.yml" % config,
-                 "-e", "@%s/jobs/%s.json" % (config, name), playbook],
+        "argv": ["%s/bin/ansible-playbook" % venv, "-i", "%s/inventory.yml" % config, "-e", "@%s/jobs/%s.json" % (config, name), playbook],
     }
 
 
-def schedule_jobs(jobs, mode="host", backend="systemd", default_delay=300, default_timeout=3600,
-                  paths=None, venv="", cron_specials=CRON_SPECIALS):
+def schedule_jobs(jobs, mode="host", backend="systemd", default_delay=300, default_timeout=3600, paths=None, venv="", cron_specials=CRON_SPECIALS):
     """Describe every job; each gets ``problems`` (a list of messages, empty
     when the job can be installed as asked on this backend)."""
     paths = paths or {}
@@ -86,16 +91,25 @@ def schedule_jobs(jobs, mode="host", backend="systemd", default_delay=300, defau
     described = []
     for raw in jobs:
         if not isinstance(raw, dict):
-            described.append({"name": "", "state": "absent", "unit": "", "problems": [
-                "schedule: schedule_job needs a name of lower-case letters, digits, '_' and '-' (got '%s')"
-                " and a state of present or absent (got '')" % (raw,)]})
+            described.append(
+                {
+                    "name": "",
+                    "state": "absent",
+                    "unit": "",
+                    "problems": [
+                        "schedule: schedule_job needs a name of lower-case letters, digits, '_' and '-' (got '%s')"
+                        " and a state of present or absent (got '')" % (raw,)
+                    ],
+                }
+            )
             continue
         job = _describe(raw, mode, default_delay, default_timeout, paths, venv)
         problems = []
         if not NAME.match(job["name"]) or raw.get("state", "present") not in ("present", "absent"):
             problems.append(
                 "schedule: schedule_job needs a name of lower-case letters, digits, '_' and '-' (got '%s') and a state"
-                " of present or absent (got '%s')" % (raw.get("name", ""), raw.get("state", "present")))
+                " of present or absent (got '%s')" % (raw.get("name", ""), raw.get("state", "present"))
+            )
         elif job["state"] == "present":
             problems.extend(_present_problems(job, backend))
             if backend == "cron":
@@ -106,8 +120,7 @@ def schedule_jobs(jobs, mode="host", backend="systemd", default_delay=300, defau
         described.append(job)
     names = [job["name"] for job in described if job["name"]]
     for dup in sorted(set(n for n in names if names.count(n) > 1)):
-        described[names.index(dup)]["problems"].append(
-            "schedule: job %s is registered more than once in one call" % dup)
+        described[names.index(dup)]["problems"].append("schedule: job %s is registered more than once in one call" % dup)
     return described
 
 

@@ -228,8 +228,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    thresholds = dict((key, params[key]) for key in (
-        "warn_percent", "critical_percent", "inodes_warn_percent", "inodes_critical_percent"))
+    thresholds = dict((key, params[key]) for key in ("warn_percent", "critical_percent", "inodes_warn_percent", "inodes_critical_percent"))
     try:
         result = disk_usage(
             paths=[params["path"]] if params["path"] else params["paths"],

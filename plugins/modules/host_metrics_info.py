@@ -248,10 +248,10 @@ else:
 
 def _pattoo_result(snapshot, params):
     agent_id, source = pattoo.resolve_agent_id(params["agent_id"], params["agent_id_file"], params["agent_program"])
-    payload = pattoo.payload(snapshot, agent_id, polled_target=params["polled_target"],
-                             agent_program=params["agent_program"], polling_interval=params["polling_interval"])
-    return {"pattoo_payload": payload, "agent_id": agent_id, "agent_id_source": source,
-            "datapoints": len(payload["pattoo_datapoints"]["datapoint_pairs"])}
+    payload = pattoo.payload(
+        snapshot, agent_id, polled_target=params["polled_target"], agent_program=params["agent_program"], polling_interval=params["polling_interval"]
+    )
+    return {"pattoo_payload": payload, "agent_id": agent_id, "agent_id_source": source, "datapoints": len(payload["pattoo_datapoints"]["datapoint_pairs"])}
 
 
 def main():

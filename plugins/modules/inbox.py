@@ -312,12 +312,17 @@ def main():
             name_pattern=dict(type="str", default="^(?P<study>[a-z0-9][a-z0-9_]*)-(?P<id>[A-Za-z0-9_]+)$"),
             dest=dict(type="str", required=True),
             dest_root=dict(type="path", required=True),
-            allowed=dict(type="list", elements="dict", required=True, options=dict(
-                dest=dict(type="str", default="*"),
-                users=dict(type="list", elements="str"),
-                groups=dict(type="list", elements="str"),
-                require=dict(type="str", choices=["any", "all"], default="any"),
-            )),
+            allowed=dict(
+                type="list",
+                elements="dict",
+                required=True,
+                options=dict(
+                    dest=dict(type="str", default="*"),
+                    users=dict(type="list", elements="str"),
+                    groups=dict(type="list", elements="str"),
+                    require=dict(type="str", choices=["any", "all"], default="any"),
+                ),
+            ),
             settle_seconds=dict(type="int", default=60),
             mode=dict(type="raw", default="0640"),
             directory_mode=dict(type="raw", default="2750"),
@@ -333,8 +338,7 @@ def main():
     except InboxError as exc:
         module.fail_json(msg=str(exc), path=exc.path)
     except OSError as exc:
-        module.fail_json(msg="inbox %s: %s: %s" % (module.params["path"], exc.filename or "", exc.strerror or exc),
-                         path=exc.filename)
+        module.fail_json(msg="inbox %s: %s: %s" % (module.params["path"], exc.filename or "", exc.strerror or exc), path=exc.filename)
     if result["locked"]:
         module.warn("another inbox run holds the lock on %s; nothing done" % (module.params["processing"] or "processing"))
     module.exit_json(**result)

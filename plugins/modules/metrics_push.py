@@ -222,8 +222,7 @@ def main():
     try:
         limits = Limits(params["max_files"], params["max_bytes"], parse_age(params["max_age"]))
         send = sender(params["url"], params["timeout"], headers=params["headers"], validate_certs=params["validate_certs"])
-        result = push(Spool(params["spool_dir"]), body, limits, send, check_mode=module.check_mode,
-                      lock_timeout=params["timeout"])
+        result = push(Spool(params["spool_dir"]), body, limits, send, check_mode=module.check_mode, lock_timeout=params["timeout"])
     except MetricsError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:

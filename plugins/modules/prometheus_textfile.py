@@ -229,8 +229,7 @@ def _write(module, path, existing, text):
     file_args = module.load_file_common_arguments(module.params)
     changed = existing != text
     if changed and not module.check_mode:
-        textfile.write_atomic(path, text, prepare=lambda tmp: module.set_fs_attributes_if_different(
-            dict(file_args, path=tmp), False))
+        textfile.write_atomic(path, text, prepare=lambda tmp: module.set_fs_attributes_if_different(dict(file_args, path=tmp), False))
     if os.path.exists(path):
         changed = module.set_fs_attributes_if_different(file_args, changed)
     return changed
@@ -241,16 +240,26 @@ def main():
         argument_spec=dict(
             path=dict(type="path", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            metrics=dict(type="list", elements="dict", default=[], options=dict(
-                name=dict(type="str", required=True),
-                type=dict(type="str", choices=["gauge", "counter", "info"], default="gauge"),
-                help=dict(type="str"),
-                update=dict(type="str", choices=["replace", "merge", "add"], default="replace"),
-                samples=dict(type="list", elements="dict", default=[], options=dict(
-                    labels=dict(type="dict", default={}),
-                    value=dict(type="raw"),
-                )),
-            )),
+            metrics=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    name=dict(type="str", required=True),
+                    type=dict(type="str", choices=["gauge", "counter", "info"], default="gauge"),
+                    help=dict(type="str"),
+                    update=dict(type="str", choices=["replace", "merge", "add"], default="replace"),
+                    samples=dict(
+                        type="list",
+                        elements="dict",
+                        default=[],
+                        options=dict(
+                            labels=dict(type="dict", default={}),
+                            value=dict(type="raw"),
+                        ),
+                    ),
+                ),
+            ),
             source=dict(type="str", choices=list(series.SOURCES)),
             result=dict(type="dict"),
             top=dict(type="int", default=10),
@@ -274,8 +283,7 @@ def main():
         module.fail_json(msg=str(exc), path=path)
     except OSError as exc:
         module.fail_json(msg="path %s cannot be written: %s" % (path, exc.strerror or exc), path=path)
-    module.exit_json(changed=changed, path=path, families=list(families), series=textfile.series_count(text),
-                     **_diff(module, path, existing, text))
+    module.exit_json(changed=changed, path=path, families=list(families), series=textfile.series_count(text), **_diff(module, path, existing, text))
 
 
 if __name__ == "__main__":

@@ -330,12 +330,17 @@ def main():
         argument_spec=smart_argument_spec(
             standby=dict(type="bool", default=False),
             disk_map=dict(type="raw"),
-            acknowledge=dict(type="list", elements="dict", options=dict(
-                serial=dict(type="str"),
-                device=dict(type="str"),
-                attribute=dict(type="str", required=True),
-                raw=dict(type="int", required=True),
-            ), required_one_of=[["serial", "device"]]),
+            acknowledge=dict(
+                type="list",
+                elements="dict",
+                options=dict(
+                    serial=dict(type="str"),
+                    device=dict(type="str"),
+                    attribute=dict(type="str", required=True),
+                    raw=dict(type="int", required=True),
+                ),
+                required_one_of=[["serial", "device"]],
+            ),
             temperature_limit_hdd=dict(type="int", default=60),
             temperature_limit_ssd=dict(type="int", default=70),
             wear_limit=dict(type="int", default=90),
@@ -349,8 +354,15 @@ def main():
     try:
         smartctl = find_smartctl(params["smartctl_path"], module.get_bin_path)
         require_root("smart_info")
-        result = smart_info(smartctl, devices=params["devices"], standby=params["standby"], disk_map=params["disk_map"],
-                            acknowledge=params["acknowledge"], limits=limits, timeout=params["timeout"])
+        result = smart_info(
+            smartctl,
+            devices=params["devices"],
+            standby=params["standby"],
+            disk_map=params["disk_map"],
+            acknowledge=params["acknowledge"],
+            limits=limits,
+            timeout=params["timeout"],
+        )
     except SmartError as exc:
         module.fail_json(msg=str(exc))
     for warning in result.pop("warnings"):

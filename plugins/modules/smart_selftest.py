@@ -156,17 +156,18 @@ def main():
     try:
         smartctl = find_smartctl(params["smartctl_path"], module.get_bin_path)
         require_root("smart_selftest")
-        result = start_selftests(smartctl, devices=params["devices"], test=params["test"], check_mode=module.check_mode,
-                                 timeout=params["timeout"])
+        result = start_selftests(smartctl, devices=params["devices"], test=params["test"], check_mode=module.check_mode, timeout=params["timeout"])
     except SmartError as exc:
         module.fail_json(msg=str(exc))
     for warning in result["warnings"]:
         module.warn(warning)
     if result["failed"]:
         module.fail_json(
-            msg="could not start the %s self-test on %s" % (params["test"], "; ".join(
-                "%s (%s: %s)" % (item["name"], item["state"], item["message"]) for item in result["failed"])),
-            changed=result["changed"], devices=result["devices"])
+            msg="could not start the %s self-test on %s"
+            % (params["test"], "; ".join("%s (%s: %s)" % (item["name"], item["state"], item["message"]) for item in result["failed"])),
+            changed=result["changed"],
+            devices=result["devices"],
+        )
     module.exit_json(changed=result["changed"], devices=result["devices"])
 
 

@@ -180,12 +180,17 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             history_argument_spec(),
-            records=dict(type="list", elements="dict", default=[], options=dict(
-                host=dict(type="str", required=True),
-                source=dict(type="str", required=True, choices=list(SOURCES)),
-                result=dict(type="dict", required=True),
-                time=dict(type="int"),
-            )),
+            records=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    host=dict(type="str", required=True),
+                    source=dict(type="str", required=True, choices=list(SOURCES)),
+                    result=dict(type="dict", required=True),
+                    time=dict(type="int"),
+                ),
+            ),
             time=dict(type="int"),
             prune=dict(type="bool", default=False),
             keep_daily_days=dict(type="int", default=35),
@@ -195,16 +200,17 @@ def main():
     )
     p = module.params
     if p["keep_daily_days"] < 1 or p["keep_weekly_days"] < 0 or (p["keep_weekly_days"] and p["keep_weekly_days"] <= p["keep_daily_days"]):
-        module.fail_json(msg="keep_daily_days must be at least 1 and keep_weekly_days 0 or more than keep_daily_days, got %d and %d"
-                         % (p["keep_daily_days"], p["keep_weekly_days"]))
+        module.fail_json(
+            msg="keep_daily_days must be at least 1 and keep_weekly_days 0 or more than keep_daily_days, got %d and %d"
+            % (p["keep_daily_days"], p["keep_weekly_days"])
+        )
     now = p["time"] if p["time"] is not None else int(time.time())
     # Pruning a history that does not exist yet creates nothing.
     readonly = module.check_mode or (not p["records"] and not p["url"] and not os.path.exists(p["database"] or default_database()))
     try:
         with open_from_params(p, readonly=readonly) as store:
             result = run(store, p["records"], now, module.check_mode)
-            result["pruned"] = (prune(store, now, p["keep_daily_days"], p["keep_weekly_days"], check=readonly)
-                                if p["prune"] else {"runs": 0, "daily_points": 0})
+            result["pruned"] = prune(store, now, p["keep_daily_days"], p["keep_weekly_days"], check=readonly) if p["prune"] else {"runs": 0, "daily_points": 0}
             result.update(database=store.where, schema_created=store.created or (module.check_mode and store.empty))
     except HistoryError as exc:
         module.fail_json(msg=str(exc), database=exc.where)

@@ -220,11 +220,11 @@ def answer(store, p):
     if q == "usage":
         return queries.usage(store, kind, host=p["host"], key=p["name"]), []
     if q in ("growth", "top_growers"):
-        return queries.growth(store, kind, days=p["days"], until=p["until"], host=p["host"], key=p["name"],
-                              limit=p["limit"] if q == "top_growers" else None, by=p["by"]), []
+        return queries.growth(
+            store, kind, days=p["days"], until=p["until"], host=p["host"], key=p["name"], limit=p["limit"] if q == "top_growers" else None, by=p["by"]
+        ), []
     if q == "forecast":
-        return queries.forecast(store, host=p["host"], mount=p["name"], window_days=p["window_days"], min_days=p["min_days"],
-                                until=p["until"]), []
+        return queries.forecast(store, host=p["host"], mount=p["name"], window_days=p["window_days"], min_days=p["min_days"], until=p["until"]), []
     if q == "smart_trends":
         return queries.smart_trends(store, host=p["host"], drive=p["name"], days=p["days"], until=p["until"]), []
     return queries.runs(store, p["source"], host=p["host"], days=p["days"], until=p["until"], limit=p["limit"]), []

@@ -177,16 +177,25 @@ def main():
         if p[option] < 1:
             module.fail_json(msg="%s must be at least 1, got %d" % (option, p[option]))
     if not 0 < p["warn_percent"] <= p["critical_percent"] <= 100:
-        module.fail_json(msg="warn_percent (%d) and critical_percent (%d) must satisfy 0 < warn <= critical <= 100"
-                         % (p["warn_percent"], p["critical_percent"]))
+        module.fail_json(
+            msg="warn_percent (%d) and critical_percent (%d) must satisfy 0 < warn <= critical <= 100" % (p["warn_percent"], p["critical_percent"])
+        )
     dest = p["dest"]
     if os.path.exists(dest) and not os.path.isdir(dest):
         module.fail_json(msg="dest %s is not a directory" % dest, path=dest)
     try:
         with open_from_params(p, readonly=True) as store:
-            data = report.build(store, days=p["days"], window_days=p["window_days"], min_days=p["min_days"],
-                                warn_percent=p["warn_percent"], critical_percent=p["critical_percent"],
-                                forecast_days=p["forecast_days"], top=p["top"], title=p["title"])
+            data = report.build(
+                store,
+                days=p["days"],
+                window_days=p["window_days"],
+                min_days=p["min_days"],
+                warn_percent=p["warn_percent"],
+                critical_percent=p["critical_percent"],
+                forecast_days=p["forecast_days"],
+                top=p["top"],
+                title=p["title"],
+            )
         texts = report.render_all(data)
         old = {name: report.read_existing(dest, name) if os.path.isdir(dest) else None for name in report.FILES}
         files = [{"path": os.path.join(dest, name), "changed": old[name] != texts[name]} for name in report.FILES]
@@ -200,11 +209,22 @@ def main():
         module.fail_json(msg=str(exc), database=getattr(exc, "where", None))
     except OSError as exc:
         module.fail_json(msg="dest %s: cannot create it: %s" % (dest, exc.strerror), path=dest)
-    result = dict(changed=any(f["changed"] for f in files), files=files, html=os.path.join(dest, "report.html"),
-                  attention=data["attention"], summary=texts["summary.txt"], as_of=data["as_of"], hosts=data["hosts"])
+    result = dict(
+        changed=any(f["changed"] for f in files),
+        files=files,
+        html=os.path.join(dest, "report.html"),
+        attention=data["attention"],
+        summary=texts["summary.txt"],
+        as_of=data["as_of"],
+        hosts=data["hosts"],
+    )
     if module._diff:
-        result["diff"] = {"before": old["summary.txt"] or "", "after": texts["summary.txt"],
-                          "before_header": os.path.join(dest, "summary.txt"), "after_header": os.path.join(dest, "summary.txt")}
+        result["diff"] = {
+            "before": old["summary.txt"] or "",
+            "after": texts["summary.txt"],
+            "before_header": os.path.join(dest, "summary.txt"),
+            "after_header": os.path.join(dest, "summary.txt"),
+        }
     module.exit_json(**result)
 
 

@@ -367,9 +367,10 @@ from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage impo
 
 def _timeout_message(params, result):
     reading = ", ".join(result["reading"])
-    return ("the scan of %s did not finish within its timeout of %d s; still reading: %s (a hung file system?). "
-            "The totals are partial; set on_timeout=partial to accept them"
-            % (", ".join(params["paths"]), params["timeout"], reading))
+    return (
+        "the scan of %s did not finish within its timeout of %d s; still reading: %s (a hung file system?). "
+        "The totals are partial; set on_timeout=partial to accept them" % (", ".join(params["paths"]), params["timeout"], reading)
+    )
 
 
 def main():
@@ -387,17 +388,25 @@ def main():
             timeout=dict(type="int"),
             on_timeout=dict(type="str", choices=["fail", "partial"], default="fail"),
             max_owners=dict(type="int", default=200),
-            **match_argument_spec()
+            **match_argument_spec(),
         ),
         supports_check_mode=True,
     )
     params = module.params
     try:
         result = scan(
-            params["paths"], excludes=params["excludes"], one_file_system=params["one_file_system"],
-            age=params["age"], age_stamp=params["age_stamp"], top=params["top"], depth=params["depth"],
-            workers=params["workers"], shard_index=params["shard_index"], shard_count=params["shard_count"],
-            timeout=params["timeout"], max_owners=params["max_owners"],
+            params["paths"],
+            excludes=params["excludes"],
+            one_file_system=params["one_file_system"],
+            age=params["age"],
+            age_stamp=params["age_stamp"],
+            top=params["top"],
+            depth=params["depth"],
+            workers=params["workers"],
+            shard_index=params["shard_index"],
+            shard_count=params["shard_count"],
+            timeout=params["timeout"],
+            max_owners=params["max_owners"],
         )
     except ScanError as exc:
         module.fail_json(msg=str(exc))

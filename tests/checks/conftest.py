@@ -31,9 +31,7 @@ SKIP_DIRS = {".git", ".venv", ".venvs", ".collections", ".build", ".pytest_cache
 def repo_files():
     """The files a commit would contain, relative to REPO."""
     if (REPO / ".git").exists():
-        out = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO, check=True, capture_output=True).stdout
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, check=True, capture_output=True).stdout
         return [name for name in out.decode().split("\0") if name and (REPO / name).is_file()]
     files = []
     for root, dirs, names in os.walk(REPO):
@@ -64,10 +62,18 @@ def run_tool(args, cwd, timeout=900, env=None):
     full_env["PATH"] = "%s:%s" % (BIN, full_env.get("PATH", ""))
     full_env.setdefault("ANSIBLE_NOCOLOR", "1")
     full_env.update(env or {})
-    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=full_env, timeout=timeout,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8", errors="replace", check=False)
+    proc = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        encoding="utf-8",
+        errors="replace",
+        check=False,
+    )
     if proc.returncode != 0:
         lines = [line for line in proc.stdout.splitlines() if "is ignored: it is neither" not in line]
-        pytest.fail("%s exited %d:\n%s" % (" ".join(str(a) for a in args[:3]), proc.returncode, "\n".join(lines[-150:])),
-                    pytrace=False)
+        pytest.fail("%s exited %d:\n%s" % (" ".join(str(a) for a in args[:3]), proc.returncode, "\n".join(lines[-150:])), pytrace=False)
     return proc.stdout

@@ -18,8 +18,16 @@ from tests.checks.conftest import BIN, REPO
 
 def adhoc(*args):
     env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline")
-    proc = subprocess.run([str(BIN / "ansible"), "localhost", "-o"] + list(args), cwd=REPO, env=env,
-                          capture_output=True, encoding="utf-8", errors="replace", timeout=120, check=False)
+    proc = subprocess.run(
+        [str(BIN / "ansible"), "localhost", "-o"] + list(args),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+        check=False,
+    )
     return proc
 
 
@@ -32,8 +40,15 @@ def test_module_names_resolve_ad_hoc(name):
 
 
 def test_ansible_doc_renders():
-    proc = subprocess.run([str(BIN / "ansible-doc"), "datasteward.storage.disk_usage"], cwd=REPO,
-                          capture_output=True, encoding="utf-8", errors="replace", timeout=120, check=False)
+    proc = subprocess.run(
+        [str(BIN / "ansible-doc"), "datasteward.storage.disk_usage"],
+        cwd=REPO,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "critical_percent" in proc.stdout and "filesystems" in proc.stdout
 
@@ -41,8 +56,13 @@ def test_ansible_doc_renders():
 def test_adhoc_smart_demo_prints_the_drive(tmp_path):
     """What docs/smart.md shows: ansible localhost -m datasteward.storage.smart_info -a smartctl_path=<fake>."""
     smartctl = fake_smartctl.install(tmp_path, fake_smartctl.fixtures_root() + "/listingtests/linux_01")
-    proc = subprocess.run([str(BIN / "ansible"), "localhost", "-m", "datasteward.storage.smart_info", "-a", "smartctl_path=%s" % smartctl],
-                          cwd=REPO, capture_output=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    proc = subprocess.run(
+        [str(BIN / "ansible"), "localhost", "-m", "datasteward.storage.smart_info", "-a", "smartctl_path=%s" % smartctl],
+        cwd=REPO,
+        capture_output=True,
+        check=False,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+    )
     out = proc.stdout.decode()
     assert proc.returncode == 0, out + proc.stderr.decode()
     assert "localhost | SUCCESS" in out

@@ -42,8 +42,7 @@ def awx_rrule_problem(value):
         ("byweekno" in lowered, "BYWEEKNO not supported"),
         (int((re.search(r"COUNT=(\d+)", value) or [0, 0])[1]) > 999, "COUNT > 999 is unsupported"),
         ("count=" in lowered and "until=" in lowered, "RRULE may not contain both COUNT and UNTIL"),
-        (DTSTART.match(value) and not DTSTART.match(value).group(1) and not value.split()[0].endswith("Z"),
-         "DTSTART cannot be a naive datetime"),
+        (DTSTART.match(value) and not DTSTART.match(value).group(1) and not value.split()[0].endswith("Z"), "DTSTART cannot be a naive datetime"),
     ]
     for failed, message in checks:
         if failed:
@@ -60,8 +59,15 @@ def awx_rrule_problem(value):
 @pytest.fixture(scope="module")
 def awx_plan(tmp_path_factory):
     env = ansible_env(tmp_path_factory.mktemp("awx-plan"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "datasteward.storage.awx", "--tags", "awx_plan"], cwd=REPO,
-                          env=env, capture_output=True, encoding="utf-8", timeout=120, check=False)
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "datasteward.storage.awx", "--tags", "awx_plan"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (task,) = [task for task in json.loads(proc.stdout)["plays"][0]["tasks"] if task["task"]["name"] == "Show the plan"]
     return task["hosts"]["localhost"]["msg"]
@@ -70,8 +76,7 @@ def awx_plan(tmp_path_factory):
 def test_every_job_has_a_template(awx_plan):
     assert [t["name"] for t in awx_plan["templates"]] == [job["template"] for job in load_jobs()]
     assert len({t["name"] for t in awx_plan["templates"]}) == len(awx_plan["templates"])
-    assert [s["unified_job_template"] for s in awx_plan["schedules"]] == [
-        job["template"] for job in load_jobs() if job["schedule"]]
+    assert [s["unified_job_template"] for s in awx_plan["schedules"]] == [job["template"] for job in load_jobs() if job["schedule"]]
 
 
 def test_every_template_names_a_playbook_of_the_collection(awx_plan, tmp_path):
@@ -80,12 +85,18 @@ def test_every_template_names_a_playbook_of_the_collection(awx_plan, tmp_path):
         path = REPO / playbook
         assert path.is_file(), "job template playbook %s is not in the collection" % playbook
         plays = yaml.safe_load(path.read_text(encoding="utf-8"))
-        assert isinstance(plays, list) and all("hosts" in p or "import_playbook" in p or
-                                               "ansible.builtin.import_playbook" in p for p in plays), playbook
+        assert isinstance(plays, list) and all("hosts" in p or "import_playbook" in p or "ansible.builtin.import_playbook" in p for p in plays), playbook
     # each by its path in the project, and the collection's own ones by FQCN
-    fqcns = ["datasteward.storage.%s" % p[len("playbooks/"):-len(".yml")] for p in playbooks if p.startswith("playbooks/")]
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check"] + playbooks + fqcns, cwd=REPO,
-                          env=ansible_env(tmp_path), capture_output=True, encoding="utf-8", timeout=120, check=False)
+    fqcns = ["datasteward.storage.%s" % p[len("playbooks/") : -len(".yml")] for p in playbooks if p.startswith("playbooks/")]
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "--syntax-check"] + playbooks + fqcns,
+        cwd=REPO,
+        env=ansible_env(tmp_path),
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -96,21 +107,24 @@ def test_every_schedule_rrule_is_valid(awx_plan):
     assert len({s["name"] for s in awx_plan["schedules"]}) == len(awx_plan["schedules"])
 
 
-@pytest.mark.parametrize("rrule, problem", [
-    ("", "valid DTSTART"),
-    ("DTSTART:NONSENSE", "valid DTSTART"),
-    ("DTSTART:20300308T050000Z DTSTART:20310308T050000Z", "multiple DTSTART"),
-    ("DTSTART:20300308T050000Z", "RRULE required"),
-    ("DTSTART:20300308T050000Z RRULE:NONSENSE", "INTERVAL required"),
-    ("DTSTART:20300308T050000Z RRULE:FREQ=SECONDLY;INTERVAL=5", "SECONDLY"),
-    ("DTSTART:20300308T050000Z RRULE:FREQ=MONTHLY;INTERVAL=1;BYMONTHDAY=3,4", "BYMONTHDAYs"),
-    ("DTSTART:20300308T050000Z RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=5MO", "numeric prefix"),
-    ("DTSTART:20300308T050000Z RRULE:FREQ=YEARLY;INTERVAL=1;BYWEEKNO=20", "BYWEEKNO"),
-    ("DTSTART:20300308T050000Z RRULE:FREQ=DAILY;INTERVAL=1;COUNT=2000", "COUNT > 999"),
-    ("DTSTART:20300308T050000 RRULE:FREQ=DAILY;INTERVAL=1", "naive"),
-    ("DTSTART:20300308T050000Z RRULE:FREQ=REGULARLY;INTERVAL=1", "parsing failed"),
-    ("DTSTART:20200308T050000Z RRULE:FREQ=DAILY;INTERVAL=1;COUNT=2", "no future occurrence"),
-])
+@pytest.mark.parametrize(
+    "rrule, problem",
+    [
+        ("", "valid DTSTART"),
+        ("DTSTART:NONSENSE", "valid DTSTART"),
+        ("DTSTART:20300308T050000Z DTSTART:20310308T050000Z", "multiple DTSTART"),
+        ("DTSTART:20300308T050000Z", "RRULE required"),
+        ("DTSTART:20300308T050000Z RRULE:NONSENSE", "INTERVAL required"),
+        ("DTSTART:20300308T050000Z RRULE:FREQ=SECONDLY;INTERVAL=5", "SECONDLY"),
+        ("DTSTART:20300308T050000Z RRULE:FREQ=MONTHLY;INTERVAL=1;BYMONTHDAY=3,4", "BYMONTHDAYs"),
+        ("DTSTART:20300308T050000Z RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=5MO", "numeric prefix"),
+        ("DTSTART:20300308T050000Z RRULE:FREQ=YEARLY;INTERVAL=1;BYWEEKNO=20", "BYWEEKNO"),
+        ("DTSTART:20300308T050000Z RRULE:FREQ=DAILY;INTERVAL=1;COUNT=2000", "COUNT > 999"),
+        ("DTSTART:20300308T050000 RRULE:FREQ=DAILY;INTERVAL=1", "naive"),
+        ("DTSTART:20300308T050000Z RRULE:FREQ=REGULARLY;INTERVAL=1", "parsing failed"),
+        ("DTSTART:20200308T050000Z RRULE:FREQ=DAILY;INTERVAL=1;COUNT=2", "no future occurrence"),
+    ],
+)
 def test_rrule_check_refuses_what_awx_refuses(rrule, problem):
     assert problem in (awx_rrule_problem(rrule) or ""), awx_rrule_problem(rrule)
 

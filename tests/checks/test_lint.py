@@ -10,8 +10,12 @@ from tests.checks.conftest import BIN, run_tool
 
 def test_lint(collection_copy):
     # the copy sits in .build/ansible_collections/datasteward/storage
-    run_tool([BIN / "ansible-lint", "--profile", "production", "--offline", "--nocolor"],
-             cwd=collection_copy, timeout=600, env={"ANSIBLE_COLLECTIONS_PATH": str(collection_copy.parents[2])})
+    run_tool(
+        [BIN / "ansible-lint", "--profile", "production", "--offline", "--nocolor"],
+        cwd=collection_copy,
+        timeout=600,
+        env={"ANSIBLE_COLLECTIONS_PATH": str(collection_copy.parents[2])},
+    )
 
 
 def test_changelog_fragments(collection_copy):

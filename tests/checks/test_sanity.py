@@ -44,5 +44,8 @@ def test_sanity_other_python(collection_copy, version, tmp_path):
     if interpreter is None:
         pytest.skip("no Python %s on this machine" % version)
     (tmp_path / ("python%s" % version)).symlink_to(interpreter)
-    run_tool([BIN / "ansible-test", "sanity", "--color", "no", "--test", "compile", "--test", "import", "--python", version],
-             cwd=collection_copy, env={"PATH": "%s:%s:%s" % (tmp_path, BIN, os.environ.get("PATH", ""))})
+    run_tool(
+        [BIN / "ansible-test", "sanity", "--color", "no", "--test", "compile", "--test", "import", "--python", version],
+        cwd=collection_copy,
+        env={"PATH": "%s:%s:%s" % (tmp_path, BIN, os.environ.get("PATH", ""))},
+    )

@@ -44,14 +44,16 @@ def ansible_env(tmp, **extra):
     the checkout's ansible.cfg, and Ansible's own scratch space (local and,
     for local connections, remote) under tmp, not in the shared ~/.ansible."""
     env = dict(os.environ)
-    env.update({
-        "PATH": "%s:%s" % (BIN, env.get("PATH", "")),
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_LOCAL_TEMP": str(Path(tmp) / "ansible-local"),
-        "ANSIBLE_REMOTE_TMP": str(Path(tmp) / "ansible-remote"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-    })
+    env.update(
+        {
+            "PATH": "%s:%s" % (BIN, env.get("PATH", "")),
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_LOCAL_TEMP": str(Path(tmp) / "ansible-local"),
+            "ANSIBLE_REMOTE_TMP": str(Path(tmp) / "ansible-remote"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        }
+    )
     env.update(extra)
     return env
 
@@ -59,9 +61,15 @@ def ansible_env(tmp, **extra):
 def exported_inventory(inventory=LOCAL_INVENTORY):
     """The inventory as AWX stores it after an inventory sync: `ansible-inventory
     --list --export` keeps group variables on their groups, unrendered."""
-    proc = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(inventory), "--list", "--export"],
-                          cwd=REPO, env=ansible_env(REPO / ".cache"), capture_output=True, encoding="utf-8",
-                          timeout=120, check=True)
+    proc = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", str(inventory), "--list", "--export"],
+        cwd=REPO,
+        env=ansible_env(REPO / ".cache"),
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+        check=True,
+    )
     return json.loads(proc.stdout)
 
 
@@ -80,6 +88,5 @@ def play_recap(output):
             continue
         match = RECAP.match(line.strip()) if in_recap else None
         if match:
-            recap[match.group("host")] = {key: int(value) for key, value in
-                                          (pair.split("=") for pair in match.group("counts").split())}
+            recap[match.group("host")] = {key: int(value) for key, value in (pair.split("=") for pair in match.group("counts").split())}
     return recap

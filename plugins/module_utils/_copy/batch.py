@@ -63,15 +63,15 @@ class Item:
 
     def __init__(self, src_relpath, targets, expect_stat=None, data=None):
         self.src_relpath = src_relpath
-        self.targets = targets        # [(root, relpath), ...]
+        self.targets = targets  # [(root, relpath), ...]
         self.expect_stat = expect_stat
-        self.data = data              # the caller's
+        self.data = data  # the caller's
         self.tokens = None
-        self.entries = []             # journal entries of its temporaries
-        self.renamed = False          # a verified copy reached its final name
+        self.entries = []  # journal entries of its temporaries
+        self.renamed = False  # a verified copy reached its final name
         self.copy = None
-        self.error = None             # the CopyError that ended this file
-        self.report = None            # the caller's outcome
+        self.error = None  # the CopyError that ended this file
+        self.report = None  # the caller's outcome
 
     @property
     def ok(self):
@@ -128,8 +128,17 @@ class Batch:
         """Read the source of ``item`` once and write its temporaries (not
         flushed). A CopyError is stored on the item, never raised."""
         try:
-            item.copy = engine.start_copy(self.src_root, item.src_relpath, item.targets, self.algorithm, expect_stat=item.expect_stat,
-                                          journal=self.journal, preserve=self.preserve, dirs=self.dirs, tokens=item.tokens)
+            item.copy = engine.start_copy(
+                self.src_root,
+                item.src_relpath,
+                item.targets,
+                self.algorithm,
+                expect_stat=item.expect_stat,
+                journal=self.journal,
+                preserve=self.preserve,
+                dirs=self.dirs,
+                tokens=item.tokens,
+            )
             self.bytes += item.copy.size
             engine.close_temps(item.copy, flush=not self.use_syncfs)
         except engine.CopyError as exc:

@@ -67,9 +67,20 @@ _FADV_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", None)
 _FADV_SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", None)
 _FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 # Errors that are about the disk, not the file: the disk leaves the run.
-DISK_ERRNOS = frozenset(e for e in (errno.EIO, errno.EROFS, errno.ENODEV, errno.ENXIO, getattr(errno, "ESTALE", None),
-                                    getattr(errno, "ENOTCONN", None), getattr(errno, "EUCLEAN", None),
-                                    getattr(errno, "ENOMEDIUM", None)) if e is not None)
+DISK_ERRNOS = frozenset(
+    e
+    for e in (
+        errno.EIO,
+        errno.EROFS,
+        errno.ENODEV,
+        errno.ENXIO,
+        getattr(errno, "ESTALE", None),
+        getattr(errno, "ENOTCONN", None),
+        getattr(errno, "EUCLEAN", None),
+        getattr(errno, "ENOMEDIUM", None),
+    )
+    if e is not None
+)
 
 
 class CopyError(Exception):
@@ -182,7 +193,7 @@ def final_of_temp(temp_relpath):
     """The relative path a temporary (from :func:`temp_name`) was made for,
     or None when its name was cut to fit NAME_MAX and cannot be told."""
     head, name = os.path.split(fsbytes(temp_relpath))
-    stem = name[len(_TEMP_PREFIX_B):].rpartition(b".")[0] if name.startswith(_TEMP_PREFIX_B) else b""
+    stem = name[len(_TEMP_PREFIX_B) :].rpartition(b".")[0] if name.startswith(_TEMP_PREFIX_B) else b""
     if not stem or len(stem) >= NAME_MAX - len(_TEMP_PREFIX_B) - 13:
         return None
     out = os.path.join(head, stem)
@@ -262,8 +273,7 @@ def open_tree_dir(root, parts, create=False, mode=0o755):
             _close(fd)
             fd = child
             if _fstat(fd, where).st_dev != dev:
-                raise UnsafePath("%s is on another file system than %s; refusing to leave the tree" % (display(where), display(root)),
-                                 where)
+                raise UnsafePath("%s is on another file system than %s; refusing to leave the tree" % (display(where), display(root)), where)
         return fd, created
     except BaseException:
         _close(fd)
@@ -375,7 +385,7 @@ def hash_fd(fd, algorithm, chunk_size=CHUNK_SIZE, from_disk=True, size_hint=None
 
 def _pread_into(fd, view, offset):  # pragma: no cover - Python without preadv
     data = os.pread(fd, len(view), offset)
-    view[:len(data)] = data
+    view[: len(data)] = data
     return len(data)
 
 
@@ -492,8 +502,9 @@ class PendingCopy:
         return [tgt for tgt in self.targets if tgt.temp is not None]
 
     def result(self):
-        copies = [{"root": tgt.root, "relpath": tgt.relpath, "path": tgt.caller_path(), "verified_at": self.verified_at,
-                   "reused": tgt.reused} for tgt in self.targets]
+        copies = [
+            {"root": tgt.root, "relpath": tgt.relpath, "path": tgt.caller_path(), "verified_at": self.verified_at, "reused": tgt.reused} for tgt in self.targets
+        ]
         return CopyResult(self.digest, self.size, self.source_stat, copies)
 
 
@@ -614,8 +625,21 @@ def _check_source_after(copy, src_fd, expect_digest, algorithm):
         raise VerifyFailed("%s does not match its recorded %s digest" % (display(copy.src_path), algorithm), copy.src_path)
 
 
-def start_copy(src_root, src_relpath, targets, algorithm="sha512", expect_digest=None, expect_stat=None, replace=False,
-               journal=None, chunk_size=CHUNK_SIZE, pool=None, preserve=True, dirs=None, tokens=None):
+def start_copy(
+    src_root,
+    src_relpath,
+    targets,
+    algorithm="sha512",
+    expect_digest=None,
+    expect_stat=None,
+    replace=False,
+    journal=None,
+    chunk_size=CHUNK_SIZE,
+    pool=None,
+    preserve=True,
+    dirs=None,
+    tokens=None,
+):
     """Steps 1-3 of a verified copy: read the source once, hashing it and
     writing a temporary next to every target's final name (journalled first
     unless ``tokens`` were journalled by the caller). Returns a
@@ -713,10 +737,8 @@ def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE, size=None):
     tgt.digest = got
     if got != digest:
         if tgt.temp is None:
-            raise TargetConflict("%s already exists with other content (%s %s, source %s)" % (display(tgt.path), algorithm, got, digest),
-                                 tgt.path)
-        raise VerifyFailed("%s read back from disk does not match the source (%s %s, expected %s)"
-                           % (display(where), algorithm, got, digest), where)
+            raise TargetConflict("%s already exists with other content (%s %s, source %s)" % (display(tgt.path), algorithm, got, digest), tgt.path)
+        raise VerifyFailed("%s read back from disk does not match the source (%s %s, expected %s)" % (display(where), algorithm, got, digest), where)
     return got
 
 
@@ -798,8 +820,19 @@ class CopyResult:
         self.copies = copies  # [{"root", "relpath", "path", "verified_at", "reused"}]
 
 
-def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_digest=None, expect_stat=None,
-                  replace=False, journal=None, chunk_size=CHUNK_SIZE, pool=None, preserve=True):
+def copy_verified(
+    src_root,
+    src_relpath,
+    targets,
+    algorithm="sha512",
+    expect_digest=None,
+    expect_stat=None,
+    replace=False,
+    journal=None,
+    chunk_size=CHUNK_SIZE,
+    pool=None,
+    preserve=True,
+):
     """Copy ``src_root/src_relpath`` to every ``(root, relpath)`` in ``targets``.
 
     One read of the source hashes it and feeds every temporary copy; each copy
@@ -824,11 +857,11 @@ def copy_verified(src_root, src_relpath, targets, algorithm="sha512", expect_dig
         own_pool = pool = ThreadPoolExecutor(max_workers=len(targets) + 1)
     copy = None
     try:
-        copy = start_copy(src_root, src_relpath, targets, algorithm, expect_digest, expect_stat, replace, journal, chunk_size,
-                          pool, preserve)
+        copy = start_copy(src_root, src_relpath, targets, algorithm, expect_digest, expect_stat, replace, journal, chunk_size, pool, preserve)
         try:
-            _run_parallel(pool if copy.size >= PARALLEL_MIN_BYTES else None,
-                          [lambda t=tgt: _finish_one(copy, t, algorithm, chunk_size) for tgt in copy.targets])
+            _run_parallel(
+                pool if copy.size >= PARALLEL_MIN_BYTES else None, [lambda t=tgt: _finish_one(copy, t, algorithm, chunk_size) for tgt in copy.targets]
+            )
             rename_into_place(copy)
             return copy.result()
         except OSError as exc:  # never a traceback

@@ -28,7 +28,7 @@ def normalize_wwn(wwn):
     text = str(wwn).strip().lower().replace(" ", "")
     for prefix in ("naa.", "eui.", "0x"):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     return text or None
 
 
@@ -55,8 +55,7 @@ def parse_disk_map_list(items, source="disk_map"):
         missing = [key for key in ("label", "serial") if not item.get(key)]
         if missing:
             raise DiskMapError("%s[%d]: missing %s" % (source, index, " and ".join(missing)))
-        entries.append({"label": str(item["label"]), "serial": str(item["serial"]),
-                        "wwn": str(item["wwn"]) if item.get("wwn") else None})
+        entries.append({"label": str(item["label"]), "serial": str(item["serial"]), "wwn": str(item["wwn"]) if item.get("wwn") else None})
     return check_entries(entries, source)
 
 

@@ -72,11 +72,9 @@ def _attribute_flags(facts, verdict, limits, acknowledge):
     for attr in facts["attributes"]:
         when = attr["when_failed"] or "-"
         if when == "FAILING_NOW":
-            verdict.failing.append("attribute %s (%d) is failing now: value %s, threshold %s"
-                                   % (attr["name"], attr["id"], attr["value"], attr["thresh"]))
+            verdict.failing.append("attribute %s (%d) is failing now: value %s, threshold %s" % (attr["name"], attr["id"], attr["value"], attr["thresh"]))
         elif when == "In_the_past":
-            verdict.warning.append("attribute %s (%d) failed in the past: worst %s, threshold %s"
-                                   % (attr["name"], attr["id"], attr["worst"], attr["thresh"]))
+            verdict.warning.append("attribute %s (%d) failed in the past: worst %s, threshold %s" % (attr["name"], attr["id"], attr["worst"], attr["thresh"]))
         elif when != "-":
             verdict.warning.append("attribute %s (%d) says it failed %r" % (attr["name"], attr["id"], when))
 
@@ -125,8 +123,10 @@ def _ssd_wear(facts, verdict, limits, acknowledge):
         if attr["id"] in SSD_LIFE_ATTRIBUTES and isinstance(attr["value"], int) and 0 <= attr["value"] <= 100:
             used = 100 - attr["value"]
             if used > limits["wear_limit"]:
-                verdict.warning.append("SSD wear: attribute %s (%d) is at %d, about %d%% of the rated life used, over the wear limit %d%%"
-                                       % (attr["name"], attr["id"], attr["value"], used, limits["wear_limit"]))
+                verdict.warning.append(
+                    "SSD wear: attribute %s (%d) is at %d, about %d%% of the rated life used, over the wear limit %d%%"
+                    % (attr["name"], attr["id"], attr["value"], used, limits["wear_limit"])
+                )
 
 
 def _nvme_health(facts, verdict, limits, acknowledge):
@@ -136,8 +136,7 @@ def _nvme_health(facts, verdict, limits, acknowledge):
     critical = nvme["critical_warning"] or 0
     for bit, text in NVME_CRITICAL_WARNINGS:
         if critical & bit:
-            (verdict.warning if bit == NVME_TEMPERATURE_WARNING else verdict.failing).append(
-                "NVMe critical warning 0x%02x: %s" % (bit, text))
+            (verdict.warning if bit == NVME_TEMPERATURE_WARNING else verdict.failing).append("NVMe critical warning 0x%02x: %s" % (bit, text))
     spare, threshold = nvme["available_spare"], nvme["available_spare_threshold"]
     if spare is not None and threshold is not None and spare < threshold and not critical & NVME_SPARE_WARNING:
         verdict.failing.append("NVMe available spare %d%% is below its threshold %d%%" % (spare, threshold))

@@ -58,7 +58,7 @@ def group_members(pgid, proc_root="/proc"):
         except OSError:
             continue  # gone meanwhile
         # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
             members.append(int(name))
     return members
@@ -107,8 +107,7 @@ def run_with_deadline(argv, timeout, environ_update=None, grace=KILL_GRACE):
     """
     env = dict(os.environ)
     env.update(environ_update or {})
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, close_fds=True, start_new_session=True)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -172,7 +172,10 @@ def timeout_reason(name, exc):
     """What to report for a drive whose smartctl missed its deadline."""
     call = "smartctl %s" % " ".join(exc.argv[1:])
     reason = "smartctl did not answer within %g s for %s (%s): a wedged drive or controller?" % (
-        exc.timeout, name, call + " was killed" if exc.killed else "no time was left for " + call)
+        exc.timeout,
+        name,
+        call + " was killed" if exc.killed else "no time was left for " + call,
+    )
     if exc.stuck:
         reason += "; pid %s did not exit after SIGKILL (stuck in the kernel)" % ", ".join(str(pid) for pid in exc.stuck)
     return reason
@@ -183,10 +186,14 @@ def smart_argument_spec(**options):
     doc fragment (``smartctl_path``, ``devices``, ``timeout``) plus the module's own ``options``."""
     spec = dict(
         smartctl_path=dict(type="path"),
-        devices=dict(type="list", elements="dict", options=dict(
-            name=dict(type="str", required=True),
-            interface=dict(type="str"),
-        )),
+        devices=dict(
+            type="list",
+            elements="dict",
+            options=dict(
+                name=dict(type="str", required=True),
+                interface=dict(type="str"),
+            ),
+        ),
         timeout=dict(type="float", default=DEFAULT_TIMEOUT),
     )
     spec.update(options)
@@ -197,8 +204,7 @@ def require_root(module_name, euid=None):
     """Raise SmartError unless running as root: smartctl needs raw access to the drives."""
     euid = os.geteuid() if euid is None else euid
     if euid != 0:
-        raise SmartError("%s must run as root (become: true): smartctl needs raw access to the drives; running as uid %d"
-                         % (module_name, euid))
+        raise SmartError("%s must run as root (become: true): smartctl needs raw access to the drives; running as uid %d" % (module_name, euid))
 
 
 def find_smartctl(smartctl_path, get_bin_path):
@@ -211,8 +217,10 @@ def find_smartctl(smartctl_path, get_bin_path):
         return smartctl_path
     found = get_bin_path("smartctl")
     if not found:
-        raise SmartError("smartctl was not found on the PATH or in /sbin, /usr/sbin, /usr/local/sbin: install the smartmontools package "
-                         "(Debian/Ubuntu: apt-get install smartmontools; RHEL/Fedora: dnf install smartmontools), or set smartctl_path")
+        raise SmartError(
+            "smartctl was not found on the PATH or in /sbin, /usr/sbin, /usr/local/sbin: install the smartmontools package "
+            "(Debian/Ubuntu: apt-get install smartmontools; RHEL/Fedora: dnf install smartmontools), or set smartctl_path"
+        )
     return found
 
 
@@ -239,8 +247,10 @@ def check_devices(devices, option="devices"):
         if interface is not None:
             interface = interface.strip()
             if HAS_PYSMART and not smartctl_isvalid_type(interface.lower()):
-                raise SmartError("%s[%d] (%s): interface %r is not a smartctl device type pySMART knows (for example ata, sat, scsi, "
-                                 "nvme, usbjmicron, megaraid,N, sat+megaraid,N)" % (option, index, name, interface))
+                raise SmartError(
+                    "%s[%d] (%s): interface %r is not a smartctl device type pySMART knows (for example ata, sat, scsi, "
+                    "nvme, usbjmicron, megaraid,N, sat+megaraid,N)" % (option, index, name, interface)
+                )
         checked.append({"name": name, "interface": interface})
     return checked
 
@@ -276,6 +286,7 @@ def check_acknowledge(entries, option="acknowledge"):
 
 # --------------------------------------------------------------------------
 # which drives
+
 
 def parse_scan(lines):
     """``smartctl --scan-open`` lines into [{'name', 'interface'}]; comment lines (open failures) are skipped."""
@@ -321,8 +332,10 @@ def scan_devices(smartctl_path, run_command=None, timeout=DEFAULT_TIMEOUT):
     for item in found:
         if item["interface"] == "scsi":
             item["interface"] = None
-    return found, ["smartctl --scan-open did not answer within %g s (it opens every drive: one that hangs blocks it); the drives were "
-                   "listed with smartctl --scan, which opens none, and each was read with its device type detected (-d test)" % timeout]
+    return found, [
+        "smartctl --scan-open did not answer within %g s (it opens every drive: one that hangs blocks it); the drives were "
+        "listed with smartctl --scan, which opens none, and each was read with its device type detected (-d test)" % timeout
+    ]
 
 
 def wanted_devices(smartctl_path, devices, run_command, timeout):
@@ -349,6 +362,7 @@ def map_drives(read_one, items, workers=MAX_PARALLEL):
 
 # --------------------------------------------------------------------------
 # raw-output helpers (what pySMART does not keep)
+
 
 def parse_wwn(lines):
     """The drive's world wide name: ``0x...`` (ATA LU WWN, SCSI LU id) or ``eui....`` (NVMe EUI-64)."""
@@ -428,14 +442,38 @@ def _open_failure(lines, stderr):
 # --------------------------------------------------------------------------
 # reading one device
 
+
 def _empty_facts(name, interface):
     return {
-        "name": name, "interface": interface, "model": None, "serial": None, "wwn": None, "firmware": None,
-        "capacity_bytes": None, "rotation_rate": None, "is_ssd": None, "smart_capable": None, "smart_enabled": None,
-        "assessment": None, "assessment_text": None, "temperature_c": None, "power_on_hours": None,
-        "attributes": [], "nvme": None, "scsi": None, "self_tests": [], "self_test_running": False,
-        "self_test_progress_percent": None, "standby": False, "timed_out": False, "exit_status": None, "exit_status_flags": [],
-        "label": None, "health": "unknown", "reasons": [], "acknowledged": [],
+        "name": name,
+        "interface": interface,
+        "model": None,
+        "serial": None,
+        "wwn": None,
+        "firmware": None,
+        "capacity_bytes": None,
+        "rotation_rate": None,
+        "is_ssd": None,
+        "smart_capable": None,
+        "smart_enabled": None,
+        "assessment": None,
+        "assessment_text": None,
+        "temperature_c": None,
+        "power_on_hours": None,
+        "attributes": [],
+        "nvme": None,
+        "scsi": None,
+        "self_tests": [],
+        "self_test_running": False,
+        "self_test_progress_percent": None,
+        "standby": False,
+        "timed_out": False,
+        "exit_status": None,
+        "exit_status_flags": [],
+        "label": None,
+        "health": "unknown",
+        "reasons": [],
+        "acknowledged": [],
     }
 
 
@@ -492,8 +530,11 @@ def _check_readable(device, call, name, facts):
         reason = _open_failure(call["lines"], call["stderr"])
         if reason or not device.model:
             stderr = call["stderr"].strip()
-            raise _Unread(reason or "smartctl could not read %s (exit status %d: %s)%s" % (
-                name, call["rc"], "; ".join(decode_exit_status(call["rc"] & 0x03)), ": " + stderr if stderr else ""))
+            raise _Unread(
+                reason
+                or "smartctl could not read %s (exit status %d: %s)%s"
+                % (name, call["rc"], "; ".join(decode_exit_status(call["rc"] & 0x03)), ": " + stderr if stderr else "")
+            )
 
 
 def _identity(device, lines):
@@ -514,11 +555,22 @@ def _identity(device, lines):
 
 
 def _ata_attributes(device):
-    return [{
-        "id": attr.num, "name": attr.name, "value": attr.value_int, "worst": attr.worst, "thresh": attr.thresh,
-        "type": attr.type, "updated": attr.updated, "when_failed": attr.when_failed, "raw": attr.raw,
-        "raw_int": attr.raw_int,
-    } for attr in device.attributes if attr is not None]
+    return [
+        {
+            "id": attr.num,
+            "name": attr.name,
+            "value": attr.value_int,
+            "worst": attr.worst,
+            "thresh": attr.thresh,
+            "type": attr.type,
+            "updated": attr.updated,
+            "when_failed": attr.when_failed,
+            "raw": attr.raw,
+            "raw_int": attr.raw_int,
+        }
+        for attr in device.attributes
+        if attr is not None
+    ]
 
 
 def _nvme_log(nvme):
@@ -531,8 +583,10 @@ def _nvme_log(nvme):
         "error_log_entries": nvme.errorEntries,
         "unsafe_shutdowns": nvme.unsafeShutdowns,
         "power_cycles": nvme.powerCycles,
-        "errors": [{"num": err.num, "error_count": err.errCount, "sqid": err.sqId, "cmdid": err.cmdId,
-                    "status": err.status, "lba": err.lba, "nsid": err.nsid} for err in nvme.errors],
+        "errors": [
+            {"num": err.num, "error_count": err.errCount, "sqid": err.sqId, "cmdid": err.cmdId, "status": err.status, "lba": err.lba, "nsid": err.nsid}
+            for err in nvme.errors
+        ],
     }
 
 
@@ -551,8 +605,10 @@ def _interface_facts(device, lines, facts):
 def _smart_unavailable(device, name):
     """Why SMART cannot be read on a drive that answered (a RAID volume, SMART off), or None."""
     if not device.smart_capable and not device.smart_enabled and device.assessment is None:
-        return "SMART is not available on %s (a RAID volume or a bridge that hides the drive?); " \
-               "name the physical drive, e.g. with interface megaraid,N or sat" % name
+        return (
+            "SMART is not available on %s (a RAID volume or a bridge that hides the drive?); "
+            "name the physical drive, e.g. with interface megaraid,N or sat" % name
+        )
     if not device.smart_enabled and device.assessment is None:
         return "SMART is disabled on %s; enable it with smartctl -s on %s" % (name, name)
     return None
@@ -566,8 +622,10 @@ def _read_facts(device, lines, name, facts):
         if attr["id"] == 9 and attr["raw_int"] is not None:
             facts["power_on_hours"] = attr["raw_int"]
     _interface_facts(device, lines, facts)
-    facts["self_tests"] = [{"num": entry.num, "type": entry.type, "status": entry.status, "remaining": entry.remain,
-                            "hours": entry.hours, "lba": entry.LBA} for entry in device.tests[:SELF_TESTS_REPORTED]]
+    facts["self_tests"] = [
+        {"num": entry.num, "type": entry.type, "status": entry.status, "remaining": entry.remain, "hours": entry.hours, "lba": entry.LBA}
+        for entry in device.tests[:SELF_TESTS_REPORTED]
+    ]
     unavailable = _smart_unavailable(device, name)
     if unavailable:
         facts["unread"] = unavailable
@@ -611,6 +669,7 @@ def read_device(smartctl_path, name, interface=None, standby=False, run_command=
 # --------------------------------------------------------------------------
 # smart_info
 
+
 def apply_disk_map(devices, entries):
     """Set each device's ``label`` from the disk map ``entries``; return (missing, unmapped)."""
     matched = set()
@@ -647,8 +706,7 @@ def _report(facts, acknowledge, limits):
     return facts
 
 
-def smart_info(smartctl_path, devices=None, standby=False, disk_map=None, acknowledge=None, limits=None, run_command=None,
-               timeout=DEFAULT_TIMEOUT):
+def smart_info(smartctl_path, devices=None, standby=False, disk_map=None, acknowledge=None, limits=None, run_command=None, timeout=DEFAULT_TIMEOUT):
     """Facts and verdicts for the given devices (default: every device smartctl --scan-open finds).
 
     Returns ``{"devices", "missing", "unmapped", "warnings"}``; bad input raises SmartError before any drive is read.
@@ -670,17 +728,28 @@ def smart_info(smartctl_path, devices=None, standby=False, disk_map=None, acknow
 # --------------------------------------------------------------------------
 # self-tests
 
+
 def _selftest_result(item, test):
-    return {"name": item["name"], "interface": item["interface"], "model": None, "serial": None, "test": test,
-            "state": None, "changed": False, "message": None, "progress_percent": None,
-            "estimated_completion": None, "exit_status": None, "timed_out": False}
+    return {
+        "name": item["name"],
+        "interface": item["interface"],
+        "model": None,
+        "serial": None,
+        "test": test,
+        "state": None,
+        "changed": False,
+        "message": None,
+        "progress_percent": None,
+        "estimated_completion": None,
+        "exit_status": None,
+        "timed_out": False,
+    }
 
 
 def _start_failure(test, name, call, message):
     output = " ".join(line.strip() for line in (call["lines"][3:] if call else []) if line.strip())
     detail = output or (call["stderr"].strip() if call else "")
-    return "smartctl did not start the %s self-test on %s (exit status %s): %s" % (
-        test, name, call["rc"] if call else None, detail or message)
+    return "smartctl did not start the %s self-test on %s (exit status %s): %s" % (test, name, call["rc"] if call else None, detail or message)
 
 
 def _start(result, device, test):
@@ -707,8 +776,11 @@ def _selftest_steps(result, facts, device, test, check_mode):
         return
     code, dummy, progress = device.get_selftest_result()
     if code == 1:
-        result.update(state="running", message="a self-test is already in progress; not starting another",
-                      progress_percent=progress if progress is not None else facts["self_test_progress_percent"])
+        result.update(
+            state="running",
+            message="a self-test is already in progress; not starting another",
+            progress_percent=progress if progress is not None else facts["self_test_progress_percent"],
+        )
     elif check_mode:
         result.update(state="would_start", changed=True, message="would start a %s self-test (check mode)" % test)
     else:
@@ -723,8 +795,12 @@ def _selftest_one(smartctl_path, item, test, check_mode, run_command, timeout):
         _selftest_steps(result, facts, device, test, check_mode)
     except CommandTimeout as exc:
         # Only the -t call itself is left to time out (pySMART's other queries are answered from memory).
-        result.update(state="failed", changed=False, timed_out=True, message=timeout_reason(item["name"], exc)
-                      + "; the test may or may not have started: read the drive with smart_info later")
+        result.update(
+            state="failed",
+            changed=False,
+            timed_out=True,
+            message=timeout_reason(item["name"], exc) + "; the test may or may not have started: read the drive with smart_info later",
+        )
     return result
 
 

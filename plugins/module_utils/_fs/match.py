@@ -50,7 +50,7 @@ def _translate_class(pattern, start):
         end += 1
     if end >= len(pattern):
         return None
-    body = pattern[start + 1:end].replace("\\", "\\\\")
+    body = pattern[start + 1 : end].replace("\\", "\\\\")
     if body[0] in "!^":
         return "[^/" + body[1:] + "]", end + 1
     # A class never matches the separator, whatever range it spans.
@@ -92,11 +92,11 @@ def _check(option, pattern):
         raise MatchError("%s: pattern %r contains a NUL byte, which no file name can" % (option, pattern))
     body = pattern.strip("/")
     if not body:
-        raise MatchError("%s: pattern %r names the root itself, which is never matched; "
-                         "leave it out or give a name or a path below the root" % (option, pattern))
+        raise MatchError(
+            "%s: pattern %r names the root itself, which is never matched; leave it out or give a name or a path below the root" % (option, pattern)
+        )
     if "/" in pattern and any(part in (".", "..") for part in body.split("/")):
-        raise MatchError("%s: pattern %r has a '.' or '..' component; paths are relative to the root "
-                         "and never contain one" % (option, pattern))
+        raise MatchError("%s: pattern %r has a '.' or '..' component; paths are relative to the root and never contain one" % (option, pattern))
     if "//" in body:
         raise MatchError("%s: pattern %r has an empty component ('//')" % (option, pattern))
 

@@ -20,18 +20,48 @@ MOUNTINFO = "/proc/self/mountinfo"
 
 # Kernel and virtual file systems that hold no user data. tmpfs and overlay are
 # real storage for this purpose (df shows them too).
-PSEUDO_FSTYPES = frozenset((
-    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs",
-    "devpts", "devtmpfs", "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs",
-    "proc", "pstore", "rpc_pipefs", "securityfs", "selinuxfs", "sysfs",
-    "tracefs", "ramfs", "nfsd", "fuse.gvfsd-fuse", "fuse.portal",
-))
+PSEUDO_FSTYPES = frozenset(
+    (
+        "autofs",
+        "binfmt_misc",
+        "bpf",
+        "cgroup",
+        "cgroup2",
+        "configfs",
+        "debugfs",
+        "devpts",
+        "devtmpfs",
+        "efivarfs",
+        "fusectl",
+        "hugetlbfs",
+        "mqueue",
+        "nsfs",
+        "proc",
+        "pstore",
+        "rpc_pipefs",
+        "securityfs",
+        "selinuxfs",
+        "sysfs",
+        "tracefs",
+        "ramfs",
+        "nfsd",
+        "fuse.gvfsd-fuse",
+        "fuse.portal",
+    )
+)
 
 STATUS_ORDER = ("ok", "warning", "critical", "error")
 
 USAGE_KEYS = (
-    "total_bytes", "used_bytes", "available_bytes", "reserved_bytes", "used_percent",
-    "inodes_total", "inodes_used", "inodes_available", "inodes_used_percent",
+    "total_bytes",
+    "used_bytes",
+    "available_bytes",
+    "reserved_bytes",
+    "used_percent",
+    "inodes_total",
+    "inodes_used",
+    "inodes_available",
+    "inodes_used_percent",
 )
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
@@ -76,13 +106,15 @@ def parse_mountinfo(text):
         mount_options = fields[5].split(",")
         super_options = fields[sep + 3].split(",") if len(fields) > sep + 3 else []
         options = mount_options + [o for o in super_options if o not in mount_options]
-        mounts.append(Mount(
-            mount_point=_unescape(fields[4]),
-            device=_unescape(fields[sep + 2]),
-            fstype=fields[sep + 1],
-            options=",".join(options),
-            dev_id=fields[2],
-        ))
+        mounts.append(
+            Mount(
+                mount_point=_unescape(fields[4]),
+                device=_unescape(fields[sep + 2]),
+                fstype=fields[sep + 1],
+                options=",".join(options),
+                dev_id=fields[2],
+            )
+        )
     return mounts
 
 
@@ -125,8 +157,11 @@ def mount_for_path(path, mounts):
 
 def default_targets(mounts, fstypes=None, exclude_fstypes=None):
     """Every visible mount, filtered by type; pseudo file systems only when ``fstypes`` names their type."""
-    return [mount for mount in visible_mounts(mounts)
-            if (not is_pseudo(mount) or (fstypes and mount.fstype in fstypes)) and fstype_wanted(mount, fstypes, exclude_fstypes)]
+    return [
+        mount
+        for mount in visible_mounts(mounts)
+        if (not is_pseudo(mount) or (fstypes and mount.fstype in fstypes)) and fstype_wanted(mount, fstypes, exclude_fstypes)
+    ]
 
 
 def fstype_wanted(mount, fstypes=None, exclude_fstypes=None):
@@ -263,14 +298,12 @@ def check_thresholds(thresholds):
             raise FilesystemError("%s must be between 0 and 100, got %s" % (name, value))
     for warn, crit in (("warn_percent", "critical_percent"), ("inodes_warn_percent", "inodes_critical_percent")):
         if thresholds[warn] > thresholds[crit]:
-            raise FilesystemError("%s (%s) must not be greater than %s (%s)" % (
-                warn, thresholds[warn], crit, thresholds[crit]))
+            raise FilesystemError("%s (%s) must not be greater than %s (%s)" % (warn, thresholds[warn], crit, thresholds[crit]))
 
 
 def _with_default_thresholds(thresholds):
     thresholds = dict(thresholds or {})
-    for key, default in (("warn_percent", 80), ("critical_percent", 90),
-                         ("inodes_warn_percent", 80), ("inodes_critical_percent", 90)):
+    for key, default in (("warn_percent", 80), ("critical_percent", 90), ("inodes_warn_percent", 80), ("inodes_critical_percent", 90)):
         thresholds.setdefault(key, default)
     check_thresholds(thresholds)
     return thresholds
@@ -309,11 +342,9 @@ def check_selection(candidates, chosen, fstypes=None, exclude_fstypes=None, path
     types = ", ".join(sorted(set(mount.fstype for mount in candidates)))
     if paths_option:
         held = "the file systems holding %s" % paths_option
-        wording = ("none of %s has type %%s" % held, "%%s excludes every one of %s" % held, "none of %s" % held,
-                   "their types: %s" % types)
+        wording = ("none of %s has type %%s" % held, "%%s excludes every one of %s" % held, "none of %s" % held, "their types: %s" % types)
     else:
-        wording = ("no mounted file system has type %s", "%s excludes every mounted file system", "no mounted file system",
-                   "types mounted here: %s" % types)
+        wording = ("no mounted file system has type %s", "%s excludes every mounted file system", "no mounted file system", "types mounted here: %s" % types)
     has_type, excludes, none, known = wording
     if not exclude_fstypes:
         message = "fstypes: " + has_type % _either(fstypes)
@@ -338,8 +369,7 @@ def _report(path, mount, probe, timeout, thresholds):
     return fs
 
 
-def disk_usage(paths=None, fstypes=None, exclude_fstypes=None, thresholds=None, timeout=5.0,
-               mounts=None, statvfs=os.statvfs, paths_option="paths"):
+def disk_usage(paths=None, fstypes=None, exclude_fstypes=None, thresholds=None, timeout=5.0, mounts=None, statvfs=os.statvfs, paths_option="paths"):
     """Usage of the given paths' file systems, or of every real mounted one.
 
     Returns ``{"filesystems": [...], "status": worst, "alerts": [...]}``.

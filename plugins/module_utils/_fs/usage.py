@@ -55,7 +55,14 @@ import time
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match, MatchError
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.mounts import mount_for_path, read_mounts
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import (
-    NON_UTF8, OTHER_FS, TIMEOUT, UNREADABLE, VANISHED, WalkError, display, walk_dirs,
+    NON_UTF8,
+    OTHER_FS,
+    TIMEOUT,
+    UNREADABLE,
+    VANISHED,
+    WalkError,
+    display,
+    walk_dirs,
 )
 
 try:
@@ -67,8 +74,15 @@ except ImportError:  # pragma: no cover - not POSIX
 
 # Counter vector layout, shared by users, groups, directories and totals.
 COUNTERS = (
-    "files", "dirs", "symlinks", "others", "apparent_bytes", "allocated_bytes",
-    "old_files", "old_apparent_bytes", "old_allocated_bytes",
+    "files",
+    "dirs",
+    "symlinks",
+    "others",
+    "apparent_bytes",
+    "allocated_bytes",
+    "old_files",
+    "old_apparent_bytes",
+    "old_allocated_bytes",
 )
 _NCOUNT = len(COUNTERS)
 _NO_FLOOR = float("-inf")
@@ -80,17 +94,17 @@ _STAMP_INDEX = {"atime": 7, "mtime": 8, "ctime": 9}  # integer seconds in os.sta
 _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
 
-MAX_LISTED = 50          # errors, vanished files and odd names listed (each)
-WORKERS_PER_CPU = 4      # more scan workers than this per CPU only add memory
+MAX_LISTED = 50  # errors, vanished files and odd names listed (each)
+WORKERS_PER_CPU = 4  # more scan workers than this per CPU only add memory
 _S_IFMT = 0o170000
 _S_IFDIR = 0o040000
 _S_IFREG = 0o100000
 _S_IFLNK = 0o120000
-_CHECK_EVERY = 2048      # entries between looks at the "someone is idle" flag
-_PRESCAN = 16384         # entries scanned in-process before forking workers
-_WATCH_SECONDS = 1.0     # how often the parent checks that its workers live
-_GRACE_SECONDS = 0.5     # after the deadline, for workers that stop by themselves
-_SLOT = 1024             # bytes of shared memory per worker for "reading ..."
+_CHECK_EVERY = 2048  # entries between looks at the "someone is idle" flag
+_PRESCAN = 16384  # entries scanned in-process before forking workers
+_WATCH_SECONDS = 1.0  # how often the parent checks that its workers live
+_GRACE_SECONDS = 0.5  # after the deadline, for workers that stop by themselves
+_SLOT = 1024  # bytes of shared memory per worker for "reading ..."
 BIG_DIR_BYTES = 1 << 20  # st_size of a directory (~30,000+ entries) that workers split among them
 _HASH_MULT = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
@@ -140,8 +154,7 @@ def max_workers():
     return WORKERS_PER_CPU * default_workers()
 
 
-_COUNT_OF = {"errors": "error_count", "vanished": "vanished_count",
-             "unreadable": "unreadable_count", "odd_names": "odd_name_count"}
+_COUNT_OF = {"errors": "error_count", "vanished": "vanished_count", "unreadable": "unreadable_count", "odd_names": "odd_name_count"}
 
 
 class _Config:
@@ -158,7 +171,7 @@ class _Config:
         self.match = match
         self.roots = roots
         self.deadline = None
-        self.split = 1         # slices a big directory is cut into (the workers)
+        self.split = 1  # slices a big directory is cut into (the workers)
         self.keep = None
         if shard_count > 1:
             self.keep = lambda ino, is_dir: is_dir or shard_of(ino, shard_count) == shard_index
@@ -179,12 +192,12 @@ class _Partial:
         self.examined = 0
         self.duplicate_links = 0
         self.timed_out = False
-        self.stopped = []       # where walks stopped at the deadline (path)
-        self.errors = []        # (path, message)
+        self.stopped = []  # where walks stopped at the deadline (path)
+        self.errors = []  # (path, message)
         self.error_count = 0
         self.vanished = []
         self.vanished_count = 0
-        self.unreadable = []    # (path, message)
+        self.unreadable = []  # (path, message)
         self.unreadable_count = 0
         self.odd_names = []
         self.odd_name_count = 0
@@ -215,11 +228,11 @@ class _Partial:
         self.examined += other.examined
         self.duplicate_links += other.duplicate_links
         self.timed_out = self.timed_out or other.timed_out
-        self.stopped.extend(other.stopped[:max(0, MAX_LISTED - len(self.stopped))])
+        self.stopped.extend(other.stopped[: max(0, MAX_LISTED - len(self.stopped))])
         for kind, count in _COUNT_OF.items():
             setattr(self, count, getattr(self, count) + getattr(other, count))
             listed = getattr(self, kind)
-            listed.extend(getattr(other, kind)[:max(0, MAX_LISTED - len(listed))])
+            listed.extend(getattr(other, kind)[: max(0, MAX_LISTED - len(listed))])
 
     def _merge_links(self, links):
         for key, record in links.items():
@@ -253,6 +266,7 @@ def _add_counts(table, key, counts):
 
 
 # ------------------------------------------------------------------ roots
+
 
 class Root:
     """One root to scan: ``path`` as given (absolute, normalised; what the
@@ -325,7 +339,7 @@ def _reached_from(outer, inner, one_file_system):
     if not inner.real.startswith(prefix):
         return False
     current = outer.real
-    for part in inner.real[len(prefix):].split(b"/"):
+    for part in inner.real[len(prefix) :].split(b"/"):
         current = current.rstrip(b"/") + b"/" + part
         try:
             st = os.lstat(current)
@@ -338,13 +352,14 @@ def _reached_from(outer, inner, one_file_system):
 
 # --------------------------------------------------------------- hot loop
 
+
 class _Tally:
     """The state of one process's scan that the hot loop touches."""
 
     def __init__(self, cfg, partial):
         self.cfg = cfg
         self.partial = partial
-        self.floors = {}   # uid -> [smallest size in a full largest heap, newest -stamp in a full oldest heap]
+        self.floors = {}  # uid -> [smallest size in a full largest heap, newest -stamp in a full oldest heap]
         self.spawned = []  # tasks: the slices of big subdirectories met (pruned from this walk)
 
 
@@ -370,8 +385,9 @@ def _count_dir_entry(tally, bucket, child, st):
 
 def _count_link(tally, path, bucket, st):
     """A file with several hard links: remembered, counted once at the end."""
-    tally.partial.add_link((st.st_dev, st.st_ino), (path, bucket, st.st_uid, st.st_gid, st.st_size, st.st_blocks,
-                                                    st[tally.cfg.stamp_index], st.st_mode & _S_IFMT))
+    tally.partial.add_link(
+        (st.st_dev, st.st_ino), (path, bucket, st.st_uid, st.st_gid, st.st_size, st.st_blocks, st[tally.cfg.stamp_index], st.st_mode & _S_IFMT)
+    )
 
 
 def _count_directory(tally, root_index, directory, root_dev):
@@ -412,15 +428,15 @@ def _count_directory(tally, root_index, directory, root_dev):
                 counts = accs[pair] = [0] * _NCOUNT
             run_pair = pair
         blocks = st.st_blocks
-        counts[4] += size      # _I_SIZE (literal indexes: see COUNTERS)
-        counts[5] += blocks    # _I_BLOCKS
+        counts[4] += size  # _I_SIZE (literal indexes: see COUNTERS)
+        counts[5] += blocks  # _I_BLOCKS
         if fmt == ifreg:
-            counts[0] += 1     # _I_FILES
+            counts[0] += 1  # _I_FILES
             stamp = st[stamp_index]
             if stamp < cutoff:
-                counts[6] += 1         # _I_OLD
-                counts[7] += size      # _I_OLDSIZE
-                counts[8] += blocks    # _I_OLDBLOCKS
+                counts[6] += 1  # _I_OLD
+                counts[7] += size  # _I_OLDSIZE
+                counts[8] += blocks  # _I_OLDBLOCKS
             if top:
                 floors = floors_of.get(uid)
                 if floors is None or size >= floors[0] or -stamp >= floors[1]:
@@ -467,8 +483,7 @@ def _offer_top(tally, uid, size, blocks, stamp, path):
             heapq.heappush(heap, item)
         elif item > heap[0]:
             heapq.heapreplace(heap, item)
-    tally.floors[uid] = [largest[0][0] if len(largest) >= top else -1,
-                         oldest[0][0] if len(oldest) >= top else _NO_FLOOR]
+    tally.floors[uid] = [largest[0][0] if len(largest) >= top else -1, oldest[0][0] if len(oldest) >= top else _NO_FLOOR]
 
 
 def _add_record(partial, record, cfg):
@@ -504,6 +519,7 @@ def _issue_noter(partial, cfg, root_index):
     """The walker's on_error for one root: issues into ``partial``. A shard
     other than the first drops what concerns directories (every shard
     lists every directory; one reports it, so the shards' errors add up)."""
+
     def note(issue):
         if issue.kind == OTHER_FS:
             return
@@ -520,6 +536,7 @@ def _issue_noter(partial, cfg, root_index):
             partial.note(kind, path)
         else:
             partial.note(kind, path, issue.message)
+
     return note
 
 
@@ -534,9 +551,17 @@ def _scan_task(task, cfg, partial, hungry=None, check_every=_CHECK_EVERY, on_ent
     tally = _Tally(cfg, partial)
     enter = None if on_enter is None else (lambda relpath: on_enter(root_index, relpath))
     try:
-        walker = walk_dirs(root.real, match=cfg.match, one_file_system=cfg.one_file_system, deadline=cfg.deadline,
-                           on_error=_issue_noter(partial, cfg, root_index), start=start, keep=cfg.keep,
-                           on_enter=enter, keep_first=_slice_keep(cfg, piece))
+        walker = walk_dirs(
+            root.real,
+            match=cfg.match,
+            one_file_system=cfg.one_file_system,
+            deadline=cfg.deadline,
+            on_error=_issue_noter(partial, cfg, root_index),
+            start=start,
+            keep=cfg.keep,
+            on_enter=enter,
+            keep_first=_slice_keep(cfg, piece),
+        )
     except WalkError as exc:
         partial.note("vanished" if isinstance(exc, FileNotFoundError) else "errors", (root_index, b""), str(exc))
         return []
@@ -565,7 +590,7 @@ def _scan_tasks(tasks, cfg, partial, hungry=None, check_every=_CHECK_EVERY, on_e
             return list(tasks[index:])  # slices are for the workers, together
         left = _scan_task(task, cfg, partial, hungry, check_every, on_enter)
         if left or (hungry is not None and hungry.value and index + 1 < len(tasks) and partial.examined >= check_every):
-            return left + list(tasks[index + 1:])
+            return left + list(tasks[index + 1 :])
         if partial.timed_out:
             return []
     return []
@@ -586,9 +611,9 @@ _WORKER = {}
 
 def _publish(root_index, relpath):
     """Write the directory this worker is about to read into its slot."""
-    data = (b"%d\0" % root_index + relpath)[:_SLOT - 1] + b"\0"
+    data = (b"%d\0" % root_index + relpath)[: _SLOT - 1] + b"\0"
     offset = _WORKER["slot"]
-    _WORKER["slots"][offset:offset + len(data)] = data
+    _WORKER["slots"][offset : offset + len(data)] = data
 
 
 def _worker_task(tasks):
@@ -637,15 +662,13 @@ class _Workers:
         try:
             for slot in range(workers):
                 mine, theirs = self.ctx.Pipe()
-                proc = self.ctx.Process(target=_worker_main, args=(theirs, cfg, self.hungry, self.slots, slot),
-                                        daemon=True)
+                proc = self.ctx.Process(target=_worker_main, args=(theirs, cfg, self.hungry, self.slots, slot), daemon=True)
                 proc.start()
                 theirs.close()
                 self.procs.append((proc, mine))
         except OSError as exc:  # no memory or process slots for the workers
             self.close()
-            raise _NoWorkers("could not start %d scan workers (%s); scanned in one process"
-                             % (workers, exc.strerror or exc)) from None
+            raise _NoWorkers("could not start %d scan workers (%s); scanned in one process" % (workers, exc.strerror or exc)) from None
         self.idle = list(range(workers))
 
     def submit(self, tasks):
@@ -667,11 +690,12 @@ class _Workers:
                 except EOFError:
                     continue
                 self.idle.append(index)
-        dead = [self.procs[index][0].pid for item, index in sentinels.items()
-                if item in ready and index not in self.idle]
+        dead = [self.procs[index][0].pid for item, index in sentinels.items() if item in ready and index not in self.idle]
         if dead:
-            raise ScanError("scan worker process %s died before finishing its part of the scan "
-                            "(killed by a signal or the OOM killer?)" % ", ".join(str(pid) for pid in sorted(dead)))
+            raise ScanError(
+                "scan worker process %s died before finishing its part of the scan "
+                "(killed by a signal or the OOM killer?)" % ", ".join(str(pid) for pid in sorted(dead))
+            )
         return out
 
     def reading(self, roots):
@@ -679,7 +703,7 @@ class _Workers:
         paths = []
         raw = bytes(self.slots)
         for offset in range(0, len(raw), _SLOT):
-            slot = raw[offset:offset + _SLOT].split(b"\0")
+            slot = raw[offset : offset + _SLOT].split(b"\0")
             if len(slot) >= 2 and slot[0]:
                 paths.append(roots[int(slot[0])].show(slot[1]))
         return sorted(paths)
@@ -764,6 +788,7 @@ def _drop_late(pending, partial):
 
 # ------------------------------------------------------------------- scan
 
+
 def _check_options(age_stamp, top, depth, workers, shard_index, shard_count, timeout, max_owners):
     if age_stamp not in AGE_STAMPS:
         raise ScanError("age_stamp: must be one of %s, got %r" % (", ".join(AGE_STAMPS), age_stamp))
@@ -789,8 +814,7 @@ def _workers_for(workers, warnings):
         return default_workers()
     cap = max_workers()
     if workers > cap:
-        warnings.append("workers: %d is more than %d per CPU on this host (%d CPUs); using %d"
-                        % (workers, WORKERS_PER_CPU, default_workers(), cap))
+        warnings.append("workers: %d is more than %d per CPU on this host (%d CPUs); using %d" % (workers, WORKERS_PER_CPU, default_workers(), cap))
         return cap
     return workers
 
@@ -817,8 +841,9 @@ def _count_roots(roots, cfg, partial):
             if st.st_nlink > 1:
                 _count_link(_Tally(cfg, partial), (root.index, b""), bucket, st)
             else:
-                _add_record(partial, ((root.index, b""), bucket, st.st_uid, st.st_gid, st.st_size, st.st_blocks,
-                                      st[cfg.stamp_index], st.st_mode & _S_IFMT), cfg)
+                _add_record(
+                    partial, ((root.index, b""), bucket, st.st_uid, st.st_gid, st.st_size, st.st_blocks, st[cfg.stamp_index], st.st_mode & _S_IFMT), cfg
+                )
     return tasks
 
 
@@ -849,8 +874,21 @@ def _run(tasks, cfg, workers, partial, timeout, warnings):
     return []
 
 
-def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime", top=10, depth=1,
-         workers=None, shard_index=0, shard_count=1, now=None, timeout=None, max_owners=None):
+def scan(
+    paths,
+    excludes=None,
+    one_file_system=True,
+    age=None,
+    age_stamp="mtime",
+    top=10,
+    depth=1,
+    workers=None,
+    shard_index=0,
+    shard_count=1,
+    now=None,
+    timeout=None,
+    max_owners=None,
+):
     """Scan ``paths`` and return the result dict (``users``, ``groups``,
     ``directories``, ``totals``, ``errors``, ``roots``, ``partial``...).
     Raises ScanError for bad options or a root that cannot be scanned at all."""
@@ -868,9 +906,17 @@ def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime"
     clock = time.monotonic()
     now = started if now is None else now
     roots = resolve_roots(paths, one_file_system)
-    cfg = _Config(depth, bool(one_file_system), top,
-                  (now - age_seconds) if age_seconds is not None else float("-inf"),
-                  _STAMP_INDEX[age_stamp], shard_index, shard_count, match, roots)
+    cfg = _Config(
+        depth,
+        bool(one_file_system),
+        top,
+        (now - age_seconds) if age_seconds is not None else float("-inf"),
+        _STAMP_INDEX[age_stamp],
+        shard_index,
+        shard_count,
+        match,
+        roots,
+    )
     cfg.split = workers if workers > 1 else 1
     partial = _Partial()
     tasks = _count_roots(roots, cfg, partial)
@@ -889,6 +935,7 @@ def scan(paths, excludes=None, one_file_system=True, age=None, age_stamp="mtime"
 
 
 # ----------------------------------------------------------------- report
+
 
 def _name_of(table, ident):
     if table is None:
@@ -914,8 +961,7 @@ def _top_list(heap, now, largest, roots):
         else:
             neg, size, blocks, path = item
             stamp = -neg
-        out.append({"path": roots[path[0]].show(path[1]), "bytes": size, "allocated_bytes": blocks * 512,
-                    "age_seconds": max(0, int(now - stamp))})
+        out.append({"path": roots[path[0]].show(path[1]), "bytes": size, "allocated_bytes": blocks * 512, "age_seconds": max(0, int(now - stamp))})
     return out
 
 
@@ -983,18 +1029,20 @@ def _totals(users, partial, seconds):
     totals = [sum(column) for column in zip(*users.values())] if users else [0] * _NCOUNT
     total = _counts_dict(totals)
     examined = partial.examined
-    total.update({
-        "entries": sum(totals[:4]),
-        "examined": examined,
-        "duplicate_links": partial.duplicate_links,
-        "hardlinked_inodes": len(partial.links),
-        "errors": partial.error_count + partial.unreadable_count + partial.vanished_count,
-        "unreadable": partial.unreadable_count,
-        "vanished": partial.vanished_count,
-        "non_utf8_names": partial.odd_name_count,
-        "seconds": round(seconds, 3),
-        "entries_per_second": int(examined / seconds) if seconds > 0 else examined,
-    })
+    total.update(
+        {
+            "entries": sum(totals[:4]),
+            "examined": examined,
+            "duplicate_links": partial.duplicate_links,
+            "hardlinked_inodes": len(partial.links),
+            "errors": partial.error_count + partial.unreadable_count + partial.vanished_count,
+            "unreadable": partial.unreadable_count,
+            "vanished": partial.vanished_count,
+            "non_utf8_names": partial.odd_name_count,
+            "seconds": round(seconds, 3),
+            "entries_per_second": int(examined / seconds) if seconds > 0 else examined,
+        }
+    )
     return total
 
 
@@ -1018,9 +1066,14 @@ def _report(partial, cfg, now, seconds, max_owners):
         + [{"path": show(p), "error": "unreadable: %s" % m} for p, m in partial.unreadable]
         + [{"path": show(p), "error": "vanished during the scan"} for p in partial.vanished],
         "non_utf8_names": [show(p) for p in partial.odd_names],
-        "roots": [{"path": safe_path(root.path), "real_path": safe_path(root.real),
-                   "counted_in": safe_path(roots[root.inside].path if root.inside is not None else root.path)}
-                  for root in roots],
+        "roots": [
+            {
+                "path": safe_path(root.path),
+                "real_path": safe_path(root.real),
+                "counted_in": safe_path(roots[root.inside].path if root.inside is not None else root.path),
+            }
+            for root in roots
+        ],
         "shard": {"index": cfg.shard_index, "count": cfg.shard_count},
     }
 
@@ -1041,9 +1094,13 @@ def atime_warnings(roots, mounts=None):
         options = mount.options.split(",")
         where = "%s (mounted on %s)" % (safe_path(root), mount.mount_point)
         if "noatime" in options:
-            warnings.append("age_stamp=atime but %s is mounted noatime: access times are never updated there, "
-                            "so every file looks as old as its creation or last explicit touch" % where)
+            warnings.append(
+                "age_stamp=atime but %s is mounted noatime: access times are never updated there, "
+                "so every file looks as old as its creation or last explicit touch" % where
+            )
         elif "relatime" in options:
-            warnings.append("age_stamp=atime but %s is mounted relatime: a read updates atime only when it is older "
-                            "than mtime/ctime or more than 24 hours old, so ages under a day are unreliable" % where)
+            warnings.append(
+                "age_stamp=atime but %s is mounted relatime: a read updates atime only when it is older "
+                "than mtime/ctime or more than 24 hours old, so ages under a day are unreliable" % where
+            )
     return warnings

@@ -40,10 +40,9 @@ import stat
 import sys
 import time
 
-_OPEN_DIR = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
-             | getattr(os, "O_CLOEXEC", 0))
-MAX_OPEN_FDS = 32          # directory descriptors open at once (the root's included)
-_DEADLINE_EVERY = 4096     # entries between looks at the clock inside one directory
+_OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+MAX_OPEN_FDS = 32  # directory descriptors open at once (the root's included)
+_DEADLINE_EVERY = 4096  # entries between looks at the clock inside one directory
 
 # Issue kinds. Only OTHER_FS and NON_UTF8 are not errors (nothing was missed).
 UNREADABLE = "unreadable"
@@ -123,8 +122,7 @@ def _open_issue(relpath, exc, name, dir_fd):
     if isinstance(exc, PermissionError):
         return WalkIssue(relpath, UNREADABLE, "cannot be read: %s" % (exc.strerror or exc))
     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-        return WalkIssue(relpath, CHANGED, "was replaced during the walk: it now %s; not descended"
-                         % _what_it_is(name, dir_fd))
+        return WalkIssue(relpath, CHANGED, "was replaced during the walk: it now %s; not descended" % _what_it_is(name, dir_fd))
     return WalkIssue(relpath, ERROR, "cannot be opened: %s" % (exc.strerror or exc))
 
 
@@ -138,13 +136,13 @@ class _Frame:
         self.relpath = relpath
         self.name = name
         self.depth = depth
-        self.st = st           # fstat of the directory when it was opened
+        self.st = st  # fstat of the directory when it was opened
         self.dev = st.st_dev
         self.ino = st.st_ino
         self.fd = fd
-        self.subdirs = []      # (name, dev, ino) still to walk, last first
-        self.pruned = None     # names not to descend into
-        self.dead = False      # an ancestor's reopen failed: skip it all
+        self.subdirs = []  # (name, dev, ino) still to walk, last first
+        self.pruned = None  # names not to descend into
+        self.dead = False  # an ancestor's reopen failed: skip it all
 
 
 class Directory:
@@ -161,8 +159,7 @@ class Directory:
     same pairs without keeping them (use one or the other, once).
     ``prune(name)``: do not descend into that subdirectory."""
 
-    __slots__ = ("relpath", "name", "depth", "st", "fd", "parent_fd", "leaving",
-                 "_walker", "_frame", "_entries", "_stream")
+    __slots__ = ("relpath", "name", "depth", "st", "fd", "parent_fd", "leaving", "_walker", "_frame", "_entries", "_stream")
 
     def __init__(self, walker, frame, parent_fd, leaving=False):
         self.relpath = frame.relpath
@@ -256,9 +253,21 @@ class Walker:
     problems met when no ``on_error`` was given; ``timed_out`` tells whether
     the deadline stopped it. ``close()`` (or ``with``) releases descriptors."""
 
-    def __init__(self, root, match=None, one_file_system=True, deadline=None, on_error=None,
-                 post_order=False, max_depth=None, max_open_fds=MAX_OPEN_FDS, start=None, keep=None,
-                 on_enter=None, keep_first=None):
+    def __init__(
+        self,
+        root,
+        match=None,
+        one_file_system=True,
+        deadline=None,
+        on_error=None,
+        post_order=False,
+        max_depth=None,
+        max_open_fds=MAX_OPEN_FDS,
+        start=None,
+        keep=None,
+        on_enter=None,
+        keep_first=None,
+    ):
         self.root = os.fsencode(root)
         self.keep = keep
         self.keep_first = keep_first
@@ -272,9 +281,9 @@ class Walker:
         self.issues = []
         self.on_error = on_error if on_error is not None else self.issues.append
         self.timed_out = False
-        self.current = b""      # relpath of the directory being read
+        self.current = b""  # relpath of the directory being read
         self._open = 0
-        self._low = 1           # no open frame above this stack index but the root
+        self._low = 1  # no open frame above this stack index but the root
         self._stack = []
         self._current = None
         fd = self._open_root()
@@ -377,8 +386,7 @@ class Walker:
             return False
         if not self.timed_out:
             self.timed_out = True
-            self.report(relpath, TIMEOUT, "the walk's deadline passed while reading this directory; "
-                        "the walk stopped and its results are partial")
+            self.report(relpath, TIMEOUT, "the walk's deadline passed while reading this directory; the walk stopped and its results are partial")
         return True
 
     def _dirs(self):
@@ -431,8 +439,7 @@ class Walker:
         (pre-order), with ``leaving`` events when ``post_order``."""
         for directory in self:
             if directory.leaving:
-                yield Entry(directory.relpath, directory.name, directory.st, directory.parent_fd,
-                            directory.depth, True)
+                yield Entry(directory.relpath, directory.name, directory.st, directory.parent_fd, directory.depth, True)
                 continue
             if directory.depth == 0:
                 yield Entry(b"", b"", directory.st, None, 0, directory=None)
@@ -476,7 +483,7 @@ class Walker:
             if fd is not None:
                 self._opened(frame, fd, index)
                 return True
-            for dead in stack[index + 1:]:
+            for dead in stack[index + 1 :]:
                 dead.dead = True
         base = index - 1
         while stack[base].fd is None:
@@ -515,8 +522,13 @@ class Walker:
             return None
         if st.st_dev != dev or st.st_ino != ino:
             os.close(fd)
-            self.report(relpath, CHANGED, "was moved out of its parent during the walk; nothing more is done there"
-                        if moved else "was replaced by another directory during the walk; not descended")
+            self.report(
+                relpath,
+                CHANGED,
+                "was moved out of its parent during the walk; nothing more is done there"
+                if moved
+                else "was replaced by another directory during the walk; not descended",
+            )
             return None
         return fd
 
@@ -550,8 +562,7 @@ class Walker:
         try:
             iterator = os.scandir(frame.fd)
         except OSError as exc:
-            self.report(frame.relpath, UNREADABLE if isinstance(exc, PermissionError) else ERROR,
-                        "cannot be listed: %s" % (exc.strerror or exc))
+            self.report(frame.relpath, UNREADABLE if isinstance(exc, PermissionError) else ERROR, "cannot be listed: %s" % (exc.strerror or exc))
             return iter(())
         return self._listing(frame, iterator, descend)
 
@@ -596,7 +607,7 @@ class Walker:
             self.report(relpath, ERROR, "listing failed part way: %s" % (exc.strerror or exc))
         finally:
             iterator.close()
-            subdirs.reverse()   # walked in listing order
+            subdirs.reverse()  # walked in listing order
 
     def _lstat_failed(self, item, relpath, name, exc):
         """Report an entry whose lstat failed; True if the directory cannot
@@ -614,12 +625,23 @@ class Walker:
         try:
             name.decode("utf-8")
         except UnicodeDecodeError:
-            self.report(_join(relpath, name), NON_UTF8, "name is not valid UTF-8 (shown with \\x escapes)",
-                        stat.S_ISDIR(st.st_mode))
+            self.report(_join(relpath, name), NON_UTF8, "name is not valid UTF-8 (shown with \\x escapes)", stat.S_ISDIR(st.st_mode))
 
 
-def walk_dirs(root, match=None, one_file_system=True, deadline=None, on_error=None, post_order=False,
-              max_depth=None, max_open_fds=MAX_OPEN_FDS, start=None, keep=None, on_enter=None, keep_first=None):
+def walk_dirs(
+    root,
+    match=None,
+    one_file_system=True,
+    deadline=None,
+    on_error=None,
+    post_order=False,
+    max_depth=None,
+    max_open_fds=MAX_OPEN_FDS,
+    start=None,
+    keep=None,
+    on_enter=None,
+    keep_first=None,
+):
     """Walk the tree under ``root`` a directory at a time: a :class:`Walker`
     yielding :class:`Directory` objects. Raises WalkError if ``root`` cannot
     be opened as a directory (never through a symlink).
@@ -631,8 +653,7 @@ def walk_dirs(root, match=None, one_file_system=True, deadline=None, on_error=No
     descended; ``keep_first`` instead of ``keep`` for the first directory
     only: the scanner splits one huge directory that way); ``on_enter(relpath)``
     is called before a directory is opened."""
-    return Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds,
-                  start, keep, on_enter, keep_first)
+    return Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds, start, keep, on_enter, keep_first)
 
 
 class _EntryWalk:
@@ -663,9 +684,7 @@ class _EntryWalk:
         self.walker.close()
 
 
-def walk(root, match=None, one_file_system=True, deadline=None, on_error=None, post_order=False,
-         max_depth=None, max_open_fds=MAX_OPEN_FDS):
+def walk(root, match=None, one_file_system=True, deadline=None, on_error=None, post_order=False, max_depth=None, max_open_fds=MAX_OPEN_FDS):
     """Walk the tree under ``root`` an entry at a time (the root first, as an
     Entry with relpath b""). Same rules and arguments as ``walk_dirs``."""
-    return _EntryWalk(Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth,
-                             max_open_fds))
+    return _EntryWalk(Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds))

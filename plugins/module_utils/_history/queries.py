@@ -28,13 +28,17 @@ class QueryError(ValueError):
 
 def _baseline(table, column, start_param="?"):
     """SQL for a series' value as of the start day (see module docstring)."""
-    return ("COALESCE(b.used_bytes, (SELECT d.used_bytes FROM {t} d WHERE d.{c} = x.id AND d.day <= {s} ORDER BY d.day DESC LIMIT 1),"
-            " (SELECT d.used_bytes FROM {t} d WHERE d.{c} = x.id AND d.day >= {s} ORDER BY d.day LIMIT 1))").format(t=table, c=column, s=start_param)
+    return (
+        "COALESCE(b.used_bytes, (SELECT d.used_bytes FROM {t} d WHERE d.{c} = x.id AND d.day <= {s} ORDER BY d.day DESC LIMIT 1),"
+        " (SELECT d.used_bytes FROM {t} d WHERE d.{c} = x.id AND d.day >= {s} ORDER BY d.day LIMIT 1))"
+    ).format(t=table, c=column, s=start_param)
 
 
 def _files_baseline(table, column):
-    return ("COALESCE(b.files, (SELECT d.files FROM {t} d WHERE d.{c} = x.id AND d.day <= ? ORDER BY d.day DESC LIMIT 1),"
-            " (SELECT d.files FROM {t} d WHERE d.{c} = x.id AND d.day >= ? ORDER BY d.day LIMIT 1))").format(t=table, c=column)
+    return (
+        "COALESCE(b.files, (SELECT d.files FROM {t} d WHERE d.{c} = x.id AND d.day <= ? ORDER BY d.day DESC LIMIT 1),"
+        " (SELECT d.files FROM {t} d WHERE d.{c} = x.id AND d.day >= ? ORDER BY d.day LIMIT 1))"
+    ).format(t=table, c=column)
 
 
 def newest_time(store):
@@ -52,8 +56,7 @@ def _window(store, days, until):
 def usage(store, kind, host=None, key=None):
     """Newest values of every matching series."""
     _check_kind(kind)
-    sql = ("SELECT host, key, label, ts, used_bytes, avail_bytes, files, old_bytes, old_files, status, detail FROM series"
-           " WHERE kind = ? AND ts IS NOT NULL")
+    sql = "SELECT host, key, label, ts, used_bytes, avail_bytes, files, old_bytes, old_files, status, detail FROM series WHERE kind = ? AND ts IS NOT NULL"
     params = [kind]
     sql, params = _filters(sql, params, host, key)
     rows = store.query(sql + " ORDER BY host%s, key%s" % (store.collate, store.collate), params)
@@ -64,8 +67,7 @@ def _usage_row(kind, row):
     host, key, label, ts, used, avail, files, old_bytes, old_files, status, detail = row
     out = {"host": host, "kind": kind, "key": key, "time": ts, "used_bytes": used, "files": files}
     if kind == "fs":
-        out.update(mount=key, device=label, available_bytes=avail, status=status,
-                   used_percent=_percent(used, avail))
+        out.update(mount=key, device=label, available_bytes=avail, status=status, used_percent=_percent(used, avail))
         if detail:
             out.update({k: v for k, v in json.loads(detail).items() if k in ("fstype", "total_bytes")})
     else:
@@ -89,8 +91,9 @@ def growth(store, kind, days=7, until=None, host=None, key=None, limit=None, by=
     if until is None:
         now_used, now_files = "x.used_bytes", "x.files"
     else:
-        now_used, now_files = (("(SELECT d.%s FROM %s d WHERE d.%s = x.id AND d.day <= ? ORDER BY d.day DESC LIMIT 1)"
-                                % (name, table, column)) for name in ("used_bytes", "files"))
+        now_used, now_files = (
+            ("(SELECT d.%s FROM %s d WHERE d.%s = x.id AND d.day <= ? ORDER BY d.day DESC LIMIT 1)" % (name, table, column)) for name in ("used_bytes", "files")
+        )
         params += [end // DAY, end // DAY]
     params += [start_day] * 5 + [kind]  # four in the select list, one in the join
     where = " WHERE x.kind = ? AND x.ts IS NOT NULL"
@@ -100,21 +103,37 @@ def growth(store, kind, days=7, until=None, host=None, key=None, limit=None, by=
     if key is not None:
         where += " AND x.key = ?"
         params.append(key)
-    inner = ("SELECT %s AS host, x.key AS key, %s AS used, %s AS files, %s AS base, %s AS base_files FROM %s x"
-             " LEFT JOIN %s b ON b.day = ? AND b.%s = x.id" % ("NULL" if per_name else "x.host", now_used, now_files,
-                                                               _baseline(table, column), _files_baseline(table, column),
-                                                               source, table, column))
-    sql = ("SELECT host, key, used, files, base, base_files FROM (" + inner + where + ") g WHERE used IS NOT NULL"
-           " ORDER BY (used - COALESCE(base, used)) DESC, key" + store.collate + ", host" + store.collate)
+    inner = "SELECT %s AS host, x.key AS key, %s AS used, %s AS files, %s AS base, %s AS base_files FROM %s x LEFT JOIN %s b ON b.day = ? AND b.%s = x.id" % (
+        "NULL" if per_name else "x.host",
+        now_used,
+        now_files,
+        _baseline(table, column),
+        _files_baseline(table, column),
+        source,
+        table,
+        column,
+    )
+    sql = (
+        "SELECT host, key, used, files, base, base_files FROM (" + inner + where + ") g WHERE used IS NOT NULL"
+        " ORDER BY (used - COALESCE(base, used)) DESC, key" + store.collate + ", host" + store.collate
+    )
     if limit:
         sql += " LIMIT ?"
         params.append(int(limit))
     out = []
     for rhost, rkey, used, files, base, base_files in store.query(sql, params):
         base = used if base is None else base
-        entry = {"kind": kind, "key": rkey, "used_bytes": used, "files": files, "start_bytes": base,
-                 "growth_bytes": used - base, "growth_bytes_per_day": round((used - base) / float(days), 1),
-                 "growth_files": None if files is None or base_files is None else files - base_files, "days": days}
+        entry = {
+            "kind": kind,
+            "key": rkey,
+            "used_bytes": used,
+            "files": files,
+            "start_bytes": base,
+            "growth_bytes": used - base,
+            "growth_bytes_per_day": round((used - base) / float(days), 1),
+            "growth_files": None if files is None or base_files is None else files - base_files,
+            "days": days,
+        }
         if rhost is not None:
             entry["host"] = rhost
         out.append(entry)
@@ -137,18 +156,25 @@ def forecast(store, host=None, mount=None, window_days=30, min_days=7, until=Non
     out = []
     for sid, shost, key, ts, used, avail in store.query(sql + " ORDER BY host%s, key%s" % (store.collate, store.collate), params):
         end_day = (until if until is not None else ts) // DAY
-        points = store.query("SELECT ts, used_bytes FROM daily WHERE series_id = ? AND day > ? AND day <= ? ORDER BY day",
-                             (sid, end_day - window_days, end_day))
-        out.append(dict(host=shost, mount=key, used_bytes=used, available_bytes=avail,
-                        **fit_fill(points, (used or 0) + (avail or 0), min_days)))
+        points = store.query(
+            "SELECT ts, used_bytes FROM daily WHERE series_id = ? AND day > ? AND day <= ? ORDER BY day", (sid, end_day - window_days, end_day)
+        )
+        out.append(dict(host=shost, mount=key, used_bytes=used, available_bytes=avail, **fit_fill(points, (used or 0) + (avail or 0), min_days)))
     return out
 
 
 def fit_fill(points, capacity, min_days):
     """Least squares through ``[(ts, used)]``: rate per day, the day it reaches
     ``capacity`` and a range from the slope's standard error (2 sigma)."""
-    result = {"points": len(points), "rate_bytes_per_day": None, "full_at": None, "full_in_days": None,
-              "full_in_days_low": None, "full_in_days_high": None, "reason": None}
+    result = {
+        "points": len(points),
+        "rate_bytes_per_day": None,
+        "full_at": None,
+        "full_in_days": None,
+        "full_in_days_low": None,
+        "full_in_days_high": None,
+        "reason": None,
+    }
     if len(points) < 2 or (points[-1][0] - points[0][0]) < min_days * DAY - DAY // 2:
         result["reason"] = "fewer than %d days of data" % min_days
         return result
@@ -198,17 +224,35 @@ def smart_trends(store, host=None, drive=None, days=90, until=None):
     for did, dhost, key, name, model, label, ts, health, reasons, temp, hours in rows:
         start = (until if until is not None else ts) - int(days) * DAY
         attrs = {}
-        for attr, ats, raw in store.query("SELECT attr, ts, raw FROM drive_attrs WHERE drive_id = ? AND ts >= ? ORDER BY ts",
-                                          (did, start)):
+        for attr, ats, raw in store.query("SELECT attr, ts, raw FROM drive_attrs WHERE drive_id = ? AND ts >= ? ORDER BY ts", (did, start)):
             attrs.setdefault(attr, []).append([ats, raw])
-        trends = [{"attribute": attr, "values": values, "first": values[0][1], "last": values[-1][1],
-                   "change": None if values[0][1] is None or values[-1][1] is None else values[-1][1] - values[0][1]}
-                  for attr, values in sorted(attrs.items())]
-        health_points = store.query("SELECT ts, health, temperature_c FROM drive_points WHERE drive_id = ? AND ts >= ? ORDER BY ts",
-                                    (did, start))
-        out.append({"host": dhost, "drive": key, "name": name, "model": model, "label": label, "time": ts, "health": health,
-                    "reasons": json.loads(reasons or "[]"), "temperature_c": temp, "power_on_hours": hours,
-                    "attributes": trends, "health_history": [[t, h, c] for t, h, c in health_points]})
+        trends = [
+            {
+                "attribute": attr,
+                "values": values,
+                "first": values[0][1],
+                "last": values[-1][1],
+                "change": None if values[0][1] is None or values[-1][1] is None else values[-1][1] - values[0][1],
+            }
+            for attr, values in sorted(attrs.items())
+        ]
+        health_points = store.query("SELECT ts, health, temperature_c FROM drive_points WHERE drive_id = ? AND ts >= ? ORDER BY ts", (did, start))
+        out.append(
+            {
+                "host": dhost,
+                "drive": key,
+                "name": name,
+                "model": model,
+                "label": label,
+                "time": ts,
+                "health": health,
+                "reasons": json.loads(reasons or "[]"),
+                "temperature_c": temp,
+                "power_on_hours": hours,
+                "attributes": trends,
+                "health_history": [[t, h, c] for t, h, c in health_points],
+            }
+        )
     return out
 
 
@@ -224,10 +268,8 @@ def runs(store, source, host=None, days=30, until=None, limit=50):
     params.append(int(limit))
     out = []
     for run_id, rhost, ts, status, summary in store.query(sql, params):
-        counters = {name: _number(value) for name, value in
-                    store.query("SELECT name, value FROM counters WHERE run_id = ? ORDER BY name", (run_id,))}
-        out.append({"host": rhost, "source": source, "time": ts, "status": status, "counters": counters,
-                    "summary": json.loads(summary)})
+        counters = {name: _number(value) for name, value in store.query("SELECT name, value FROM counters WHERE run_id = ? ORDER BY name", (run_id,))}
+        out.append({"host": rhost, "source": source, "time": ts, "status": status, "counters": counters, "summary": json.loads(summary)})
     return out
 
 

@@ -25,9 +25,18 @@ SOURCES = ("disk_usage", "user_usage_info", "smart_info", "buffer_copy", "inbox"
 _BULKY = ("files", "invocation", "changed", "diff", "warnings", "deprecations", "stdout_lines", "stderr_lines")
 SUMMARY_LIST_LIMIT = 20
 DISK_LIST_LIMIT = 200  # copy_registry_info's disks, added to buffer_copy's result by the data_manager role
-KEY_ATTRIBUTES = ("Reallocated_Sector_Ct", "Current_Pending_Sector", "Offline_Uncorrectable", "Reported_Uncorrect",
-                  "Reallocated_Event_Count", "UDMA_CRC_Error_Count", "Wear_Leveling_Count", "Media_Wearout_Indicator",
-                  "Percent_Lifetime_Remain", "Temperature_Celsius")
+KEY_ATTRIBUTES = (
+    "Reallocated_Sector_Ct",
+    "Current_Pending_Sector",
+    "Offline_Uncorrectable",
+    "Reported_Uncorrect",
+    "Reallocated_Event_Count",
+    "UDMA_CRC_Error_Count",
+    "Wear_Leveling_Count",
+    "Media_Wearout_Indicator",
+    "Percent_Lifetime_Remain",
+    "Temperature_Celsius",
+)
 NVME_KEYS = ("percentage_used", "media_errors", "available_spare", "critical_warning", "unsafe_shutdowns", "error_log_entries")
 SCSI_KEYS = ("grown_defects", "non_medium_errors")
 
@@ -57,21 +66,62 @@ def usage_rows(source, result):
             if not mount or mount in seen or fs.get("status") == "error" or fs.get("used_bytes") is None:
                 continue
             seen.add(mount)
-            detail = {"device": fs.get("device"), "fstype": fs.get("fstype"), "total_bytes": fs.get("total_bytes"),
-                      "inodes_total": fs.get("inodes_total"), "used_percent": fs.get("used_percent")}
-            rows.append(("fs", mount, fs.get("device"), _int(fs.get("used_bytes")), _int(fs.get("available_bytes")),
-                         _int(fs.get("inodes_used")), None, None, fs.get("status"), detail))
+            detail = {
+                "device": fs.get("device"),
+                "fstype": fs.get("fstype"),
+                "total_bytes": fs.get("total_bytes"),
+                "inodes_total": fs.get("inodes_total"),
+                "used_percent": fs.get("used_percent"),
+            }
+            rows.append(
+                (
+                    "fs",
+                    mount,
+                    fs.get("device"),
+                    _int(fs.get("used_bytes")),
+                    _int(fs.get("available_bytes")),
+                    _int(fs.get("inodes_used")),
+                    None,
+                    None,
+                    fs.get("status"),
+                    detail,
+                )
+            )
     elif source == "user_usage_info":
         for kind, entries in (("user", result.get("users")), ("group", result.get("groups"))):
             for entry in entries or []:
                 ident = entry.get("uid", entry.get("gid"))
                 detail = {"largest": entry.get("largest") or [], "oldest": entry.get("oldest") or []} if kind == "user" else None
-                rows.append((kind, user_key(entry), None if ident is None else str(ident), _int(entry.get("allocated_bytes")), None,
-                             _int(entry.get("files")), _int(entry.get("old_allocated_bytes")), _int(entry.get("old_files")), None, detail))
+                rows.append(
+                    (
+                        kind,
+                        user_key(entry),
+                        None if ident is None else str(ident),
+                        _int(entry.get("allocated_bytes")),
+                        None,
+                        _int(entry.get("files")),
+                        _int(entry.get("old_allocated_bytes")),
+                        _int(entry.get("old_files")),
+                        None,
+                        detail,
+                    )
+                )
         for entry in result.get("directories") or []:
             # A directory's own du-style total, never a share of a user's files.
-            rows.append(("dir", entry.get("path"), str(entry.get("depth")), _int(entry.get("allocated_bytes")), None,
-                         _int(entry.get("files")), _int(entry.get("old_allocated_bytes")), _int(entry.get("old_files")), None, None))
+            rows.append(
+                (
+                    "dir",
+                    entry.get("path"),
+                    str(entry.get("depth")),
+                    _int(entry.get("allocated_bytes")),
+                    None,
+                    _int(entry.get("files")),
+                    _int(entry.get("old_allocated_bytes")),
+                    _int(entry.get("old_files")),
+                    None,
+                    None,
+                )
+            )
     return [row for row in rows if row[1] and row[3] is not None]
 
 
@@ -91,8 +141,19 @@ def drive_rows(result):
                 value = _int((dev.get(section) or {}).get(name))
                 if value is not None:
                     attrs[name] = value
-        rows.append((key, dev.get("name"), dev.get("model"), dev.get("label"), dev.get("health") or "unknown",
-                     list(dev.get("reasons") or []), _int(dev.get("temperature_c")), _int(dev.get("power_on_hours")), attrs))
+        rows.append(
+            (
+                key,
+                dev.get("name"),
+                dev.get("model"),
+                dev.get("label"),
+                dev.get("health") or "unknown",
+                list(dev.get("reasons") or []),
+                _int(dev.get("temperature_c")),
+                _int(dev.get("power_on_hours")),
+                attrs,
+            )
+        )
     return rows
 
 
@@ -177,8 +238,10 @@ class Recorder:
         day = ts // DAY
         summary = json.dumps(summary_of(source, result), sort_keys=True, default=str)
         with self.store.transaction():
-            self.store.execute("INSERT INTO runs (host, source, ts, day, status, summary) VALUES (?, ?, ?, ?, ?, ?)",
-                               (host, source, ts, day, run_status(source, result), summary))
+            self.store.execute(
+                "INSERT INTO runs (host, source, ts, day, status, summary) VALUES (?, ?, ?, ?, ?, ?)",
+                (host, source, ts, day, run_status(source, result), summary),
+            )
             run_id = self.store.query("SELECT id FROM runs WHERE host = ? AND source = ? AND ts = ?", (host, source, ts))[0][0]
             if not result.get("failed"):
                 if source in ("disk_usage", "user_usage_info"):
@@ -186,35 +249,58 @@ class Recorder:
                 elif source == "smart_info":
                     self._drives(host, run_id, ts, day, drive_rows(result))
                 else:
-                    self.store.executemany("INSERT INTO counters (run_id, name, value) VALUES (?, ?, ?)",
-                                           [(run_id, name, value) for name, value in counter_rows(result)])
+                    self.store.executemany(
+                        "INSERT INTO counters (run_id, name, value) VALUES (?, ?, ?)", [(run_id, name, value) for name, value in counter_rows(result)]
+                    )
         return True
 
     # usage: series rows, points, daily rollup, totals -- set-based from a
     # staging table (COPY on PostgreSQL), the same statements on both.
     def _usage(self, host, run_id, ts, day, rows, totals):
         store = self.store
-        store.stage("stage_usage", STAGE_COLUMNS, [
-            (kind, key, label, used, avail, files, old_bytes, old_files, status,
-             None if detail is None else json.dumps(detail, separators=(",", ":"), default=str))
-            for kind, key, label, used, avail, files, old_bytes, old_files, status, detail in rows])
-        store.execute("INSERT INTO series (host, kind, key) SELECT ?, kind, key FROM stage_usage WHERE true"
-                      " ON CONFLICT (host, kind, key) DO NOTHING", (host,))
-        store.execute("UPDATE stage_usage SET sid = x.id FROM series x WHERE x.host = ? AND x.kind = stage_usage.kind"
-                      " AND x.key = stage_usage.key", (host,))
+        store.stage(
+            "stage_usage",
+            STAGE_COLUMNS,
+            [
+                (
+                    kind,
+                    key,
+                    label,
+                    used,
+                    avail,
+                    files,
+                    old_bytes,
+                    old_files,
+                    status,
+                    None if detail is None else json.dumps(detail, separators=(",", ":"), default=str),
+                )
+                for kind, key, label, used, avail, files, old_bytes, old_files, status, detail in rows
+            ],
+        )
+        store.execute("INSERT INTO series (host, kind, key) SELECT ?, kind, key FROM stage_usage WHERE true ON CONFLICT (host, kind, key) DO NOTHING", (host,))
+        store.execute("UPDATE stage_usage SET sid = x.id FROM series x WHERE x.host = ? AND x.kind = stage_usage.kind AND x.key = stage_usage.key", (host,))
         # every value of file systems and directories; users and groups keep their daily value
-        store.execute("INSERT INTO points (run_id, series_id, ts, day, used_bytes, avail_bytes, files, old_bytes, old_files)"
-                      " SELECT ?, sid, ?, ?, used, avail, files, old_bytes, old_files FROM stage_usage WHERE kind IN ('fs', 'dir')"
-                      " ON CONFLICT (series_id, ts) DO NOTHING", (run_id, ts, day))
-        store.execute("INSERT INTO daily (day, series_id, ts, used_bytes, avail_bytes, files)"
-                      " SELECT ?, sid, ?, used, avail, files FROM stage_usage WHERE true"
-                      " ON CONFLICT (day, series_id) DO UPDATE SET ts = excluded.ts, used_bytes = excluded.used_bytes,"
-                      " avail_bytes = excluded.avail_bytes, files = excluded.files WHERE excluded.ts >= daily.ts", (day, ts))
+        store.execute(
+            "INSERT INTO points (run_id, series_id, ts, day, used_bytes, avail_bytes, files, old_bytes, old_files)"
+            " SELECT ?, sid, ?, ?, used, avail, files, old_bytes, old_files FROM stage_usage WHERE kind IN ('fs', 'dir')"
+            " ON CONFLICT (series_id, ts) DO NOTHING",
+            (run_id, ts, day),
+        )
+        store.execute(
+            "INSERT INTO daily (day, series_id, ts, used_bytes, avail_bytes, files)"
+            " SELECT ?, sid, ?, used, avail, files FROM stage_usage WHERE true"
+            " ON CONFLICT (day, series_id) DO UPDATE SET ts = excluded.ts, used_bytes = excluded.used_bytes,"
+            " avail_bytes = excluded.avail_bytes, files = excluded.files WHERE excluded.ts >= daily.ts",
+            (day, ts),
+        )
         if totals:
             self._totals(host, ts, day)
-        store.execute("UPDATE series SET label = s.label, ts = ?, day = ?, used_bytes = s.used, avail_bytes = s.avail,"
-                      " files = s.files, old_bytes = s.old_bytes, old_files = s.old_files, status = s.status, detail = s.detail"
-                      " FROM stage_usage s WHERE series.id = s.sid AND (series.ts IS NULL OR series.ts <= ?)", (ts, day, ts))
+        store.execute(
+            "UPDATE series SET label = s.label, ts = ?, day = ?, used_bytes = s.used, avail_bytes = s.avail,"
+            " files = s.files, old_bytes = s.old_bytes, old_files = s.old_files, status = s.status, detail = s.detail"
+            " FROM stage_usage s WHERE series.id = s.sid AND (series.ts IS NULL OR series.ts <= ?)",
+            (ts, day, ts),
+        )
 
     def _totals(self, host, ts, day):
         """Per name, add this host's change to the fleet total (a name the
@@ -222,23 +308,34 @@ class Recorder:
         Runs before the series take their new values; a record older than a
         series' newest leaves that series' totals alone."""
         store = self.store
-        upsert = (" ON CONFLICT (kind, key) DO UPDATE SET used_bytes = totals.used_bytes + excluded.used_bytes,"
-                  " files = totals.files + excluded.files, ts = excluded.ts, day = excluded.day")
-        store.execute("INSERT INTO totals (kind, key, ts, day, used_bytes, files)"
-                      " SELECT s.kind, s.key, ?, ?, s.used - COALESCE(x.used_bytes, 0), COALESCE(s.files, 0) - COALESCE(x.files, 0)"
-                      " FROM stage_usage s JOIN series x ON x.id = s.sid WHERE s.kind IN ('user', 'group')"
-                      " AND (x.ts IS NULL OR x.ts <= ?)" + upsert, (ts, day, ts))
-        gone = (" FROM series x WHERE x.host = ? AND x.kind IN ('user', 'group') AND x.ts <= ?"
-                " AND (x.used_bytes <> 0 OR x.files <> 0)"
-                " AND NOT EXISTS (SELECT 1 FROM stage_usage s WHERE s.kind = x.kind AND s.key = x.key)")
-        store.execute("INSERT INTO totals (kind, key, ts, day, used_bytes, files)"
-                      " SELECT x.kind, x.key, ?, ?, -x.used_bytes, -COALESCE(x.files, 0)" + gone + upsert, (ts, day, host, ts))
-        store.execute("UPDATE series SET used_bytes = 0, files = 0, ts = ?, day = ? WHERE id IN (SELECT x.id" + gone + ")",
-                      (ts, day, host, ts))
-        store.execute("INSERT INTO daily_totals (day, total_id, ts, used_bytes, files)"
-                      " SELECT ?, id, ts, used_bytes, files FROM totals WHERE ts = ?"
-                      " ON CONFLICT (day, total_id) DO UPDATE SET ts = excluded.ts, used_bytes = excluded.used_bytes,"
-                      " files = excluded.files", (day, ts))
+        upsert = (
+            " ON CONFLICT (kind, key) DO UPDATE SET used_bytes = totals.used_bytes + excluded.used_bytes,"
+            " files = totals.files + excluded.files, ts = excluded.ts, day = excluded.day"
+        )
+        store.execute(
+            "INSERT INTO totals (kind, key, ts, day, used_bytes, files)"
+            " SELECT s.kind, s.key, ?, ?, s.used - COALESCE(x.used_bytes, 0), COALESCE(s.files, 0) - COALESCE(x.files, 0)"
+            " FROM stage_usage s JOIN series x ON x.id = s.sid WHERE s.kind IN ('user', 'group')"
+            " AND (x.ts IS NULL OR x.ts <= ?)" + upsert,
+            (ts, day, ts),
+        )
+        gone = (
+            " FROM series x WHERE x.host = ? AND x.kind IN ('user', 'group') AND x.ts <= ?"
+            " AND (x.used_bytes <> 0 OR x.files <> 0)"
+            " AND NOT EXISTS (SELECT 1 FROM stage_usage s WHERE s.kind = x.kind AND s.key = x.key)"
+        )
+        store.execute(
+            "INSERT INTO totals (kind, key, ts, day, used_bytes, files) SELECT x.kind, x.key, ?, ?, -x.used_bytes, -COALESCE(x.files, 0)" + gone + upsert,
+            (ts, day, host, ts),
+        )
+        store.execute("UPDATE series SET used_bytes = 0, files = 0, ts = ?, day = ? WHERE id IN (SELECT x.id" + gone + ")", (ts, day, host, ts))
+        store.execute(
+            "INSERT INTO daily_totals (day, total_id, ts, used_bytes, files)"
+            " SELECT ?, id, ts, used_bytes, files FROM totals WHERE ts = ?"
+            " ON CONFLICT (day, total_id) DO UPDATE SET ts = excluded.ts, used_bytes = excluded.used_bytes,"
+            " files = excluded.files",
+            (day, ts),
+        )
 
     # drives
     def _drives(self, host, run_id, ts, day, rows):
@@ -254,13 +351,18 @@ class Recorder:
             points.append((run_id, did, ts, day, health, reasons_json, temp, hours))
             attrs.extend((run_id, did, ts, day, attr, raw) for attr, raw in sorted(values.items()))
             if last is None or ts >= last:
-                self.store.execute("UPDATE drives SET name = ?, model = ?, label = ?, ts = ?, health = ?, reasons = ?,"
-                                   " temperature_c = ?, power_on_hours = ? WHERE id = ?",
-                                   (name, model, label, ts, health, reasons_json, temp, hours, did))
-        self.store.executemany("INSERT INTO drive_points (run_id, drive_id, ts, day, health, reasons, temperature_c, power_on_hours)"
-                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (drive_id, ts) DO NOTHING", points)
-        self.store.executemany("INSERT INTO drive_attrs (run_id, drive_id, ts, day, attr, raw) VALUES (?, ?, ?, ?, ?, ?)"
-                               " ON CONFLICT (drive_id, attr, ts) DO NOTHING", attrs)
+                self.store.execute(
+                    "UPDATE drives SET name = ?, model = ?, label = ?, ts = ?, health = ?, reasons = ?, temperature_c = ?, power_on_hours = ? WHERE id = ?",
+                    (name, model, label, ts, health, reasons_json, temp, hours, did),
+                )
+        self.store.executemany(
+            "INSERT INTO drive_points (run_id, drive_id, ts, day, health, reasons, temperature_c, power_on_hours)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (drive_id, ts) DO NOTHING",
+            points,
+        )
+        self.store.executemany(
+            "INSERT INTO drive_attrs (run_id, drive_id, ts, day, attr, raw) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (drive_id, attr, ts) DO NOTHING", attrs
+        )
 
 
 def check_record(host, source, ts, result):
@@ -316,7 +418,7 @@ def prune(store, now, keep_daily_days, keep_weekly_days, check=False):
         return counts
     with store.transaction():
         for start in range(0, len(drop), 500):
-            chunk = drop[start:start + 500]
+            chunk = drop[start : start + 500]
             marks = ", ".join("?" * len(chunk))
             for table in ("points", "drive_points", "drive_attrs", "counters", "runs"):
                 column = "id" if table == "runs" else "run_id"

@@ -28,23 +28,26 @@ class ReportError(Exception):
     """The report cannot be built (names the cause)."""
 
 
-def build(store, days=7, window_days=30, min_days=7, warn_percent=80, critical_percent=90, forecast_days=30,
-          top=10, title="Storage report"):
+def build(store, days=7, window_days=30, min_days=7, warn_percent=80, critical_percent=90, forecast_days=30, top=10, title="Storage report"):
     """The report's data: every number the HTML and the summary show."""
     newest = queries.newest_time(store)
-    data = {"title": title, "as_of": newest, "as_of_text": when_text(newest), "days": days, "window_days": window_days,
-            "thresholds": {"warn_percent": warn_percent, "critical_percent": critical_percent, "forecast_days": forecast_days},
-            "hosts": queries.hosts(store)}
+    data = {
+        "title": title,
+        "as_of": newest,
+        "as_of_text": when_text(newest),
+        "days": days,
+        "window_days": window_days,
+        "thresholds": {"warn_percent": warn_percent, "critical_percent": critical_percent, "forecast_days": forecast_days},
+        "hosts": queries.hosts(store),
+    }
     if newest is None:
-        data.update(filesystems=[], top_users=[], top_user_hosts=[], old_data=[], drives=[], ingest=[], inbox=[],
-                    old_files=[], disk_series=[], attention=[])
+        data.update(filesystems=[], top_users=[], top_user_hosts=[], old_data=[], drives=[], ingest=[], inbox=[], old_files=[], disk_series=[], attention=[])
         return data
     forecasts = {(f["host"], f["mount"]): f for f in queries.forecast(store, window_days=window_days, min_days=min_days)}
     filesystems = []
     for fs in queries.usage(store, "fs"):
         fs["level"] = _level(fs.get("used_percent"), warn_percent, critical_percent)
-        fs["forecast"] = {k: v for k, v in forecasts.get((fs["host"], fs["mount"]), {}).items()
-                          if k not in ("host", "mount", "used_bytes", "available_bytes")}
+        fs["forecast"] = {k: v for k, v in forecasts.get((fs["host"], fs["mount"]), {}).items() if k not in ("host", "mount", "used_bytes", "available_bytes")}
         fs["trend"] = _trend(store, fs["host"], fs["mount"], newest, window_days)
         filesystems.append(fs)
     users = queries.usage(store, "user")
@@ -79,17 +82,29 @@ def disk_series(ingest_runs):
                 continue
             total, avail = disk.get("total_bytes"), disk.get("available_bytes")
             used = None if total is None or avail is None else total - avail
-            out.append({"host": run["host"], "label": disk.get("label"), "role": disk.get("role"), "full": bool(disk.get("full")),
-                        "mounted": disk.get("mounted"), "files": disk.get("file_count"), "registered_bytes": disk.get("registered_bytes"),
-                        "total_bytes": total, "available_bytes": avail,
-                        "used_percent": None if not total else int(-(-100 * used // total))})
+            out.append(
+                {
+                    "host": run["host"],
+                    "label": disk.get("label"),
+                    "role": disk.get("role"),
+                    "full": bool(disk.get("full")),
+                    "mounted": disk.get("mounted"),
+                    "files": disk.get("file_count"),
+                    "registered_bytes": disk.get("registered_bytes"),
+                    "total_bytes": total,
+                    "available_bytes": avail,
+                    "used_percent": None if not total else int(-(-100 * used // total)),
+                }
+            )
     return out
 
 
 def _trend(store, host, mount, newest, window_days):
-    rows = store.query("SELECT d.ts, d.used_bytes, d.avail_bytes FROM daily d JOIN series s ON s.id = d.series_id"
-                       " WHERE s.host = ? AND s.kind = 'fs' AND s.key = ? AND d.day > ? ORDER BY d.day",
-                       (host, mount, newest // DAY - window_days))
+    rows = store.query(
+        "SELECT d.ts, d.used_bytes, d.avail_bytes FROM daily d JOIN series s ON s.id = d.series_id"
+        " WHERE s.host = ? AND s.kind = 'fs' AND s.key = ? AND d.day > ? ORDER BY d.day",
+        (host, mount, newest // DAY - window_days),
+    )
     return [[ts, used, avail] for ts, used, avail in rows]
 
 
@@ -108,12 +123,22 @@ def attention(data):
             lines.append("%s %s: %s%% used (%s)" % (fs["host"], fs["mount"], fs["used_percent"], fs["level"]))
         days = (fs.get("forecast") or {}).get("full_in_days")
         if days is not None and days <= horizon:
-            lines.append("%s %s: full in about %s days (%s to %s)" % (fs["host"], fs["mount"], days,
-                         fs["forecast"].get("full_in_days_low"), fs["forecast"].get("full_in_days_high")))
+            lines.append(
+                "%s %s: full in about %s days (%s to %s)"
+                % (fs["host"], fs["mount"], days, fs["forecast"].get("full_in_days_low"), fs["forecast"].get("full_in_days_high"))
+            )
     for drive in data["drives"]:
         if drive["health"] not in ("ok", None):
-            lines.append("%s drive %s (%s): %s%s" % (drive["host"], drive["label"] or drive["name"], drive["drive"], drive["health"],
-                         (": " + "; ".join(drive["reasons"])) if drive["reasons"] else ""))
+            lines.append(
+                "%s drive %s (%s): %s%s"
+                % (
+                    drive["host"],
+                    drive["label"] or drive["name"],
+                    drive["drive"],
+                    drive["health"],
+                    (": " + "; ".join(drive["reasons"])) if drive["reasons"] else "",
+                )
+            )
     seen = set()
     for kind in ("ingest", "inbox", "old_files"):
         for run in data[kind]:
@@ -121,10 +146,21 @@ def attention(data):
                 continue  # only each host's newest run
             seen.add((kind, run["host"]))
             if run["status"] not in ("ok", "changed"):
-                bad = ", ".join("%s %s" % (k, v) for k, v in sorted(run["counters"].items())
-                                if v and (k.startswith("failed") or k.startswith("conflict") or k.startswith("refused")))
-                lines.append("%s %s run at %s: %s%s" % (run["host"], kind, when_text(run["time"]), run["status"],
-                             (" (" + bad + ")") if bad else (": " + run["summary"]["msg"]) if run["summary"].get("msg") else ""))
+                bad = ", ".join(
+                    "%s %s" % (k, v)
+                    for k, v in sorted(run["counters"].items())
+                    if v and (k.startswith("failed") or k.startswith("conflict") or k.startswith("refused"))
+                )
+                lines.append(
+                    "%s %s run at %s: %s%s"
+                    % (
+                        run["host"],
+                        kind,
+                        when_text(run["time"]),
+                        run["status"],
+                        (" (" + bad + ")") if bad else (": " + run["summary"]["msg"]) if run["summary"].get("msg") else "",
+                    )
+                )
     return lines
 
 
@@ -138,13 +174,22 @@ def summary_text(data):
     out += ["", "File systems:"]
     for fs in data["filesystems"]:
         fc = fs.get("forecast") or {}
-        out.append("  %-20s %-24s %4s%% used  %10s free  %s" % (fs["host"], fs["mount"], _dash(fs.get("used_percent")),
-                   human(fs.get("available_bytes")), ("full in ~%s d" % fc["full_in_days"]) if fc.get("full_in_days") is not None
-                   else (fc.get("reason") or "")))
+        out.append(
+            "  %-20s %-24s %4s%% used  %10s free  %s"
+            % (
+                fs["host"],
+                fs["mount"],
+                _dash(fs.get("used_percent")),
+                human(fs.get("available_bytes")),
+                ("full in ~%s d" % fc["full_in_days"]) if fc.get("full_in_days") is not None else (fc.get("reason") or ""),
+            )
+        )
     out += ["", "Top growers over %d days (all hosts):" % data["days"]]
     for user in data["top_users"]:
-        out.append("  %-24s %10s now  %+11s  (%s/day)" % (user["key"], human(user["used_bytes"]), human(user["growth_bytes"], sign=True),
-                                                          human(user["growth_bytes_per_day"], sign=True)))
+        out.append(
+            "  %-24s %10s now  %+11s  (%s/day)"
+            % (user["key"], human(user["used_bytes"]), human(user["growth_bytes"], sign=True), human(user["growth_bytes_per_day"], sign=True))
+        )
     if data["drives"]:
         out += ["", "Drives:"]
         for drive in data["drives"]:
@@ -154,8 +199,10 @@ def summary_text(data):
         out += ["", "Ingest runs:"]
         for run in data["ingest"][:10]:
             c = run["counters"]
-            out.append("  %-20s %s  %-8s copied %s files, failed %s, conflicts %s" % (
-                run["host"], when_text(run["time"]), run["status"], c.get("copied_files", 0), c.get("failed_files", 0), c.get("conflict_files", 0)))
+            out.append(
+                "  %-20s %s  %-8s copied %s files, failed %s, conflicts %s"
+                % (run["host"], when_text(run["time"]), run["status"], c.get("copied_files", 0), c.get("failed_files", 0), c.get("conflict_files", 0))
+            )
     if data.get("disk_series"):
         out += ["", "Disk series:"]
         for d in data["disk_series"]:
@@ -214,11 +261,14 @@ def render_html(data):
     """The whole page as one string (charts inline)."""
     charts = _Charts()
     t = data["thresholds"]
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             "<title>%s</title><style>%s</style></head><body>" % (_e(data["title"]), STYLE),
-             "<h1>%s</h1><p>As of %s; growth over %d days, trends over %d days; %d hosts.</p>" % (
-                 _e(data["title"]), _e(data["as_of_text"]), data["days"], data["window_days"], len(data["hosts"]))]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>%s</title><style>%s</style></head><body>" % (_e(data["title"]), STYLE),
+        "<h1>%s</h1><p>As of %s; growth over %d days, trends over %d days; %d hosts.</p>"
+        % (_e(data["title"]), _e(data["as_of_text"]), data["days"], data["window_days"], len(data["hosts"])),
+    ]
     parts.append('<section id="attention"><h2>Needs attention</h2>')
     if data["attention"]:
         parts.append('<ul class="attention">%s</ul>' % "".join("<li>%s</li>" % _e(x) for x in data["attention"]))
@@ -239,53 +289,98 @@ def _filesystems(data, t, charts):
     for fs in data["filesystems"]:
         pct = fs.get("used_percent")
         fc = fs.get("forecast") or {}
-        gauge = ('<div class="bar %s" title="%s%% used"><div class="fill" style="width:%s%%"></div>'
-                 '<div class="mark w" style="left:%s%%"></div><div class="mark c" style="left:%s%%"></div></div>'
-                 % (fs["level"], _dash(pct), min(100, pct or 0), t["warn_percent"], t["critical_percent"]))
-        when = ("%s (%s to %s days)" % (when_text(fc["full_at"])[:10], fc.get("full_in_days_low"), fc.get("full_in_days_high"))
-                if fc.get("full_at") else _e(fc.get("reason") or ""))
-        rows.append("<tr><td>%s</td><td>%s</td><td>%s</td><td class=\"n\">%s%%</td><td class=\"n\">%s</td><td class=\"n\">%s</td>"
-                    "<td class=\"n\">%s</td><td>%s</td></tr>" % (
-                        _e(fs["host"]), _e(fs["mount"]), gauge, _dash(pct), human(fs["used_bytes"]), human(fs.get("available_bytes")),
-                        human(fc.get("rate_bytes_per_day"), sign=True) + "/day" if fc.get("rate_bytes_per_day") is not None else "-", when))
+        gauge = (
+            '<div class="bar %s" title="%s%% used"><div class="fill" style="width:%s%%"></div>'
+            '<div class="mark w" style="left:%s%%"></div><div class="mark c" style="left:%s%%"></div></div>'
+            % (fs["level"], _dash(pct), min(100, pct or 0), t["warn_percent"], t["critical_percent"])
+        )
+        when = (
+            "%s (%s to %s days)" % (when_text(fc["full_at"])[:10], fc.get("full_in_days_low"), fc.get("full_in_days_high"))
+            if fc.get("full_at")
+            else _e(fc.get("reason") or "")
+        )
+        rows.append(
+            "<tr><td>%s</td><td>%s</td><td>%s</td><td class=\"n\">%s%%</td><td class=\"n\">%s</td><td class=\"n\">%s</td>"
+            "<td class=\"n\">%s</td><td>%s</td></tr>"
+            % (
+                _e(fs["host"]),
+                _e(fs["mount"]),
+                gauge,
+                _dash(pct),
+                human(fs["used_bytes"]),
+                human(fs.get("available_bytes")),
+                human(fc.get("rate_bytes_per_day"), sign=True) + "/day" if fc.get("rate_bytes_per_day") is not None else "-",
+                when,
+            )
+        )
     trend_charts = [charts.fill(fs) for fs in data["filesystems"] if len(fs["trend"]) >= 2]
-    return ('<section id="filesystems"><h2>File systems</h2><table class="filesystems"><thead><tr><th>host</th><th>mount</th>'
-            "<th>use (marks: %s%% warning, %s%% critical)</th><th>used</th><th>used bytes</th><th>free</th><th>rate</th>"
-            "<th>full (forecast)</th></tr></thead><tbody>%s</tbody></table><div class=\"charts\">%s</div></section>"
-            % (t["warn_percent"], t["critical_percent"], "".join(rows), "".join(trend_charts)))
+    return (
+        '<section id="filesystems"><h2>File systems</h2><table class="filesystems"><thead><tr><th>host</th><th>mount</th>'
+        "<th>use (marks: %s%% warning, %s%% critical)</th><th>used</th><th>used bytes</th><th>free</th><th>rate</th>"
+        "<th>full (forecast)</th></tr></thead><tbody>%s</tbody></table><div class=\"charts\">%s</div></section>"
+        % (t["warn_percent"], t["critical_percent"], "".join(rows), "".join(trend_charts))
+    )
 
 
 def _users(data, charts):
     def growers(rows, with_host):
-        body = "".join("<tr>%s<td>%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td></tr>" % (
-            ("<td>%s</td>" % _e(r.get("host"))) if with_host else "", _e(r["key"]), human(r["used_bytes"]),
-            human(r["growth_bytes"], sign=True), human(r["growth_bytes_per_day"], sign=True), _dash(r.get("growth_files")))
-            for r in rows)
-        return ("<table class=\"growers\"><thead><tr>%s<th>user</th><th>now</th><th>growth</th><th>per day</th><th>files</th></tr></thead>"
-                "<tbody>%s</tbody></table>" % ("<th>host</th>" if with_host else "", body))
-    old = "".join("<tr><td>%s</td><td>%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td>%s</td></tr>" % (
-        _e(u["host"]), _e(u["key"]), human(u["old_bytes"]), _dash(u["old_files"]),
-        _e(", ".join(f.get("path", "") for f in (u.get("oldest") or [])[:3]))) for u in data["old_data"])
+        body = "".join(
+            "<tr>%s<td>%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td></tr>"
+            % (
+                ("<td>%s</td>" % _e(r.get("host"))) if with_host else "",
+                _e(r["key"]),
+                human(r["used_bytes"]),
+                human(r["growth_bytes"], sign=True),
+                human(r["growth_bytes_per_day"], sign=True),
+                _dash(r.get("growth_files")),
+            )
+            for r in rows
+        )
+        return (
+            "<table class=\"growers\"><thead><tr>%s<th>user</th><th>now</th><th>growth</th><th>per day</th><th>files</th></tr></thead>"
+            "<tbody>%s</tbody></table>" % ("<th>host</th>" if with_host else "", body)
+        )
+
+    old = "".join(
+        "<tr><td>%s</td><td>%s</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td>%s</td></tr>"
+        % (_e(u["host"]), _e(u["key"]), human(u["old_bytes"]), _dash(u["old_files"]), _e(", ".join(f.get("path", "") for f in (u.get("oldest") or [])[:3])))
+        for u in data["old_data"]
+    )
     chart = charts.growers(data["top_users"], data["days"]) if data["top_users"] else ""
-    return ('<section id="users"><h2>Top users by growth over %d days</h2><h3>All hosts</h3>%s<div class="charts">%s</div>'
-            "<h3>Per host</h3>%s<h2>Old data eligible for action</h2><table class=\"old\"><thead><tr><th>host</th><th>user</th>"
-            "<th>old bytes</th><th>old files</th><th>oldest</th></tr></thead><tbody>%s</tbody></table></section>"
-            % (data["days"], growers(data["top_users"], False), chart, growers(data["top_user_hosts"], True), old))
+    return (
+        '<section id="users"><h2>Top users by growth over %d days</h2><h3>All hosts</h3>%s<div class="charts">%s</div>'
+        "<h3>Per host</h3>%s<h2>Old data eligible for action</h2><table class=\"old\"><thead><tr><th>host</th><th>user</th>"
+        "<th>old bytes</th><th>old files</th><th>oldest</th></tr></thead><tbody>%s</tbody></table></section>"
+        % (data["days"], growers(data["top_users"], False), chart, growers(data["top_user_hosts"], True), old)
+    )
 
 
 def _drives(data, charts):
     rows, drive_charts = [], []
     for d in data["drives"]:
         changed = ", ".join("%s %s&rarr;%s" % (_e(a["attribute"]), a["first"], a["last"]) for a in d["attributes"] if a["change"])
-        rows.append("<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td><span class=\"badge %s\">%s</span></td><td>%s</td>"
-                    "<td class=\"n\">%s</td><td>%s</td></tr>" % (
-                        _e(d["host"]), _e(d["label"] or ""), _e(d["name"] or ""), _e(d["drive"]), _e(d["health"]), _e(d["health"]),
-                        _e("; ".join(d["reasons"])), _dash(d["temperature_c"]), changed))
+        rows.append(
+            "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td><span class=\"badge %s\">%s</span></td><td>%s</td>"
+            "<td class=\"n\">%s</td><td>%s</td></tr>"
+            % (
+                _e(d["host"]),
+                _e(d["label"] or ""),
+                _e(d["name"] or ""),
+                _e(d["drive"]),
+                _e(d["health"]),
+                _e(d["health"]),
+                _e("; ".join(d["reasons"])),
+                _dash(d["temperature_c"]),
+                changed,
+            )
+        )
         if any(a["change"] for a in d["attributes"]):
             drive_charts.append(charts.drive(d))
-    return ('<section id="drives"><h2>Drives (SMART)</h2><table class="drives"><thead><tr><th>host</th><th>label</th><th>device</th>'
-            "<th>serial</th><th>health</th><th>reasons</th><th>&deg;C</th><th>changed attributes</th></tr></thead><tbody>%s</tbody>"
-            "</table><div class=\"charts\">%s</div></section>" % ("".join(rows), "".join(drive_charts)))
+    return (
+        '<section id="drives"><h2>Drives (SMART)</h2><table class="drives"><thead><tr><th>host</th><th>label</th><th>device</th>'
+        "<th>serial</th><th>health</th><th>reasons</th><th>&deg;C</th><th>changed attributes</th></tr></thead><tbody>%s</tbody>"
+        "</table><div class=\"charts\">%s</div></section>" % ("".join(rows), "".join(drive_charts))
+    )
 
 
 def _runs(data):
@@ -293,14 +388,31 @@ def _runs(data):
     for kind, title in (("ingest", "Ingest runs"), ("inbox", "Inbox state"), ("old_files", "Old-file runs")):
         runs = data[kind]
         names = sorted({k for run in runs for k in run["counters"]})[:12]
-        body = "".join("<tr><td>%s</td><td>%s</td><td><span class=\"badge %s\">%s</span></td>%s<td>%s</td></tr>" % (
-            _e(r["host"]), _e(when_text(r["time"])), _e(r["status"]), _e(r["status"]),
-            "".join("<td class=\"n\">%s</td>" % _dash(r["counters"].get(n)) for n in names), _e(_disks(r["summary"])))
-            for r in runs)
-        out.append('<section id="%s"><h2>%s</h2>%s</section>' % (
-            kind, title, ("<table class=\"runs\"><thead><tr><th>host</th><th>time</th><th>status</th>%s<th>disks / notes</th></tr>"
-                          "</thead><tbody>%s</tbody></table>" % ("".join("<th>%s</th>" % _e(n.replace("_", " ")) for n in names), body))
-            if runs else "<p>No runs recorded.</p>"))
+        body = "".join(
+            "<tr><td>%s</td><td>%s</td><td><span class=\"badge %s\">%s</span></td>%s<td>%s</td></tr>"
+            % (
+                _e(r["host"]),
+                _e(when_text(r["time"])),
+                _e(r["status"]),
+                _e(r["status"]),
+                "".join("<td class=\"n\">%s</td>" % _dash(r["counters"].get(n)) for n in names),
+                _e(_disks(r["summary"])),
+            )
+            for r in runs
+        )
+        out.append(
+            '<section id="%s"><h2>%s</h2>%s</section>'
+            % (
+                kind,
+                title,
+                (
+                    "<table class=\"runs\"><thead><tr><th>host</th><th>time</th><th>status</th>%s<th>disks / notes</th></tr>"
+                    "</thead><tbody>%s</tbody></table>" % ("".join("<th>%s</th>" % _e(n.replace("_", " ")) for n in names), body)
+                )
+                if runs
+                else "<p>No runs recorded.</p>",
+            )
+        )
     return "\n".join(out)
 
 
@@ -310,13 +422,25 @@ def _disk_series(data):
     rows = []
     for d in data["disk_series"]:
         level = "critical" if d["full"] else "ok"
-        rows.append("<tr><td>%s</td><td>%s</td><td>%s</td><td><div class=\"bar %s\"><div class=\"fill\" style=\"width:%s%%\"></div></div></td>"
-                    "<td class=\"n\">%s%%</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td>%s</td></tr>" % (
-                        _e(d["host"]), _e(d["label"]), _e(d["role"]), level, min(100, d["used_percent"] or 0), _dash(d["used_percent"]),
-                        _dash(d["files"]), human(d["registered_bytes"]), "full" if d["full"] else ("mounted" if d["mounted"] else "not mounted")))
-    return ('<section id="disk_series"><h2>Disk series fill</h2><table class="disks"><thead><tr><th>host</th><th>disk</th><th>role</th>'
-            "<th>fill</th><th>used</th><th>files</th><th>registered</th><th>state</th></tr></thead><tbody>%s</tbody></table></section>"
-            % "".join(rows))
+        rows.append(
+            "<tr><td>%s</td><td>%s</td><td>%s</td><td><div class=\"bar %s\"><div class=\"fill\" style=\"width:%s%%\"></div></div></td>"
+            "<td class=\"n\">%s%%</td><td class=\"n\">%s</td><td class=\"n\">%s</td><td>%s</td></tr>"
+            % (
+                _e(d["host"]),
+                _e(d["label"]),
+                _e(d["role"]),
+                level,
+                min(100, d["used_percent"] or 0),
+                _dash(d["used_percent"]),
+                _dash(d["files"]),
+                human(d["registered_bytes"]),
+                "full" if d["full"] else ("mounted" if d["mounted"] else "not mounted"),
+            )
+        )
+    return (
+        '<section id="disk_series"><h2>Disk series fill</h2><table class="disks"><thead><tr><th>host</th><th>disk</th><th>role</th>'
+        "<th>fill</th><th>used</th><th>files</th><th>registered</th><th>state</th></tr></thead><tbody>%s</tbody></table></section>" % "".join(rows)
+    )
 
 
 def _disks(summary):
@@ -349,12 +473,33 @@ class _Charts:
 
     def _config(self, title):
         from pygal.style import Style  # pylint: disable=import-outside-toplevel
-        style = Style(background="#ffffff", plot_background="#fafafa", foreground="#333333", foreground_strong="#222222",
-                      foreground_subtle="#bbbbbb", colors=("#1e88e5", "#fb8c00", "#e53935", "#43a047", "#8e24aa"),
-                      font_family="system-ui, sans-serif", title_font_size=14, label_font_size=10, legend_font_size=11,
-                      stroke_width=2)
-        return dict(js=[], disable_xml_declaration=True, width=420, height=240, title=title, style=style,
-                    show_legend=True, legend_at_bottom=True, legend_box_size=10, explicit_size=False, margin=8)
+
+        style = Style(
+            background="#ffffff",
+            plot_background="#fafafa",
+            foreground="#333333",
+            foreground_strong="#222222",
+            foreground_subtle="#bbbbbb",
+            colors=("#1e88e5", "#fb8c00", "#e53935", "#43a047", "#8e24aa"),
+            font_family="system-ui, sans-serif",
+            title_font_size=14,
+            label_font_size=10,
+            legend_font_size=11,
+            stroke_width=2,
+        )
+        return dict(
+            js=[],
+            disable_xml_declaration=True,
+            width=420,
+            height=240,
+            title=title,
+            style=style,
+            show_legend=True,
+            legend_at_bottom=True,
+            legend_box_size=10,
+            explicit_size=False,
+            margin=8,
+        )
 
     def _render(self, chart):
         self.count += 1

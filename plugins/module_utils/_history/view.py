@@ -36,13 +36,23 @@ def user_view(store, name):
     if not usage:
         return ["No history for user %s." % name]
     growth = _growth_map(store, "user", key=name)
-    rows = [(u["host"], human(u["used_bytes"]), u["files"], human(growth.get((u["host"], name), {}).get(7), sign=True),
-             human(growth.get((u["host"], name), {}).get(30), sign=True), human(u.get("old_bytes")), when_text(u["time"]))
-            for u in usage]
+    rows = [
+        (
+            u["host"],
+            human(u["used_bytes"]),
+            u["files"],
+            human(growth.get((u["host"], name), {}).get(7), sign=True),
+            human(growth.get((u["host"], name), {}).get(30), sign=True),
+            human(u.get("old_bytes")),
+            when_text(u["time"]),
+        )
+        for u in usage
+    ]
     lines = ["User %s" % name, ""] + _table(("host", "used", "files", "7 days", "30 days", "old", "last scan"), rows)
     for title, field, size in (("Largest files", "largest", "bytes"), ("Oldest files", "oldest", "age_seconds")):
-        files = [(u["host"], f.get("path"), human(f.get("bytes")), "%d d" % (int(f.get("age_seconds") or 0) // 86400))
-                 for u in usage for f in (u.get(field) or [])]
+        files = [
+            (u["host"], f.get("path"), human(f.get("bytes")), "%d d" % (int(f.get("age_seconds") or 0) // 86400)) for u in usage for f in (u.get(field) or [])
+        ]
         if files:
             lines += ["", title + " (last scan)"] + _table(("host", "path", "size", "age"), files)
     return lines
@@ -55,15 +65,33 @@ def host_view(store, host, limit=10):
         return ["No history for host %s." % host]
     fgrowth = _growth_map(store, "fs", host=host)
     forecasts = {f["mount"]: f for f in queries.forecast(store, host=host)}
-    rows = [(f["mount"], "%s%%" % f["used_percent"], human(f["used_bytes"]), human(f["available_bytes"]),
-             human(fgrowth.get((host, f["mount"]), {}).get(7), sign=True), human(fgrowth.get((host, f["mount"]), {}).get(30), sign=True),
-             _full(forecasts.get(f["mount"]))) for f in fss]
+    rows = [
+        (
+            f["mount"],
+            "%s%%" % f["used_percent"],
+            human(f["used_bytes"]),
+            human(f["available_bytes"]),
+            human(fgrowth.get((host, f["mount"]), {}).get(7), sign=True),
+            human(fgrowth.get((host, f["mount"]), {}).get(30), sign=True),
+            _full(forecasts.get(f["mount"])),
+        )
+        for f in fss
+    ]
     lines = ["Host %s" % host, ""] + _table(("mount", "use", "used", "free", "7 days", "30 days", "full"), rows)
     if users:
         ugrowth = _growth_map(store, "user", host=host)
         top = sorted(users, key=lambda u: (-(u["used_bytes"] or 0), u["key"]))[:limit]
-        urows = [(u["key"], human(u["used_bytes"]), u["files"], human(ugrowth.get((host, u["key"]), {}).get(7), sign=True),
-                  human(ugrowth.get((host, u["key"]), {}).get(30), sign=True), human(u.get("old_bytes"))) for u in top]
+        urows = [
+            (
+                u["key"],
+                human(u["used_bytes"]),
+                u["files"],
+                human(ugrowth.get((host, u["key"]), {}).get(7), sign=True),
+                human(ugrowth.get((host, u["key"]), {}).get(30), sign=True),
+                human(u.get("old_bytes")),
+            )
+            for u in top
+        ]
         lines += ["", "Users (largest %d of %d)" % (len(top), len(users))] + _table(("user", "used", "files", "7 days", "30 days", "old"), urows)
     return lines
 
@@ -80,9 +108,18 @@ def path_view(store, path):
             continue
         growth = _growth_map(store, kind, key=path)
         forecasts = {f["host"]: f for f in queries.forecast(store, mount=path)} if kind == "fs" else {}
-        rows = [(e["host"], human(e["used_bytes"]), e["files"], human(growth.get((e["host"], path), {}).get(7), sign=True),
-                 human(growth.get((e["host"], path), {}).get(30), sign=True), _full(forecasts.get(e["host"])) if kind == "fs"
-                 else human(e.get("old_bytes")), when_text(e["time"])) for e in entries]
+        rows = [
+            (
+                e["host"],
+                human(e["used_bytes"]),
+                e["files"],
+                human(growth.get((e["host"], path), {}).get(7), sign=True),
+                human(growth.get((e["host"], path), {}).get(30), sign=True),
+                _full(forecasts.get(e["host"])) if kind == "fs" else human(e.get("old_bytes")),
+                when_text(e["time"]),
+            )
+            for e in entries
+        ]
         title = "File system %s" % path if kind == "fs" else "Directory %s" % path
         last = "full" if kind == "fs" else "old"
         header = ("host", "used", "files" if kind == "dir" else "inodes", "7 days", "30 days", last, "last scan")

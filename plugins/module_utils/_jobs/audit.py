@@ -52,8 +52,19 @@ def _disk_mounts(registry, mount_points, require_mount, is_mount, warnings):
     return found
 
 
-def audit(registry, sample_size=None, older_than_days=None, labels=None, mount_points=None, repair=False,
-          require_mount=True, check_mode=False, is_mount=os.path.ismount, clock=time.time, rng=None):
+def audit(
+    registry,
+    sample_size=None,
+    older_than_days=None,
+    labels=None,
+    mount_points=None,
+    repair=False,
+    require_mount=True,
+    check_mode=False,
+    is_mount=os.path.ismount,
+    clock=time.time,
+    rng=None,
+):
     """Run one audit; returns ``(result, warnings)``. Raises AuditError."""
     for name, value in (("sample_size", sample_size), ("older_than_days", older_than_days)):
         if value is not None and value < 0:
@@ -71,8 +82,7 @@ def audit(registry, sample_size=None, older_than_days=None, labels=None, mount_p
                 lock = Lock(registry).acquire()
             except RegistryError as exc:
                 raise AuditError(str(exc), registry)
-        return _audit(reg, sample_size, older_than_days, labels, mount_points, repair, require_mount, check_mode, is_mount,
-                      clock, rng or random.Random())
+        return _audit(reg, sample_size, older_than_days, labels, mount_points, repair, require_mount, check_mode, is_mount, clock, rng or random.Random())
     except RegistryError as exc:
         raise AuditError(str(exc), registry)
     except OSError as exc:  # nothing in _audit should let one through; never a traceback
@@ -96,7 +106,7 @@ class _Tally:
         self.problems = []
         self.warnings = []
         self.changed = False
-        self.verified_ok = {}   # copy id -> True for copies that verified in this run
+        self.verified_ok = {}  # copy id -> True for copies that verified in this run
 
     def record(self, row, status, detail=None):
         if self.check_mode:
@@ -118,9 +128,15 @@ class _Tally:
         if status == "ok":
             self.verified_ok[row["id"]] = True
             return
-        entry = {"path": copier.display(row["file_path"]), "label": row["label"], "role": row["role"],
-                 "disk_path": copier.display(os.path.join(copier.fsbytes(mount_point), row["path"])),
-                 "status": status, "detail": detail, "repaired": False}
+        entry = {
+            "path": copier.display(row["file_path"]),
+            "label": row["label"],
+            "role": row["role"],
+            "disk_path": copier.display(os.path.join(copier.fsbytes(mount_point), row["path"])),
+            "status": status,
+            "detail": detail,
+            "repaired": False,
+        }
         self.warnings.append(detail)
         if self.repair and status in ("missing", "corrupt"):
             self.try_repair(row, mount_point, entry)
@@ -156,9 +172,14 @@ def _audit(reg, sample_size, older_than_days, labels, mount_points, repair, requ
     counts, checked_bytes = tally.counts, tally.checked_bytes
     result = {
         "changed": bool(swept) or bool(stale) or tally.changed,
-        "checked_copies": counts["checked"], "ok_copies": counts["ok"], "missing_copies": counts["missing"],
-        "corrupt_copies": counts["corrupt"], "unreadable_copies": counts["unreadable"], "unavailable_copies": counts["unavailable"],
-        "repaired_copies": counts["repaired"], "repair_failed_copies": counts["repair_failed"],
+        "checked_copies": counts["checked"],
+        "ok_copies": counts["ok"],
+        "missing_copies": counts["missing"],
+        "corrupt_copies": counts["corrupt"],
+        "unreadable_copies": counts["unreadable"],
+        "unavailable_copies": counts["unavailable"],
+        "repaired_copies": counts["repaired"],
+        "repair_failed_copies": counts["repair_failed"],
         "checked_bytes": checked_bytes,
         "throughput_mbps": round(checked_bytes / elapsed / 1e6, 1) if elapsed > 0 and checked_bytes else 0.0,
         "problems": tally.problems,
@@ -185,8 +206,9 @@ def _repair(reg, row, mount_point, mounts, verified_ok, check_mode):
             return True, source
         journal = Journal(reg)
         try:
-            copier.copy_verified(twin_mount, twin["path"], [(mount_point, row["path"])], row["algorithm"], expect_digest=row["digest"],
-                                 replace=True, journal=journal)
+            copier.copy_verified(
+                twin_mount, twin["path"], [(mount_point, row["path"])], row["algorithm"], expect_digest=row["digest"], replace=True, journal=journal
+            )
         except copier.CopyError as exc:
             reg.pending_remove(journal.take())
             return False, str(exc)

@@ -51,7 +51,6 @@ except ImportError:  # pragma: no cover - always there on Python 3
     ThreadPoolExecutor = None
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
-
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import display, walk
 
 REASON_SUFFIX = ".reason"
@@ -108,9 +107,24 @@ def group_id(value, option):
 class Options:
     """The module's options, checked once (the dataclass of the argspec)."""
 
-    def __init__(self, path, name_pattern, dest, dest_root, allowed, processing=None, done=None, failed=None,
-                 settle_seconds=60, mode="0640", group=None, directory_mode="2750", stuck_seconds=3600,
-                 keep_done_days=None, checksum_algorithm="sha512"):
+    def __init__(
+        self,
+        path,
+        name_pattern,
+        dest,
+        dest_root,
+        allowed,
+        processing=None,
+        done=None,
+        failed=None,
+        settle_seconds=60,
+        mode="0640",
+        group=None,
+        directory_mode="2750",
+        stuck_seconds=3600,
+        keep_done_days=None,
+        checksum_algorithm="sha512",
+    ):
         self.path = _absolute(path, "path")
         parent = os.path.dirname(self.path.rstrip("/")) or "/"
         self.processing = _absolute(processing or os.path.join(parent, "processing"), "processing")
@@ -127,8 +141,7 @@ class Options:
         self.stuck_seconds = _non_negative(stuck_seconds, "stuck_seconds")
         self.keep_done_days = None if keep_done_days is None else _non_negative(keep_done_days, "keep_done_days")
         if checksum_algorithm not in copier.available_algorithms():
-            raise InboxError("checksum_algorithm: %r is not available here; use one of %s"
-                             % (checksum_algorithm, ", ".join(copier.available_algorithms())))
+            raise InboxError("checksum_algorithm: %r is not available here; use one of %s" % (checksum_algorithm, ", ".join(copier.available_algorithms())))
         self.algorithm = checksum_algorithm
         self._check_template()
         folders = [self.path, self.processing, self.done, self.failed]
@@ -140,8 +153,7 @@ class Options:
         try:
             self.dest.format(**{name: "x" for name in names})
         except (KeyError, IndexError) as exc:
-            raise InboxError("dest: %r uses %s, which is not a named group of name_pattern (groups: %s)"
-                             % (self.dest, exc, ", ".join(sorted(names)) or "none"))
+            raise InboxError("dest: %r uses %s, which is not a named group of name_pattern (groups: %s)" % (self.dest, exc, ", ".join(sorted(names)) or "none"))
         except ValueError as exc:
             raise InboxError("dest: %r is not a valid template: %s" % (self.dest, exc))
         for rule in self.allowed:
@@ -191,8 +203,9 @@ class Rule:
             try:
                 text.format(**{name: "x" for name in names})
             except (KeyError, IndexError, ValueError) as exc:
-                raise InboxError("%s: %r is not a template over the groups of name_pattern (%s): %s"
-                                 % (self.where, text, ", ".join(sorted(names)) or "none", exc))
+                raise InboxError(
+                    "%s: %r is not a template over the groups of name_pattern (%s): %s" % (self.where, text, ", ".join(sorted(names)) or "none", exc)
+                )
 
     def allows(self, uploader, destination, fields):
         if not fnmatch.fnmatchcase(destination, self.dest.format(**fields)):
@@ -293,9 +306,11 @@ class Folders:
             raise InboxError("dest_root: %s is not a directory" % opts.dest_root, opts.dest_root)
         devs = {option: os.fstat(fd).st_dev for option, fd in self.fds.items()}
         if len(set(devs.values())) != 1:
-            raise InboxError("path, processing, done and failed must be on one file system (entries are renamed "
-                             "between them); %s" % ", ".join("%s is device %d" % item for item in sorted(devs.items())),
-                             opts.path)
+            raise InboxError(
+                "path, processing, done and failed must be on one file system (entries are renamed "
+                "between them); %s" % ", ".join("%s is device %d" % item for item in sorted(devs.items())),
+                opts.path,
+            )
 
     def fd(self, option):
         return self.fds[option]
@@ -390,9 +405,10 @@ def destination(opts, fields):
         rendered = os.path.join(opts.dest_root, rendered)
     normal = os.path.normpath(rendered)
     if normal == opts.dest_root or os.path.commonpath([opts.dest_root, normal]) != opts.dest_root:
-        raise Refused("destination %s (dest %s with %s) is not inside dest_root %s"
-                      % (display(rendered), opts.dest, display(", ".join("%s=%s" % kv for kv in sorted(fields.items()))),
-                         opts.dest_root))
+        raise Refused(
+            "destination %s (dest %s with %s) is not inside dest_root %s"
+            % (display(rendered), opts.dest, display(", ".join("%s=%s" % kv for kv in sorted(fields.items()))), opts.dest_root)
+        )
     return normal, os.path.relpath(normal, opts.dest_root)
 
 
@@ -400,8 +416,7 @@ def check_allowed(opts, uploader, dest_path, fields):
     for rule in opts.allowed:
         if rule.allows(uploader, dest_path, fields):
             return
-    raise Refused("uploader %s is not allowed to deliver to %s (no rule of allowed matches)"
-                  % (uploader.describe(), display(dest_path)))
+    raise Refused("uploader %s is not allowed to deliver to %s (no rule of allowed matches)" % (uploader.describe(), display(dest_path)))
 
 
 class Entry:
@@ -458,25 +473,27 @@ class Delivery:
     def __init__(self, opts, entry, root, dry_run):
         self.opts = opts
         self.entry = entry
-        self.root = root           # processing/<name>
+        self.root = root  # processing/<name>
         self.dry_run = dry_run
-        self.dirs = {}             # dest relpath -> (fd, set of names)
+        self.dirs = {}  # dest relpath -> (fd, set of names)
         self.files = 0
         self.bytes = 0
         self.identical = 0
-        self.written = []          # {"path", "version"}
-        self.skipped = []          # {"path", "reason"}
+        self.written = []  # {"path", "version"}
+        self.skipped = []  # {"path", "reason"}
         self.created_dirs = []
         self.lock = threading.Lock()
-        self.stack = None          # the ExitStack holding the destination directory fds
+        self.stack = None  # the ExitStack holding the destination directory fds
 
     def plan(self):
         """Files to copy (relpath str, lstat); Refused for what refuses the entry."""
         entries, issues = walk_entry(self.root)
         if issues:
             rel, kind, msg = issues[0]
-            raise Refused("cannot read the upload completely: %s: %s (%s)%s" % (
-                display(rel) or ".", msg, kind, "; %d more problems" % (len(issues) - 1) if len(issues) > 1 else ""))
+            raise Refused(
+                "cannot read the upload completely: %s: %s (%s)%s"
+                % (display(rel) or ".", msg, kind, "; %d more problems" % (len(issues) - 1) if len(issues) > 1 else "")
+            )
         files, dirs = [], []
         for item in entries:
             rel = os.fsdecode(item.relpath)
@@ -484,8 +501,10 @@ class Delivery:
                 dirs.append(rel)
             elif item.is_file:
                 if item.st.st_nlink > 1 and item.st.st_uid != self.entry.st.st_uid:
-                    raise Refused("%s is a hard link to a file of uid %d, not of the uploader %s; refused"
-                                  % (display(rel), item.st.st_uid, self.entry.uploader.describe()))
+                    raise Refused(
+                        "%s is a hard link to a file of uid %d, not of the uploader %s; refused"
+                        % (display(rel), item.st.st_uid, self.entry.uploader.describe())
+                    )
                 files.append((rel, item.st))
             else:
                 kind = "a symlink, not followed" if item.is_symlink else "not a regular file"
@@ -593,8 +612,7 @@ class Delivery:
             if not stat.S_ISREG(st.st_mode) or st.st_size != size:
                 continue
             try:
-                got, dummy2, dummy3 = copier.hash_file(self.opts.dest_root, os.path.join(dest_dir, existing),
-                                                       self.opts.algorithm, from_disk=False)
+                got, dummy2, dummy3 = copier.hash_file(self.opts.dest_root, os.path.join(dest_dir, existing), self.opts.algorithm, from_disk=False)
             except copier.CopyError:
                 continue  # unreadable or changing: not a proof of identity
             if got == digest:
@@ -615,9 +633,17 @@ class Delivery:
         version = job.version
         while True:
             try:
-                result = copier.copy_verified(self.root, job.rel, [(self.opts.dest_root, job.target(version))],
-                                              algorithm=self.opts.algorithm, expect_digest=job.digest, expect_stat=job.st,
-                                              preserve=False, pool=pool, chunk_size=chunk_for(job.st.st_size))
+                result = copier.copy_verified(
+                    self.root,
+                    job.rel,
+                    [(self.opts.dest_root, job.target(version))],
+                    algorithm=self.opts.algorithm,
+                    expect_digest=job.digest,
+                    expect_stat=job.st,
+                    preserve=False,
+                    pool=pool,
+                    chunk_size=chunk_for(job.st.st_size),
+                )
             except copier.TargetConflict:  # appeared meanwhile with other content
                 version = self._reserve(job, version + 1)
                 continue
@@ -648,8 +674,14 @@ class Delivery:
             os.close(fd)
 
     def summary(self):
-        return {"files": self.files, "bytes": self.bytes, "identical": self.identical, "versions": self.written,
-                "skipped": self.skipped, "created_directories": self.created_dirs}
+        return {
+            "files": self.files,
+            "bytes": self.bytes,
+            "identical": self.identical,
+            "versions": self.written,
+            "skipped": self.skipped,
+            "created_directories": self.created_dirs,
+        }
 
 
 def chunk_for(size):
@@ -664,7 +696,7 @@ def versions_of(name, names):
     found = [(1, name)] if name in names else []
     prefix = name + ".v"
     for other in names:
-        number = other[len(prefix):] if other.startswith(prefix) else ""
+        number = other[len(prefix) :] if other.startswith(prefix) else ""
         if number.isdigit() and number.isascii() and int(number) >= 2 and str(int(number)) == number:
             found.append((int(number), other))
     return sorted(found)
@@ -696,8 +728,18 @@ class Run:
         self.users = _cached(users)
         self.now = clock()
         self.folders = None
-        self.result = {"changed": False, "processed": [], "failed_entries": [], "uploading": [], "settling": [], "stuck": [],
-                       "resumed": [], "removed_done": [], "errors": [], "locked": False}
+        self.result = {
+            "changed": False,
+            "processed": [],
+            "failed_entries": [],
+            "uploading": [],
+            "settling": [],
+            "stuck": [],
+            "resumed": [],
+            "removed_done": [],
+            "errors": [],
+            "locked": False,
+        }
 
     def execute(self):
         with ExitStack() as stack:
@@ -719,8 +761,9 @@ class Run:
         root = self.folders.path_of("path", name)
         idle = self._idle_seconds(root, st)
         if name.startswith("."):
-            self.result["uploading"].append({"name": display(name), "age_seconds": _round(self.now - st.st_ctime),
-                                             "idle_seconds": idle, "uploader_uid": st.st_uid})
+            self.result["uploading"].append(
+                {"name": display(name), "age_seconds": _round(self.now - st.st_ctime), "idle_seconds": idle, "uploader_uid": st.st_uid}
+            )
             return
         if idle is not None and idle < self.opts.settle_seconds:
             self.result["settling"].append({"name": display(name), "idle_seconds": idle})
@@ -736,18 +779,17 @@ class Run:
             return
         taken = self.folders.listing("processing")
         if any(n == name for n, dummy in taken):
-            self.result["settling"].append({"name": display(name), "idle_seconds": idle,
-                                            "waiting_for": "an entry of the same name in processing"})
+            self.result["settling"].append({"name": display(name), "idle_seconds": idle, "waiting_for": "an entry of the same name in processing"})
             return
         try:
             self.folders.move("path", name, "processing", name)
         except OSError as exc:
-            self.result["failed_entries"].append({"name": display(name), "uploader_uid": st.st_uid,
-                                                  "reason": "cannot move it to processing: %s" % (exc.strerror or exc)})
+            self.result["failed_entries"].append(
+                {"name": display(name), "uploader_uid": st.st_uid, "reason": "cannot move it to processing: %s" % (exc.strerror or exc)}
+            )
             return
         self.result["changed"] = True
-        self._deliver(Entry(name, os.stat(name, dir_fd=self.folders.fd("processing"), follow_symlinks=False)),
-                      resumed=False)
+        self._deliver(Entry(name, os.stat(name, dir_fd=self.folders.fd("processing"), follow_symlinks=False)), resumed=False)
 
     def _idle_seconds(self, root, st):
         if not stat.S_ISDIR(st.st_mode):
@@ -776,8 +818,14 @@ class Run:
         except OSError as exc:
             self._fail(entry, where, "%s: %s" % (display(exc.filename or entry.name), exc.strerror or exc))
             return
-        item = dict(name=display(entry.name), uploader=entry.uploader.name, uploader_uid=entry.uploader.uid,
-                    destination=display(entry.dest), resumed=resumed, **delivery.summary())
+        item = dict(
+            name=display(entry.name),
+            uploader=entry.uploader.name,
+            uploader_uid=entry.uploader.uid,
+            destination=display(entry.dest),
+            resumed=resumed,
+            **delivery.summary(),
+        )
         if delivery.written or delivery.created_dirs:
             self.result["changed"] = True
         if self.check_mode:
@@ -832,8 +880,7 @@ class Run:
                 try:
                     _remove_tree(self.folders.fd("done"), name, st)
                 except OSError as exc:
-                    self.result["errors"].append("cannot remove %s: %s" % (
-                        display(self.folders.path_of("done", name)), exc.strerror or exc))
+                    self.result["errors"].append("cannot remove %s: %s" % (display(self.folders.path_of("done", name)), exc.strerror or exc))
                     continue
             self.result["removed_done"].append(display(name))
             self.result["changed"] = True
@@ -878,6 +925,7 @@ def _cached(users):
         if uid not in cache:
             cache[uid] = users(uid)
         return cache[uid]
+
     return lookup
 
 

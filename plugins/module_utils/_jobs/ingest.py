@@ -31,8 +31,8 @@ from ansible_collections.datasteward.storage.plugins.module_utils._fs import wal
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match, MatchError
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest_disks import (  # noqa: F401 (IngestError re-exported)
     SLACK_BYTES,
-    DiskSet,
     Disks,
+    DiskSet,
     IngestError,
     NoDiskLeft,
 )
@@ -91,8 +91,9 @@ class IngestOptions:
         if both:
             raise IngestError("%s listed in both primary and backup; a backup must be another disk" % ", ".join(sorted(both)))
         if self.checksum_algorithm not in copier.available_algorithms():
-            raise IngestError("checksum_algorithm %s is not available on this host (available: %s)"
-                              % (self.checksum_algorithm, ", ".join(copier.available_algorithms())))
+            raise IngestError(
+                "checksum_algorithm %s is not available on this host (available: %s)" % (self.checksum_algorithm, ", ".join(copier.available_algorithms()))
+            )
         for name in ("max_files", "max_bytes", "min_free_bytes", "settle_seconds"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -130,8 +131,10 @@ def scan_buffer(src, match, errors):
                     if not match.selected(relpath):
                         continue
                     if copier.is_temp_name(name):
-                        skip(relpath, "skipped: names starting with %s are reserved for the copy engine's temporaries; rename it to "
-                                      "have it copied" % copier.TEMP_PREFIX)
+                        skip(
+                            relpath,
+                            "skipped: names starting with %s are reserved for the copy engine's temporaries; rename it to have it copied" % copier.TEMP_PREFIX,
+                        )
                         continue
                     found.append((relpath, st))
                 elif stat.S_ISLNK(st.st_mode):
@@ -184,12 +187,10 @@ class IngestRun:
         disks = [(mp, os.path.realpath(mp)) for mp in opts.primary + opts.backup]
         for mount_point, real in disks:
             if _inside(real, src_real) or _inside(src_real, real):
-                raise IngestError("disk %s and src %s overlap; targets must be outside the buffer and vice versa" % (mount_point, opts.src),
-                                  mount_point)
+                raise IngestError("disk %s and src %s overlap; targets must be outside the buffer and vice versa" % (mount_point, opts.src), mount_point)
             for other, other_real in disks:
                 if other != mount_point and other_real != real and _inside(real, other_real):
-                    raise IngestError("disk %s is inside disk %s; every disk of primary and backup must be its own tree" % (mount_point, other),
-                                      mount_point)
+                    raise IngestError("disk %s is inside disk %s; every disk of primary and backup must be its own tree" % (mount_point, other), mount_point)
         self._validate_registry_place(src_real, disks)
         self.disks.validate_labels(opts.primary + opts.backup, lambda mp: "primary" if mp in opts.primary else "backup")
 
@@ -201,12 +202,16 @@ class IngestRun:
         real = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(registry))), os.path.basename(registry))
         for suffix in SIDE_FILES:
             if _inside(real + suffix, src_real):
-                raise IngestError("registry %s is inside src %s: the run would copy it and remove it from the buffer; keep the registry "
-                                  "outside the buffer" % (registry, self.opts.src), registry)
+                raise IngestError(
+                    "registry %s is inside src %s: the run would copy it and remove it from the buffer; keep the registry "
+                    "outside the buffer" % (registry, self.opts.src),
+                    registry,
+                )
             for mount_point, disk_real in disks:
                 if _inside(real + suffix, disk_real):
-                    raise IngestError("registry %s is on disk %s: keep the registry off the disk series (it would leave with the disk)"
-                                      % (registry, mount_point), registry)
+                    raise IngestError(
+                        "registry %s is on disk %s: keep the registry off the disk series (it would leave with the disk)" % (registry, mount_point), registry
+                    )
 
     # -- stale temporaries -------------------------------------------------------
     def clean_pending(self, final=False):
@@ -214,8 +219,9 @@ class IngestRun:
         after them. Warnings come from the last sweep only."""
         if final and self.opts.check_mode:
             return
-        removed, done = sweep_pending(self.registry, self.opts.require_mount, self.is_mount, self.opts.check_mode,
-                                      self.warnings if final or self.opts.check_mode else None)
+        removed, done = sweep_pending(
+            self.registry, self.opts.require_mount, self.is_mount, self.opts.check_mode, self.warnings if final or self.opts.check_mode else None
+        )
         self.stale += removed
         if removed or done:
             self.changed = True
@@ -247,20 +253,22 @@ class IngestRun:
             res["%s_files" % name] = self.counts[key]
             if key in self.bytes:
                 res["%s_bytes" % name] = self.bytes[key]
-        res.update({
-            "throughput_mbps": round(self.bytes["copied"] / self.copy_seconds / 1e6, 1) if self.copy_seconds > 0 else 0.0,
-            "copy_seconds": round(self.copy_seconds, 3),
-            "disks_used": self.disks.used,
-            "disks_full": self.disks_full,
-            "disks_unusable": self.disks.unusable_list,
-            "files": self.files,
-            "files_truncated": self.truncated,
-            "newest_file_age_seconds": self.newest_age,
-            "stale_temporaries_removed": self.stale,
-            "registry_created": self.registry_created,
-            "scan_errors": self.errors,
-            "checksum_algorithm": self.opts.checksum_algorithm,
-        })
+        res.update(
+            {
+                "throughput_mbps": round(self.bytes["copied"] / self.copy_seconds / 1e6, 1) if self.copy_seconds > 0 else 0.0,
+                "copy_seconds": round(self.copy_seconds, 3),
+                "disks_used": self.disks.used,
+                "disks_full": self.disks_full,
+                "disks_unusable": self.disks.unusable_list,
+                "files": self.files,
+                "files_truncated": self.truncated,
+                "newest_file_age_seconds": self.newest_age,
+                "stale_temporaries_removed": self.stale,
+                "registry_created": self.registry_created,
+                "scan_errors": self.errors,
+                "checksum_algorithm": self.opts.checksum_algorithm,
+            }
+        )
         return res
 
     # -- the run ----------------------------------------------------------------
@@ -353,8 +361,7 @@ class IngestRun:
             raise IngestError("%s; run stopped here, that file was not touched (add or mount the next disk)" % exc.describe(where), where)
 
     def copies_of(self, relpath, disks):
-        return [{"role": d["role"], "label": d["label"], "path": copier.display(os.path.join(copier.fsbytes(d["mount_point"]), relpath))}
-                for d in disks]
+        return [{"role": d["role"], "label": d["label"], "path": copier.display(os.path.join(copier.fsbytes(d["mount_point"]), relpath))} for d in disks]
 
     def over_limits(self, files, size_bytes, size):
         opts = self.opts
@@ -372,8 +379,12 @@ class _Registered:
         run = self.run
         path = copier.display(os.path.join(copier.fsbytes(run.opts.src), relpath))
         if reg["size"] != st.st_size:
-            run.outcome(relpath, "conflict", st.st_size, "%s differs from the registered file of that path (size %d, registered %d); kept"
-                        % (path, st.st_size, reg["size"]))
+            run.outcome(
+                relpath,
+                "conflict",
+                st.st_size,
+                "%s differs from the registered file of that path (size %d, registered %d); kept" % (path, st.st_size, reg["size"]),
+            )
             return
         if not run.opts.remove_source and st.st_mtime == reg["mtime"]:
             run.outcome(relpath, "skipped", st.st_size)
@@ -386,8 +397,7 @@ class _Registered:
             run.outcome(relpath, "failed", st.st_size, str(exc))
             return
         if digest != reg["digest"]:
-            run.outcome(relpath, "conflict", st.st_size, "%s differs from the registered file of that path (%s digest); kept"
-                        % (path, reg["algorithm"]))
+            run.outcome(relpath, "conflict", st.st_size, "%s differs from the registered file of that path (%s digest); kept" % (path, reg["algorithm"]))
             return
         removed, msg = False, None
         if run.opts.remove_source:
@@ -401,7 +411,10 @@ class _Registered:
         if not bad:
             return False
         msg = "%s kept in the buffer: its registered copy on %s is %s (last audit); repair it with registry_audit first" % (
-            path, bad[0]["label"], bad[0]["status"])
+            path,
+            bad[0]["label"],
+            bad[0]["status"],
+        )
         self.run.warnings.append(msg)
         self.run.outcome(relpath, "skipped", st.st_size, msg)
         return True
@@ -493,7 +506,11 @@ class _Planner:
                 return "failed", str(exc)
             if got != src_digest:
                 return "conflict", "%s already exists with other content (%s %s, source %s); buffer file kept" % (
-                    path, run.opts.checksum_algorithm, got, src_digest)
+                    path,
+                    run.opts.checksum_algorithm,
+                    got,
+                    src_digest,
+                )
             copy["reused"] = True
         return None
 
@@ -592,10 +609,12 @@ class _Ingest:
                     gone[disk["mount_point"]] = run.disks.gone(disk)
                 why = gone[disk["mount_point"]]
                 if why:
-                    item.error = item.error or copier.TargetFailed("%s disk %s (%s) changed during the copy: %s; that copy is not registered, "
-                                                                   "the buffer file is kept" % (disk["role"], disk["mount_point"],
-                                                                                                disk["label"], why),
-                                                                   disk["mount_point"], item.data[0].index(disk))
+                    item.error = item.error or copier.TargetFailed(
+                        "%s disk %s (%s) changed during the copy: %s; that copy is not registered, "
+                        "the buffer file is kept" % (disk["role"], disk["mount_point"], disk["label"], why),
+                        disk["mount_point"],
+                        item.data[0].index(disk),
+                    )
         return [item for item in items if item.ok]
 
     def _settle_failures(self, items, todo, journal):
@@ -623,8 +642,12 @@ class _Ingest:
             elif isinstance(exc, copier.TargetConflict):
                 item.report = ("conflict", size, "%s; buffer file kept" % exc, copies)
             elif isinstance(exc, (copier.TargetFull, copier.TargetFailed)):
-                item.report = ("failed", size, "%s: gave up after %d disks failed or filled up (%s)"
-                               % (copier.display(os.path.join(copier.fsbytes(run.opts.src), item.src_relpath)), attempt + 1, exc))
+                item.report = (
+                    "failed",
+                    size,
+                    "%s: gave up after %d disks failed or filled up (%s)"
+                    % (copier.display(os.path.join(copier.fsbytes(run.opts.src), item.src_relpath)), attempt + 1, exc),
+                )
             else:
                 item.report = ("failed", size, str(exc), copies)
         todo.extendleft(reversed(retry))
@@ -647,8 +670,9 @@ class _Ingest:
         rows = []
         for item in items:
             result = item.result()
-            copies = [{"disk_id": d["id"], "role": d["role"], "path": item.src_relpath, "verified_at": c["verified_at"]}
-                      for d, c in zip(item.data[0], result.copies)]
+            copies = [
+                {"disk_id": d["id"], "role": d["role"], "path": item.src_relpath, "verified_at": c["verified_at"]} for d, c in zip(item.data[0], result.copies)
+            ]
             rows.append((item.src_relpath, result.size, result.source_stat.st_mtime, run.opts.checksum_algorithm, result.digest, copies))
         ids = run.registry.register_all(rows, journal.take_for([entry for item in items for entry in item.entries]))
         run.changed = True
@@ -681,7 +705,11 @@ class _Ingest:
             why = run.disks.gone(disk)
             if why:
                 msg = "%s kept in the buffer: %s disk %s changed after the copy was registered: %s" % (
-                    copier.display(item.copy.src_path), disk["role"], disk["label"], why)
+                    copier.display(item.copy.src_path),
+                    disk["role"],
+                    disk["label"],
+                    why,
+                )
                 run.warnings.append(msg)
                 return False, msg
         try:

@@ -46,8 +46,13 @@ class NoDiskLeft(Exception):
 
 
 def _same_label_msg(first, second, label, extra=""):
-    return ("disks %s and %s both have the label %s%s; every disk needs its own label: put a %s file holding a unique label at "
-            "the root of each disk" % (first, second, label, extra, LABEL_FILE))
+    return "disks %s and %s both have the label %s%s; every disk needs its own label: put a %s file holding a unique label at the root of each disk" % (
+        first,
+        second,
+        label,
+        extra,
+        LABEL_FILE,
+    )
 
 
 def same_fs(a, b):
@@ -63,10 +68,10 @@ class Disks:
 
     def __init__(self, run):
         self.run = run
-        self.labels = {}       # mount point -> label
-        self.unusable = {}     # mount point -> why it cannot be used in this run
-        self.devices = {}      # mount point -> st_dev when it was chosen
-        self.used = []         # [{"label", "mount_point", "role"}]
+        self.labels = {}  # mount point -> label
+        self.unusable = {}  # mount point -> why it cannot be used in this run
+        self.devices = {}  # mount point -> st_dev when it was chosen
+        self.used = []  # [{"label", "mount_point", "role"}]
         self.unusable_list = []
 
     def label_of(self, mount_point):
@@ -80,8 +85,7 @@ class Disks:
         if mount_point in self.unusable:
             return
         self.unusable[mount_point] = reason
-        self.unusable_list.append({"label": label or self.labels.get(mount_point), "mount_point": mount_point, "role": role,
-                                   "reason": reason})
+        self.unusable_list.append({"label": label or self.labels.get(mount_point), "mount_point": mount_point, "role": role, "reason": reason})
         self.run.warnings.append("%s disk %s not used in this run: %s" % (role, mount_point, reason))
 
     def present(self, mount_point):
@@ -123,8 +127,10 @@ class Disks:
         if run.opts.require_mount:
             for other in self.used:
                 if other["mount_point"] != mount_point and same_fs(other["mount_point"], mount_point):
-                    raise IngestError("disks %s and %s are the same file system; primary and backup copies must be on different disks"
-                                      % (other["mount_point"], mount_point), mount_point)
+                    raise IngestError(
+                        "disks %s and %s are the same file system; primary and backup copies must be on different disks" % (other["mount_point"], mount_point),
+                        mount_point,
+                    )
         try:
             self.devices[mount_point] = os.stat(mount_point).st_dev
         except OSError as exc:
@@ -169,9 +175,9 @@ class DiskSet:
         self.role = role
         self.mount_points = list(mount_points)
         self.run = run
-        self.full = set()      # mount points found full in this run
-        self.checked = {}      # mount point -> disk dict, once usable
-        self.seen = {}         # mount point -> (label, row) once found present (re-checked per batch by Disks.gone)
+        self.full = set()  # mount points found full in this run
+        self.checked = {}  # mount point -> disk dict, once usable
+        self.seen = {}  # mount point -> (label, row) once found present (re-checked per batch by Disks.gone)
 
     def _present(self, mount_point, reasons):
         """``(label, row)`` of a disk that may be written, None for one that
@@ -187,8 +193,10 @@ class DiskSet:
             reasons.append("%s (%s) marked full in the registry" % (mount_point, row["label"]))
             return None
         if run.opts.require_mount and not mounted:
-            raise IngestError("%s disk %s is not a mount point (drive missing or not mounted); refusing to write into the "
-                              "file system beneath it" % (self.role, mount_point), mount_point)
+            raise IngestError(
+                "%s disk %s is not a mount point (drive missing or not mounted); refusing to write into the file system beneath it" % (self.role, mount_point),
+                mount_point,
+            )
         if not os.path.isdir(mount_point):
             raise IngestError("%s disk %s does not exist or is not a directory" % (self.role, mount_point), mount_point)
         return label, row

@@ -34,8 +34,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, parse_age
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match, MatchError
+from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, parse_age
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import display, walk_dirs
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.manifest import Manifest, ManifestError, read_manifest
 
@@ -69,10 +69,28 @@ class AlreadyDone(Skip):
 class Options:
     """The module's parameters, checked and converted (see ``from_params``)."""
 
-    def __init__(self, path, age=0, age_stamp="mtime", min_size=0, owners=None, exclude_owners=None,
-                 excludes=None, protect=None, state="reported", dest=None, host_folder=None, max_files=None,
-                 max_bytes=None, free_bytes=None, manifest_dir=None, manifest=None, remove_empty_dirs=False,
-                 order="largest", max_listed=1000):
+    def __init__(
+        self,
+        path,
+        age=0,
+        age_stamp="mtime",
+        min_size=0,
+        owners=None,
+        exclude_owners=None,
+        excludes=None,
+        protect=None,
+        state="reported",
+        dest=None,
+        host_folder=None,
+        max_files=None,
+        max_bytes=None,
+        free_bytes=None,
+        manifest_dir=None,
+        manifest=None,
+        remove_empty_dirs=False,
+        order="largest",
+        max_listed=1000,
+    ):
         self.path = os.path.abspath(path)
         self.age = age
         self.age_stamp = age_stamp
@@ -200,22 +218,26 @@ class Plan:
         self.opts = opts
         self.now = now
         self.root_st = None
-        self.dirs = {}          # relpath -> fstat of the directory as walked
-        self.dir_entries = {}   # relpath -> number of entries seen
-        self.eligible = []      # every Candidate
-        self.selected = []      # the ones to act on, in order
+        self.dirs = {}  # relpath -> fstat of the directory as walked
+        self.dir_entries = {}  # relpath -> number of entries seen
+        self.eligible = []  # every Candidate
+        self.selected = []  # the ones to act on, in order
         self.examined = 0
         self.protected = 0
         self.errors = []
         self.error_count = 0
-        self.empty_dirs = []    # directories the run would leave empty (remove_empty_dirs)
+        self.empty_dirs = []  # directories the run would leave empty (remove_empty_dirs)
 
     def error(self, relpath, kind, message, counts=True):
         self.error_count += 1 if counts else 0
         if len(self.errors) < MAX_ERRORS:
-            self.errors.append({"path": display(os.path.join(os.fsencode(self.opts.path), relpath) if relpath else
-                                                os.fsencode(self.opts.path)),
-                                "kind": kind, "error": message})
+            self.errors.append(
+                {
+                    "path": display(os.path.join(os.fsencode(self.opts.path), relpath) if relpath else os.fsencode(self.opts.path)),
+                    "kind": kind,
+                    "error": message,
+                }
+            )
 
 
 def plan(opts, now=None, deadline=None):
@@ -229,10 +251,12 @@ def plan(opts, now=None, deadline=None):
     except OSError as exc:
         raise OldFilesError("path: cannot read %s: %s" % (opts.path, exc.strerror or exc))
     if not stat.S_ISDIR(result.root_st.st_mode):
-        raise OldFilesError("path: %s is %s, not a directory" % (
-            opts.path, "a symlink (never followed)" if stat.S_ISLNK(result.root_st.st_mode) else "not a directory"))
-    walker = walk_dirs(root, one_file_system=True, deadline=deadline,
-                       on_error=lambda issue: result.error(issue.relpath, issue.kind, issue.message, issue.is_error))
+        raise OldFilesError(
+            "path: %s is %s, not a directory" % (opts.path, "a symlink (never followed)" if stat.S_ISLNK(result.root_st.st_mode) else "not a directory")
+        )
+    walker = walk_dirs(
+        root, one_file_system=True, deadline=deadline, on_error=lambda issue: result.error(issue.relpath, issue.kind, issue.message, issue.is_error)
+    )
     try:
         for directory in walker:
             _select_in(result, directory)
@@ -320,6 +344,7 @@ def _emptied(result):
 
 
 # --- apply -------------------------------------------------------------------
+
 
 def _strerror(exc):
     return exc.strerror or str(exc)
@@ -421,8 +446,8 @@ class Outcome:
     """What ``apply``/``restore`` did."""
 
     def __init__(self):
-        self.done = []       # (Candidate-like dict) acted on
-        self.skipped = []    # {"path", "reason"}
+        self.done = []  # (Candidate-like dict) acted on
+        self.skipped = []  # {"path", "reason"}
         self.dirs_removed = []
         self.stopped = None  # message when the run stopped early
         self.manifest = None
@@ -491,8 +516,15 @@ def _act_one(tree, mover, cand, the_plan, now, manifest, outcome):
     except Skip as exc:
         outcome.skipped.append({"path": display(where), "reason": str(exc)})
         return
-    record.update(path=os.fsdecode(where), root=opts.path, relpath=os.fsdecode(cand.relpath),
-                  bytes=cand.st.st_size, uid=cand.st.st_uid, gid=cand.st.st_gid, mtime=cand.st.st_mtime)
+    record.update(
+        path=os.fsdecode(where),
+        root=opts.path,
+        relpath=os.fsdecode(cand.relpath),
+        bytes=cand.st.st_size,
+        uid=cand.st.st_uid,
+        gid=cand.st.st_gid,
+        mtime=cand.st.st_mtime,
+    )
     try:
         manifest.append(record)
     except ManifestError as exc:
@@ -554,8 +586,7 @@ class _Mover:
             digest = self._link_move(dir_fd, dest_fd, cand, cur, where)
         else:
             digest = self._copy_move(dir_fd, cand, cur, where)
-        return {"action": "relocated", "dest": os.fsdecode(where), "dest_root": self.opts.dest_root,
-                "digest": digest, "algorithm": ALGORITHM}
+        return {"action": "relocated", "dest": os.fsdecode(where), "dest_root": self.opts.dest_root, "digest": digest, "algorithm": ALGORITHM}
 
     def _link_move(self, dir_fd, dest_fd, cand, cur, where):
         digest = digest_at(dir_fd, cand.name, cur)
@@ -584,8 +615,9 @@ class _Mover:
     def _copy_move(self, dir_fd, cand, cur, where):
         rel = os.fsdecode(cand.relpath)
         try:
-            result = copier.copy_verified(self.opts.path, rel, [(self.opts.dest_root, rel)], algorithm=ALGORITHM,
-                                          expect_stat=cur, preserve=True, **copy_tuning(cur.st_size, self.pool))
+            result = copier.copy_verified(
+                self.opts.path, rel, [(self.opts.dest_root, rel)], algorithm=ALGORITHM, expect_stat=cur, preserve=True, **copy_tuning(cur.st_size, self.pool)
+            )
         except copier.TargetFull as exc:
             raise StopRun("dest: %s is full; stopped with %s intact: %s" % (self.opts.dest, os.fsdecode(where), exc))
         except copier.CopyError as exc:
@@ -645,8 +677,11 @@ def recheck_same(dir_fd, name, seen, ctime=True):
         cur = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         raise Skip("vanished while it was relocated")
-    same = copier.same_content_stat(cur, seen) if ctime else (
-        (cur.st_dev, cur.st_ino, cur.st_size, cur.st_mtime_ns) == (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns))
+    same = (
+        copier.same_content_stat(cur, seen)
+        if ctime
+        else ((cur.st_dev, cur.st_ino, cur.st_size, cur.st_mtime_ns) == (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns))
+    )
     if not same:
         raise Skip("modified while it was relocated; the original is kept")
 
@@ -686,6 +721,7 @@ def digest_at(dir_fd, name, seen):
 
 
 # --- restore -------------------------------------------------------------------
+
 
 class RestoreItem:
     """One ``relocated`` record of a manifest."""
@@ -788,10 +824,20 @@ class _Restorer:
             raise Skip("%s is not a regular file" % display(self.src.path(item.relpath)))
         if present is not None:
             raise Skip("%s exists again; the relocated copy %s is kept" % (display(target), display(self.src.path(item.relpath))))
-        record = {"action": "restored", "path": os.fsdecode(target), "root": os.fsdecode(self.tree.root),
-                  "relpath": os.fsdecode(item.relpath), "dest": os.fsdecode(self.src.path(item.relpath)),
-                  "dest_root": os.fsdecode(self.src.root), "bytes": copy_st.st_size, "uid": copy_st.st_uid,
-                  "gid": copy_st.st_gid, "digest": item.digest, "algorithm": ALGORITHM, "verified": not check_mode}
+        record = {
+            "action": "restored",
+            "path": os.fsdecode(target),
+            "root": os.fsdecode(self.tree.root),
+            "relpath": os.fsdecode(item.relpath),
+            "dest": os.fsdecode(self.src.path(item.relpath)),
+            "dest_root": os.fsdecode(self.src.root),
+            "bytes": copy_st.st_size,
+            "uid": copy_st.st_uid,
+            "gid": copy_st.st_gid,
+            "digest": item.digest,
+            "algorithm": ALGORITHM,
+            "verified": not check_mode,
+        }
         if check_mode:
             record["verified"] = False
             return record
@@ -827,9 +873,16 @@ class _Restorer:
         self.tree.open_dir(item.dir_rel, create_like=like)
         rel = os.fsdecode(item.relpath)
         try:
-            result = copier.copy_verified(os.fsdecode(self.src.root), rel, [(os.fsdecode(self.tree.root), rel)],
-                                          algorithm=ALGORITHM, expect_digest=item.digest, expect_stat=copy_st,
-                                          preserve=True, **copy_tuning(copy_st.st_size, self.pool))
+            result = copier.copy_verified(
+                os.fsdecode(self.src.root),
+                rel,
+                [(os.fsdecode(self.tree.root), rel)],
+                algorithm=ALGORITHM,
+                expect_digest=item.digest,
+                expect_stat=copy_st,
+                preserve=True,
+                **copy_tuning(copy_st.st_size, self.pool),
+            )
         except copier.TargetFull as exc:
             raise StopRun("path: %s is full: %s" % (os.fsdecode(self.tree.root), exc))
         except copier.CopyError as exc:
@@ -841,6 +894,7 @@ class _Restorer:
 
 
 # --- results -------------------------------------------------------------------
+
 
 def user_table(rows, names):
     """``[(uid, size, relpath), ...]`` -> sorted per-owner dicts."""
@@ -860,9 +914,13 @@ def user_table(rows, names):
 
 
 def file_row(opts, cand, now, names, dest=None):
-    row = {"path": display(_join(os.fsencode(opts.path).rstrip(b"/") or b"/", cand.relpath)),
-           "bytes": cand.st.st_size, "uid": cand.st.st_uid, "owner": names.user(cand.st.st_uid),
-           "age_days": round((now - cand.stamp) / 86400.0, 2)}
+    row = {
+        "path": display(_join(os.fsencode(opts.path).rstrip(b"/") or b"/", cand.relpath)),
+        "bytes": cand.st.st_size,
+        "uid": cand.st.st_uid,
+        "owner": names.user(cand.st.st_uid),
+        "age_days": round((now - cand.stamp) / 86400.0, 2),
+    }
     if opts.state == "relocated":
         row["dest"] = display(_join(os.fsencode(opts.dest_root), cand.relpath))
     return row
@@ -884,13 +942,26 @@ def options_from_params(params):
     except ScanError as exc:
         raise OldFilesError(str(exc))
     return Options(
-        params["path"], age=age, age_stamp=params["age_stamp"], min_size=_size("min_size", params["min_size"]),
-        owners=params["owners"], exclude_owners=params["exclude_owners"], excludes=params["excludes"],
-        protect=params["protect"], state=params["state"], dest=params["dest"], host_folder=params["host_folder"],
-        max_files=params["max_files"], max_bytes=_size("max_bytes", params["max_bytes"]),
-        free_bytes=_size("free_bytes", params["free_bytes"]), manifest_dir=params["manifest_dir"],
-        manifest=params["manifest"], remove_empty_dirs=params["remove_empty_dirs"], order=params["order"],
-        max_listed=params["max_listed"])
+        params["path"],
+        age=age,
+        age_stamp=params["age_stamp"],
+        min_size=_size("min_size", params["min_size"]),
+        owners=params["owners"],
+        exclude_owners=params["exclude_owners"],
+        excludes=params["excludes"],
+        protect=params["protect"],
+        state=params["state"],
+        dest=params["dest"],
+        host_folder=params["host_folder"],
+        max_files=params["max_files"],
+        max_bytes=_size("max_bytes", params["max_bytes"]),
+        free_bytes=_size("free_bytes", params["free_bytes"]),
+        manifest_dir=params["manifest_dir"],
+        manifest=params["manifest"],
+        remove_empty_dirs=params["remove_empty_dirs"],
+        order=params["order"],
+        max_listed=params["max_listed"],
+    )
 
 
 def run(opts, check_mode=False, diff=False, now=None, clock=None):
@@ -912,7 +983,7 @@ def run(opts, check_mode=False, diff=False, now=None, clock=None):
             outcome = apply(the_plan, manifest, now=now)
         outcome.manifest = manifest.path if manifest.records else None
         acted = outcome.done
-    rows = [file_row(opts, cand, now, names) for cand, dummy in acted[:opts.max_listed]]
+    rows = [file_row(opts, cand, now, names) for cand, dummy in acted[: opts.max_listed]]
     result = _result(opts, the_plan, acted, outcome, rows, names)
     result["changed"] = opts.state != "reported" and bool(acted or outcome.dirs_removed)
     result["warnings"] = warnings
@@ -926,12 +997,18 @@ def _result(opts, the_plan, acted, outcome, rows, names):
     return {
         "files": rows,
         "users": users,
-        "totals": {"files": len(acted), "bytes": sum(cand.st.st_size for cand, dummy in acted),
-                   "matched": len(the_plan.eligible), "selected": len(the_plan.selected),
-                   "examined": the_plan.examined, "protected": the_plan.protected,
-                   "skipped": len(outcome.skipped), "errors": the_plan.error_count,
-                   "dirs_removed": len(outcome.dirs_removed)},
-        "skipped": outcome.skipped[:opts.max_listed],
+        "totals": {
+            "files": len(acted),
+            "bytes": sum(cand.st.st_size for cand, dummy in acted),
+            "matched": len(the_plan.eligible),
+            "selected": len(the_plan.selected),
+            "examined": the_plan.examined,
+            "protected": the_plan.protected,
+            "skipped": len(outcome.skipped),
+            "errors": the_plan.error_count,
+            "dirs_removed": len(outcome.dirs_removed),
+        },
+        "skipped": outcome.skipped[: opts.max_listed],
         "errors": the_plan.errors,
         "dirs_removed": outcome.dirs_removed,
         "manifest": outcome.manifest,
@@ -944,8 +1021,7 @@ def _result(opts, the_plan, acted, outcome, rows, names):
 def _diff(opts, rows):
     before = "".join(row["path"] + "\n" for row in rows)
     after = "".join(row["dest"] + "\n" for row in rows) if opts.state in ("relocated", "restored") else ""
-    return {"before_header": "%s (%s)" % (opts.path, "files present"), "after_header": "%s (%s)" % (opts.path, opts.state),
-            "before": before, "after": after}
+    return {"before_header": "%s (%s)" % (opts.path, "files present"), "after_header": "%s (%s)" % (opts.path, opts.state), "before": before, "after": after}
 
 
 def _run_restore(opts, check_mode, diff, clock):
@@ -959,24 +1035,48 @@ def _run_restore(opts, check_mode, diff, clock):
         outcome = restore(opts, items, manifest, check_mode=check_mode)
     outcome.manifest = manifest.path if manifest.records else None
     rows = []
-    for item, record in outcome.done[:opts.max_listed]:
-        rows.append({"path": display(os.fsencode(record["path"])), "dest": display(os.fsencode(record["dest"])),
-                     "bytes": record["bytes"], "uid": record["uid"], "owner": names.user(record["uid"]),
-                     "verified": record["verified"]})
+    for item, record in outcome.done[: opts.max_listed]:
+        rows.append(
+            {
+                "path": display(os.fsencode(record["path"])),
+                "dest": display(os.fsencode(record["dest"])),
+                "bytes": record["bytes"],
+                "uid": record["uid"],
+                "owner": names.user(record["uid"]),
+                "verified": record["verified"],
+            }
+        )
     users = user_table([(record["uid"], record["bytes"], item.relpath) for item, record in outcome.done], names)
     result = {
-        "files": rows, "users": users,
-        "totals": {"files": len(outcome.done), "bytes": sum(r["bytes"] for dummy, r in outcome.done),
-                   "matched": len(items), "selected": len(items), "examined": len(items), "protected": 0,
-                   "skipped": len(outcome.skipped), "errors": len(problems), "dirs_removed": 0},
-        "skipped": outcome.skipped[:opts.max_listed],
+        "files": rows,
+        "users": users,
+        "totals": {
+            "files": len(outcome.done),
+            "bytes": sum(r["bytes"] for dummy, r in outcome.done),
+            "matched": len(items),
+            "selected": len(items),
+            "examined": len(items),
+            "protected": 0,
+            "skipped": len(outcome.skipped),
+            "errors": len(problems),
+            "dirs_removed": 0,
+        },
+        "skipped": outcome.skipped[: opts.max_listed],
         "errors": [{"path": opts.manifest, "kind": "manifest", "error": p} for p in problems[:MAX_ERRORS]],
-        "dirs_removed": [], "manifest": outcome.manifest, "dest_root": None,
-        "stopped": outcome.stopped, "msg": outcome.stopped or "",
-        "changed": bool(outcome.done), "warnings": [],
+        "dirs_removed": [],
+        "manifest": outcome.manifest,
+        "dest_root": None,
+        "stopped": outcome.stopped,
+        "msg": outcome.stopped or "",
+        "changed": bool(outcome.done),
+        "warnings": [],
     }
     if diff:
         # restored: before is where the files are now (the relocation area), after is where they go back to
-        result["diff"] = {"before_header": "relocation area", "after_header": opts.path,
-                          "before": "".join(r["dest"] + "\n" for r in rows), "after": "".join(r["path"] + "\n" for r in rows)}
+        result["diff"] = {
+            "before_header": "relocation area",
+            "after_header": opts.path,
+            "before": "".join(r["dest"] + "\n" for r in rows),
+            "after": "".join(r["path"] + "\n" for r in rows),
+        }
     return result

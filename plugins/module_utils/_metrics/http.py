@@ -27,8 +27,7 @@ def post_json(url, body, timeout, headers=None, validate_certs=True):
     all_headers = {"Content-Type": "application/json"}
     all_headers.update(headers or {})
     try:
-        response = open_url(url, data=body, method="POST", headers=all_headers, timeout=timeout,
-                            validate_certs=validate_certs, follow_redirects="none")
+        response = open_url(url, data=body, method="POST", headers=all_headers, timeout=timeout, validate_certs=validate_certs, follow_redirects="none")
         try:
             response.read()
         finally:
@@ -45,6 +44,8 @@ def post_json(url, body, timeout, headers=None, validate_certs=True):
 
 def sender(url, timeout, headers=None, validate_certs=True):
     """``send(body) -> (status, error)`` for spool.push."""
+
     def send(body):
         return post_json(url, body, timeout, headers=headers, validate_certs=validate_certs)
+
     return send

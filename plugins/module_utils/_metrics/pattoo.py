@@ -72,8 +72,12 @@ class DataPoint:
 
     def pairs(self):
         return list(self.metadata.items()) + [
-            ("pattoo_key", self.key), ("pattoo_data_type", self.data_type), ("pattoo_value", self.value),
-            ("pattoo_timestamp", self.timestamp), ("pattoo_checksum", self.checksum)]
+            ("pattoo_key", self.key),
+            ("pattoo_data_type", self.data_type),
+            ("pattoo_value", self.value),
+            ("pattoo_timestamp", self.timestamp),
+            ("pattoo_checksum", self.checksum),
+        ]
 
 
 def _sha256(text):
@@ -83,16 +87,20 @@ def _sha256(text):
 def _host_metadata(snapshot):
     """The OS agent's metadata of every datapoint: (key, value, updates checksum)."""
     host = snapshot["host"]
-    return (("release", host["kernel"], False), ("version", host["kernel_version"], False),
-            ("processor", host["processor"], True), ("type", host["system"], True),
-            ("cpus", snapshot["cpu"]["logical_count"], True), ("hostname", host["hostname"], True))
+    return (
+        ("release", host["kernel"], False),
+        ("version", host["kernel_version"], False),
+        ("processor", host["processor"], True),
+        ("type", host["system"], True),
+        ("cpus", snapshot["cpu"]["logical_count"], True),
+        ("hostname", host["hostname"], True),
+    )
 
 
 def _system_points(snapshot):
     """(key, type, value, metadata before the host's, metadata after it), in
     the OS agent's order: system, then swap."""
-    points = [(field.pattoo_key, field.pattoo_type, lookup(snapshot, field.name), (), ())
-              for field in SCALARS if field.pattoo_key]
+    points = [(field.pattoo_key, field.pattoo_type, lookup(snapshot, field.name), (), ()) for field in SCALARS if field.pattoo_key]
     for path in ("cpu.times_percent", "cpu.times_seconds", "cpu.stats", "memory", "swap"):
         values = lookup(snapshot, path)
         points.extend((field.pattoo_key, field.pattoo_type, values[field.name], (), ()) for field in GROUPS[path])
@@ -103,11 +111,11 @@ def _device_points(snapshot):
     """Partitions (metadata first), disk I/O and network I/O (metadata after the host's)."""
     points = []
     for part in snapshot["partitions"]:
-        meta = tuple(("disk_partition_" + key, part[source], True)
-                     for key, source in (("device", "device"), ("mountpoint", "mount"),
-                                         ("fstype", "fstype"), ("opts", "options")))
-        points.extend((field.pattoo_key, field.pattoo_type, part[field.name], meta, ())
-                      for field in PARTITION_VALUES if field.pattoo_key)
+        meta = tuple(
+            ("disk_partition_" + key, part[source], True)
+            for key, source in (("device", "device"), ("mountpoint", "mount"), ("fstype", "fstype"), ("opts", "options"))
+        )
+        points.extend((field.pattoo_key, field.pattoo_type, part[field.name], meta, ()) for field in PARTITION_VALUES if field.pattoo_key)
     for disk in snapshot["disk_io"]:
         meta = (("disk_partition", disk["device"], True),)
         points.extend((field.pattoo_key, field.pattoo_type, disk[field.name], (), meta) for field in DISK_IO_VALUES)
@@ -122,8 +130,8 @@ def datapoints(snapshot, agent):
     timestamp = int(round(snapshot["timestamp"], 3) * 1000)
     host_meta = _host_metadata(snapshot)
     agent_meta = (("pattoo_agent_polling_interval", agent["polling_interval_ms"], False),) + tuple(
-        (key, agent[key], True) for key in sorted(("pattoo_agent_hostname", "pattoo_agent_id",
-                                                   "pattoo_agent_polled_target", "pattoo_agent_program")))
+        (key, agent[key], True) for key in sorted(("pattoo_agent_hostname", "pattoo_agent_id", "pattoo_agent_polled_target", "pattoo_agent_program"))
+    )
     result, seen = [], set()
     for key, data_type, value, before, after in _system_points(snapshot) + _device_points(snapshot):
         if value is None:
@@ -166,18 +174,19 @@ def payload(snapshot, agent_id, polled_target=None, agent_program=AGENT_PROGRAM,
         "pattoo_agent_polled_target": polled_target or hostname,
         "polling_interval_ms": polling_interval * 1000,
     }
-    return collections.OrderedDict((
-        ("pattoo_agent_id", agent_id),
-        ("pattoo_agent_polling_interval", polling_interval * 1000),
-        ("pattoo_agent_timestamp", int(round(snapshot["timestamp"], 3) * 1000)),
-        ("pattoo_datapoints", encode(datapoints(snapshot, agent))),
-    ))
+    return collections.OrderedDict(
+        (
+            ("pattoo_agent_id", agent_id),
+            ("pattoo_agent_polling_interval", polling_interval * 1000),
+            ("pattoo_agent_timestamp", int(round(snapshot["timestamp"], 3) * 1000)),
+            ("pattoo_datapoints", encode(datapoints(snapshot, agent))),
+        )
+    )
 
 
 def check_agent_id(agent_id, where):
     if not agent_id or len(agent_id) > MAX_KEYPAIR_LENGTH or not agent_id.isprintable() or any(c.isspace() for c in agent_id):
-        raise MetricsError("%s: an agent id is 1 to %d printable characters without spaces, got %r" % (
-            where, MAX_KEYPAIR_LENGTH, agent_id))
+        raise MetricsError("%s: an agent id is 1 to %d printable characters without spaces, got %r" % (where, MAX_KEYPAIR_LENGTH, agent_id))
     return agent_id
 
 
@@ -212,7 +221,8 @@ def resolve_agent_id(agent_id=None, agent_id_file=None, agent_program=AGENT_PROG
             raise MetricsError("agent_id_file %s cannot be read: %s" % (agent_id_file, getattr(exc, "strerror", None) or exc))
     derived = derived_agent_id(agent_program, machine_id_paths)
     if derived is None:
-        raise MetricsError("no agent id: %s and the host has no machine id (%s); set agent_id, or agent_id_file to a file "
-                           "that holds one" % ("agent_id_file %s does not exist" % agent_id_file if agent_id_file
-                                               else "agent_id_file is not set", ", ".join(machine_id_paths)))
+        raise MetricsError(
+            "no agent id: %s and the host has no machine id (%s); set agent_id, or agent_id_file to a file "
+            "that holds one" % ("agent_id_file %s does not exist" % agent_id_file if agent_id_file else "agent_id_file is not set", ", ".join(machine_id_paths))
+        )
     return derived, "machine-id"

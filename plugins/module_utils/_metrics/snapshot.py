@@ -57,18 +57,31 @@ CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "stea
 # pattoo data types are the OS agent's (percentages too: a checksum includes
 # the type, so a pattoo server goes on charting a replaced agent's series),
 # except the load averages, FLOAT here (the agent declared INT, truncating).
-GROUPS = collections.OrderedDict((
-    ("cpu.times_percent", _fields(CPU_TIMES, GAUGE, "percent", "cpu_times_percent_", DATA_FLOAT)),
-    ("cpu.times_seconds", _fields(CPU_TIMES, COUNTER, "seconds", "cpu_times_", DATA_COUNT64)),
-    ("cpu.stats", _fields(("ctx_switches", "interrupts", "soft_interrupts", "syscalls"),
-                          COUNTER, "events", "cpu_stats_", DATA_COUNT64)),
-    ("memory", _fields(("total", "available", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab"),
-                       GAUGE, "bytes", "memory_", DATA_INT, suffix="_bytes")
-     + (Field("percent", "percent", GAUGE, "percent", "memory_percent", DATA_INT),)),
-    ("swap", _fields(("total", "used", "free"), GAUGE, "bytes", "swap_memory_", DATA_INT, suffix="_bytes")
-     + (Field("percent", "percent", GAUGE, "percent", "swap_memory_percent", DATA_INT),)
-     + _fields(("sin", "sout"), COUNTER, "bytes", "swap_memory_", DATA_COUNT64, suffix="_bytes")),
-))
+GROUPS = collections.OrderedDict(
+    (
+        ("cpu.times_percent", _fields(CPU_TIMES, GAUGE, "percent", "cpu_times_percent_", DATA_FLOAT)),
+        ("cpu.times_seconds", _fields(CPU_TIMES, COUNTER, "seconds", "cpu_times_", DATA_COUNT64)),
+        ("cpu.stats", _fields(("ctx_switches", "interrupts", "soft_interrupts", "syscalls"), COUNTER, "events", "cpu_stats_", DATA_COUNT64)),
+        (
+            "memory",
+            _fields(
+                ("total", "available", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab"),
+                GAUGE,
+                "bytes",
+                "memory_",
+                DATA_INT,
+                suffix="_bytes",
+            )
+            + (Field("percent", "percent", GAUGE, "percent", "memory_percent", DATA_INT),),
+        ),
+        (
+            "swap",
+            _fields(("total", "used", "free"), GAUGE, "bytes", "swap_memory_", DATA_INT, suffix="_bytes")
+            + (Field("percent", "percent", GAUGE, "percent", "swap_memory_percent", DATA_INT),)
+            + _fields(("sin", "sout"), COUNTER, "bytes", "swap_memory_", DATA_COUNT64, suffix="_bytes"),
+        ),
+    )
+)
 
 # Single values: path, kind, unit, pattoo key, pattoo type (None: not sent to pattoo).
 SCALARS = (
@@ -85,8 +98,7 @@ SCALARS = (
     Field("timestamp", None, GAUGE, "seconds since the epoch", None, None),
 )
 
-HOST_INFO = ("hostname", "system", "kernel", "kernel_version", "machine", "processor", "os_id", "os_version_id",
-             "os_pretty_name")
+HOST_INFO = ("hostname", "system", "kernel", "kernel_version", "machine", "processor", "os_id", "os_version_id", "os_pretty_name")
 
 PARTITION_INFO = ("mount", "device", "fstype", "options", "error")
 PARTITION_VALUES = (
@@ -104,8 +116,7 @@ PARTITION_VALUES = (
 DISK_IO_VALUES = (
     _fields(("read_count", "write_count"), COUNTER, "operations", "disk_io_", DATA_COUNT64)
     + _fields(("read_bytes", "write_bytes"), COUNTER, "bytes", "disk_io_", DATA_COUNT64)
-    + tuple(Field(name + "_ms", name, COUNTER, "milliseconds", "disk_io_" + name, DATA_COUNT64)
-            for name in ("read_time", "write_time"))
+    + tuple(Field(name + "_ms", name, COUNTER, "milliseconds", "disk_io_" + name, DATA_COUNT64) for name in ("read_time", "write_time"))
     + _fields(("read_merged_count", "write_merged_count"), COUNTER, "operations", "disk_io_", DATA_COUNT64)
     + (Field("busy_time_ms", "busy_time", COUNTER, "milliseconds", "disk_io_busy_time", DATA_COUNT64),)
 )
@@ -118,11 +129,13 @@ NETWORK_IO_VALUES = (
 )
 
 # Lists of dicts: path, the key that names an entry, its other string keys, its values.
-LISTS = collections.OrderedDict((
-    ("partitions", PARTITION_VALUES),
-    ("disk_io", DISK_IO_VALUES),
-    ("network_io", NETWORK_IO_VALUES),
-))
+LISTS = collections.OrderedDict(
+    (
+        ("partitions", PARTITION_VALUES),
+        ("disk_io", DISK_IO_VALUES),
+        ("network_io", NETWORK_IO_VALUES),
+    )
+)
 LIST_INFO = {"partitions": PARTITION_INFO, "disk_io": ("device",), "network_io": ("interface",)}
 
 
@@ -167,19 +180,21 @@ def read_os_release(path=OS_RELEASE):
 def _host(psutil, now, hostname, os_release_path):
     release = read_os_release(os_release_path)
     boot = float(psutil.boot_time())
-    return collections.OrderedDict((
-        ("hostname", hostname()),
-        ("system", platform.system()),
-        ("kernel", platform.release()),
-        ("kernel_version", platform.version()),
-        ("machine", platform.machine()),
-        ("processor", platform.processor()),
-        ("os_id", release.get("ID")),
-        ("os_version_id", release.get("VERSION_ID")),
-        ("os_pretty_name", release.get("PRETTY_NAME")),
-        ("boot_time_seconds", boot),
-        ("uptime_seconds", round(max(now - boot, 0.0), 3)),
-    ))
+    return collections.OrderedDict(
+        (
+            ("hostname", hostname()),
+            ("system", platform.system()),
+            ("kernel", platform.release()),
+            ("kernel_version", platform.version()),
+            ("machine", platform.machine()),
+            ("processor", platform.processor()),
+            ("os_id", release.get("ID")),
+            ("os_version_id", release.get("VERSION_ID")),
+            ("os_pretty_name", release.get("PRETTY_NAME")),
+            ("boot_time_seconds", boot),
+            ("uptime_seconds", round(max(now - boot, 0.0), 3)),
+        )
+    )
 
 
 def _cpu_frequency(psutil):
@@ -197,15 +212,17 @@ def _cpu(psutil, interval):
     times_percent = _from_tuple(psutil.cpu_times_percent(interval=interval), GROUPS["cpu.times_percent"])
     # Busy is what ran, not 100 - idle: a tickless kernel updates an idle CPU's idle time late.
     busy = sum(times_percent.get(name) or 0.0 for name in ("user", "nice", "system", "irq", "softirq", "steal"))
-    return collections.OrderedDict((
-        ("logical_count", psutil.cpu_count(logical=True)),
-        ("physical_count", psutil.cpu_count(logical=False)),
-        ("frequency_mhz", _cpu_frequency(psutil)),
-        ("busy_percent", round(min(max(busy, 0.0), 100.0), 1)),
-        ("times_percent", times_percent),
-        ("times_seconds", _from_tuple(psutil.cpu_times(), GROUPS["cpu.times_seconds"])),
-        ("stats", _from_tuple(psutil.cpu_stats(), GROUPS["cpu.stats"])),
-    ))
+    return collections.OrderedDict(
+        (
+            ("logical_count", psutil.cpu_count(logical=True)),
+            ("physical_count", psutil.cpu_count(logical=False)),
+            ("frequency_mhz", _cpu_frequency(psutil)),
+            ("busy_percent", round(min(max(busy, 0.0), 100.0), 1)),
+            ("times_percent", times_percent),
+            ("times_seconds", _from_tuple(psutil.cpu_times(), GROUPS["cpu.times_seconds"])),
+            ("stats", _from_tuple(psutil.cpu_stats(), GROUPS["cpu.stats"])),
+        )
+    )
 
 
 def _partitions(usage):
@@ -238,8 +255,7 @@ def check_interval(interval):
         raise MetricsError("interval must be more than 0 and at most 60 seconds, got %s" % interval)
 
 
-def take_snapshot(psutil, interval=1.0, filesystems=None, clock=time.time, hostname=socket.getfqdn,
-                  os_release_path=OS_RELEASE, usage_reader=disk_usage):
+def take_snapshot(psutil, interval=1.0, filesystems=None, clock=time.time, hostname=socket.getfqdn, os_release_path=OS_RELEASE, usage_reader=disk_usage):
     """The native snapshot (see ``schema()``).
 
     ``filesystems`` holds disk_usage's options (``paths``, ``fstypes``,

@@ -108,8 +108,7 @@ class Spool:
     def _check_owner_and_mode(self, fix):
         st = os.fstat(self.fd)
         if st.st_uid != os.geteuid():
-            raise MetricsError("spool_dir %s is owned by uid %d, not by the user running the module (uid %d)" % (
-                self.path, st.st_uid, os.geteuid()))
+            raise MetricsError("spool_dir %s is owned by uid %d, not by the user running the module (uid %d)" % (self.path, st.st_uid, os.geteuid()))
         if stat.S_IMODE(st.st_mode) != DIR_MODE:
             self.mode_fixed = True
             if fix:
@@ -173,7 +172,7 @@ class Spool:
             os.fchmod(fd, FILE_MODE)
             view = memoryview(body)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -191,9 +190,18 @@ class Spool:
 
 
 def _result(spool):
-    return {"spool_created": spool.created, "spool_mode_fixed": spool.mode_fixed, "payload_file": None,
-            "stale_temporaries_removed": 0, "dropped": [], "sent": [], "pending": [], "pending_bytes": 0,
-            "status_code": None, "error": None}
+    return {
+        "spool_created": spool.created,
+        "spool_mode_fixed": spool.mode_fixed,
+        "payload_file": None,
+        "stale_temporaries_removed": 0,
+        "dropped": [],
+        "sent": [],
+        "pending": [],
+        "pending_bytes": 0,
+        "status_code": None,
+        "error": None,
+    }
 
 
 def _send_all(spool, kept, send, result):
@@ -211,8 +219,7 @@ def _send_all(spool, kept, send, result):
 
 
 def _dropped(dropped, now_ms):
-    return [{"name": e.name, "reason": reason, "size_bytes": e.size, "age_seconds": round((now_ms - e.timestamp_ms) / 1000.0, 3)}
-            for e, reason in dropped]
+    return [{"name": e.name, "reason": reason, "size_bytes": e.size, "age_seconds": round((now_ms - e.timestamp_ms) / 1000.0, 3)} for e, reason in dropped]
 
 
 def push(spool, body, limits, send, check_mode=False, lock_timeout=10.0):
@@ -244,6 +251,7 @@ def push(spool, body, limits, send, check_mode=False, lock_timeout=10.0):
             pending = _send_all(spool, kept, send, result)
         result["pending"] = [e.name for e in pending]
         result["pending_bytes"] = sum(e.size for e in pending)
-    result["changed"] = bool(result["spool_created"] or result["spool_mode_fixed"] or body is not None or result["dropped"]
-                             or result["sent"] or result["stale_temporaries_removed"])
+    result["changed"] = bool(
+        result["spool_created"] or result["spool_mode_fixed"] or body is not None or result["dropped"] or result["sent"] or result["stale_temporaries_removed"]
+    )
     return result

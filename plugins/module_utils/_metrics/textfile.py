@@ -67,7 +67,7 @@ def format_value(value):
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2 ** 53:
+    if float(value).is_integer() and abs(value) < 2**53:
         return "%d" % value
     return repr(float(value))
 
@@ -125,8 +125,7 @@ def normalize(family, common_labels=None):
         if kind == "counter" and value < 0:
             raise TextfileError("metric %s %s: a counter cannot be negative (%s)" % (name, dict(key), value))
         samples[key] = value
-    return {"name": name, "type": kind, "help": family.get("help") or name, "update": family.get("update") or "replace",
-            "samples": samples}
+    return {"name": name, "type": kind, "help": family.get("help") or name, "update": family.get("update") or "replace", "samples": samples}
 
 
 def normalize_all(families, common_labels=None):
@@ -153,8 +152,7 @@ def _parse_labels(text, where):
 def _parse_line(line, families, where):
     if line.startswith("# HELP ") or line.startswith("# TYPE "):
         parts = line.split(" ", 3)
-        family = families.setdefault(parts[2], {"name": parts[2], "type": "gauge", "help": parts[2],
-                                                "samples": collections.OrderedDict()})
+        family = families.setdefault(parts[2], {"name": parts[2], "type": "gauge", "help": parts[2], "samples": collections.OrderedDict()})
         family["help" if parts[1] == "HELP" else "type"] = parts[3] if len(parts) > 3 else ""
         return
     if not line.strip() or line.startswith("#"):
@@ -175,8 +173,7 @@ def parse(text, path="textfile"):
 
 
 def _merged(family, old):
-    if family["update"] == "replace" or old is None or old["type"] != ("gauge" if family["type"] == "info"
-                                                                       else family["type"]):
+    if family["update"] == "replace" or old is None or old["type"] != ("gauge" if family["type"] == "info" else family["type"]):
         return family["samples"]
     samples = collections.OrderedDict()
     for key, value in family["samples"].items():

@@ -47,8 +47,7 @@ class NotifyError(ValueError):
 
 def visible(text):
     """``text`` with control characters shown as escapes (for notes and errors)."""
-    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100 else "\\u%04x" % ord(m.group()),
-                        str(text))
+    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100 else "\\u%04x" % ord(m.group()), str(text))
 
 
 def header_text(text, limit=SUBJECT_MAX):
@@ -57,7 +56,7 @@ def header_text(text, limit=SUBJECT_MAX):
     text = _CONTROL.sub(" ", str(text)).replace("|", "/")
     text = " ".join(text.split())
     if len(text) > limit:
-        text = text[:limit - 3].rstrip() + "..."
+        text = text[: limit - 3].rstrip() + "..."
     return text
 
 
@@ -87,8 +86,7 @@ class Resolver(object):
         if self.domain and not re.match("^%s$" % _DOMAIN, self.domain):
             raise NotifyError("datasteward_mail_domain %r is not a domain name" % visible(self.domain))
         if addresses is not None and not isinstance(addresses, dict):
-            raise NotifyError("datasteward_mail_addresses must be a dict of user name to address(es), got %s"
-                              % type(addresses).__name__)
+            raise NotifyError("datasteward_mail_addresses must be a dict of user name to address(es), got %s" % type(addresses).__name__)
         self.addresses = addresses or {}
 
     def resolve(self, recipient):
@@ -153,8 +151,7 @@ def normalise_message(message, index, host=""):
     elif message.get("body") is not None:
         lines = str(message["body"]).splitlines()
     elif message.get("template"):
-        raise NotifyError("%s: its template %r was not rendered (the role renders templates before the plan)"
-                          % (where, message["template"]))
+        raise NotifyError("%s: its template %r was not rendered (the role renders templates before the plan)" % (where, message["template"]))
     else:
         raise NotifyError("%s (%s) needs one of lines, body or template" % (where, subject))
     return {
@@ -213,9 +210,9 @@ def plan_mails(messages, domain="", addresses=None, admins=None, subject_prefix=
         raise NotifyError("datasteward_admin_mail has %r, which is not an address (user@domain)" % visible(bad_admins[0]))
     normalised = [normalise_message(message, index, host) for index, message in enumerate(messages)]
 
-    order = []          # addresses in first-seen order
-    wanted = {}         # address -> [message indices], each once
-    notes = {}          # address -> [note]
+    order = []  # addresses in first-seen order
+    wanted = {}  # address -> [message indices], each once
+    notes = {}  # address -> [note]
     rejected = []
 
     def add(address, index, note=None):
@@ -232,8 +229,7 @@ def plan_mails(messages, domain="", addresses=None, admins=None, subject_prefix=
         for recipient in message["to"]:
             found, reason = resolver.resolve(recipient)
             if reason:
-                rejected.append({"recipient": visible(recipient), "reason": reason, "message": index,
-                                 "subject": message["subject"]})
+                rejected.append({"recipient": visible(recipient), "reason": reason, "message": index, "subject": message["subject"]})
                 note = "'%s' could not be mailed (%s); the message for it is in this mail" % (visible(recipient), reason)
                 for admin in admin_list:
                     add(admin, index, note)
@@ -250,8 +246,7 @@ def plan_mails(messages, domain="", addresses=None, admins=None, subject_prefix=
         subject = _combined_subject(mine, subject_prefix)
         mail_id = _mail_id(address, subject, mine, notes[address])
         stem = re.sub(r"[^A-Za-z0-9._@+-]", "_", address)
-        mails.append({"to": address, "subject": subject, "messages": mine, "notes": notes[address],
-                      "id": mail_id, "file_name": "%s-%s.eml" % (stem, mail_id)})
+        mails.append({"to": address, "subject": subject, "messages": mine, "notes": notes[address], "id": mail_id, "file_name": "%s-%s.eml" % (stem, mail_id)})
     return {"mails": mails, "rejected": rejected, "count": len(mails)}
 
 

@@ -123,13 +123,17 @@ def check_registry_path(path):
         except OSError as exc:
             raise RegistryError("registry %s: cannot stat %s: %s" % (path, name, exc.strerror or exc), path)
         if not stat.S_ISREG(st.st_mode):
-            raise RegistryError("registry %s: %s is %s, not a regular file; give registry the path of an SQLite file"
-                                % (path, name, _kind(st.st_mode)), path)
+            raise RegistryError("registry %s: %s is %s, not a regular file; give registry the path of an SQLite file" % (path, name, _kind(st.st_mode)), path)
 
 
 def _kind(mode):
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -206,12 +210,13 @@ class Registry:
     def _check_version(self):
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise RegistryError("registry %s has schema version %d, newer than this collection's %d; upgrade datasteward.storage"
-                                % (self.path, version, SCHEMA_VERSION), self.path)
+            raise RegistryError(
+                "registry %s has schema version %d, newer than this collection's %d; upgrade datasteward.storage" % (self.path, version, SCHEMA_VERSION),
+                self.path,
+            )
         if self.readonly and version < SCHEMA_VERSION and version != 0:
             self.migrated_from = version  # read-only: queries assume the current schema
-            raise RegistryError("registry %s has schema version %d; run buffer_copy once (not in check mode) to migrate it"
-                                % (self.path, version), self.path)
+            raise RegistryError("registry %s has schema version %d; run buffer_copy once (not in check mode) to migrate it" % (self.path, version), self.path)
         return version
 
     @staticmethod
@@ -275,8 +280,7 @@ class Registry:
         """Insert a disk or update where it is mounted. Returns (row, changed)."""
         row = self.disk(label)
         if row is None:
-            self._write([("INSERT INTO disks (label, mount_point, role, added_at) VALUES (?, ?, ?, ?)",
-                          (label, mount_point, role, time.time()))])
+            self._write([("INSERT INTO disks (label, mount_point, role, added_at) VALUES (?, ?, ?, ?)", (label, mount_point, role, time.time()))])
             return self.disk(label), True
         if row["mount_point"] != mount_point or row["role"] != role:
             self._write([("UPDATE disks SET mount_point = ?, role = ? WHERE id = ?", (mount_point, role, row["id"]))])
@@ -294,8 +298,9 @@ class Registry:
         for entry in entries:
             row = self.disk(entry["label"])
             if row is None:
-                statements.append(("INSERT INTO disks (label, serial, wwn, added_at) VALUES (?, ?, ?, ?)",
-                                   (entry["label"], entry["serial"], entry.get("wwn"), now)))
+                statements.append(
+                    ("INSERT INTO disks (label, serial, wwn, added_at) VALUES (?, ?, ?, ?)", (entry["label"], entry["serial"], entry.get("wwn"), now))
+                )
                 changed.append(entry["label"])
             elif (row["serial"], row["wwn"]) != (entry["serial"], entry.get("wwn")):
                 statements.append(("UPDATE disks SET serial = ?, wwn = ? WHERE id = ?", (entry["serial"], entry.get("wwn"), row["id"])))
@@ -328,12 +333,15 @@ class Registry:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 for path, size, mtime, algorithm, digest, copies in files:
-                    cur = self.conn.execute("INSERT INTO files (path, size, mtime, algorithm, digest, registered_at) VALUES (?, ?, ?, ?, ?, ?)",
-                                            (path_key(path), size, mtime, algorithm, digest, now))
+                    cur = self.conn.execute(
+                        "INSERT INTO files (path, size, mtime, algorithm, digest, registered_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (path_key(path), size, mtime, algorithm, digest, now),
+                    )
                     ids.append(cur.lastrowid)
-                    self.conn.executemany("INSERT INTO copies (file_id, disk_id, role, path, verified_at, checked_at) VALUES (?, ?, ?, ?, ?, ?)",
-                                          [(cur.lastrowid, copy["disk_id"], copy["role"], path_key(copy["path"]), copy["verified_at"],
-                                            copy["verified_at"]) for copy in copies])
+                    self.conn.executemany(
+                        "INSERT INTO copies (file_id, disk_id, role, path, verified_at, checked_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        [(cur.lastrowid, copy["disk_id"], copy["role"], path_key(copy["path"]), copy["verified_at"], copy["verified_at"]) for copy in copies],
+                    )
                 self.conn.executemany("DELETE FROM pending WHERE id = ?", [(pid,) for pid in pending_ids])
                 self.conn.execute("COMMIT")
             except BaseException:
@@ -350,13 +358,16 @@ class Registry:
         """Record, in one transaction, that these files' sources were removed."""
         if file_ids:
             now = time.time()
-            self._write([("UPDATE files SET source_removed_at = ? WHERE id = ? AND source_removed_at IS NULL", (now, fid))
-                         for fid in file_ids])
+            self._write([("UPDATE files SET source_removed_at = ? WHERE id = ? AND source_removed_at IS NULL", (now, fid)) for fid in file_ids])
 
     def copies_of(self, file_id):
-        return [_row(row) for row in self.query(
-            "SELECT copies.*, disks.label, disks.mount_point FROM copies JOIN disks ON disks.id = copies.disk_id "
-            "WHERE file_id = ? ORDER BY copies.id", (file_id,))]
+        return [
+            _row(row)
+            for row in self.query(
+                "SELECT copies.*, disks.label, disks.mount_point FROM copies JOIN disks ON disks.id = copies.disk_id WHERE file_id = ? ORDER BY copies.id",
+                (file_id,),
+            )
+        ]
 
     # -- journal of temporaries -------------------------------------------
     def pending_add(self, root, path):
@@ -365,8 +376,9 @@ class Registry:
     def pending_add_all(self, entries):
         """Journal temporaries ``[(root, path), ...]`` in one transaction."""
         now = time.time()
-        cursors = self._write([("INSERT OR IGNORE INTO pending (root, path, created_at) VALUES (?, ?, ?)",
-                                (path_key(root), path_key(path), now)) for root, path in entries])
+        cursors = self._write(
+            [("INSERT OR IGNORE INTO pending (root, path, created_at) VALUES (?, ?, ?)", (path_key(root), path_key(path), now)) for root, path in entries]
+        )
         return [cursor.lastrowid for cursor in cursors]
 
     def pending(self):
@@ -381,8 +393,10 @@ class Registry:
     def copies_to_audit(self, labels=None, verified_before=None):
         """Every copy with its disk label and file (path, size, algorithm,
         digest), optionally only on ``labels`` or last verified before a time."""
-        sql = ("SELECT c.id, c.path, c.role, c.status, c.verified_at, c.file_id, d.label, f.path AS file_path, f.size, f.algorithm, "
-               "f.digest FROM copies c JOIN disks d ON d.id = c.disk_id JOIN files f ON f.id = c.file_id")
+        sql = (
+            "SELECT c.id, c.path, c.role, c.status, c.verified_at, c.file_id, d.label, f.path AS file_path, f.size, f.algorithm, "
+            "f.digest FROM copies c JOIN disks d ON d.id = c.disk_id JOIN files f ON f.id = c.file_id"
+        )
         where, params = [], []
         if labels:
             where.append("d.label IN (%s)" % ", ".join("?" for dummy in labels))
@@ -397,8 +411,10 @@ class Registry:
         now = time.time()
         row = self.query("SELECT status FROM copies WHERE id = ?", (copy_id,))
         old = row[0]["status"] if row else None
-        statements = [("UPDATE copies SET status = ?, checked_at = ?, detail = ? WHERE id = ?", (status, now, detail, copy_id)),
-                      ("INSERT INTO audits (copy_id, checked_at, status, detail) VALUES (?, ?, ?, ?)", (copy_id, now, status, detail))]
+        statements = [
+            ("UPDATE copies SET status = ?, checked_at = ?, detail = ? WHERE id = ?", (status, now, detail, copy_id)),
+            ("INSERT INTO audits (copy_id, checked_at, status, detail) VALUES (?, ?, ?, ?)", (copy_id, now, status, detail)),
+        ]
         if verified:
             statements.append(("UPDATE copies SET verified_at = ? WHERE id = ?", (now, copy_id)))
         self._write(statements)
@@ -455,6 +471,7 @@ class Journal:
 
 def _uri_path(path):
     from urllib.parse import quote
+
     return quote(os.path.abspath(path))
 
 
@@ -462,6 +479,7 @@ def parse_when(value, name):
     """``2024-06-01``, ``2024-06-01T12:00:00`` (UTC unless an offset is
     given) or seconds since the epoch, to an epoch float."""
     import datetime
+
     if value is None or value == "":
         return None
     try:
@@ -481,7 +499,7 @@ def parse_when(value, name):
     return when.timestamp()
 
 
-SQLITE_INT_MAX = 2 ** 63 - 1
+SQLITE_INT_MAX = 2**63 - 1
 
 
 def check_limit(limit, name="limit"):
@@ -511,40 +529,73 @@ def find_files(registry, patterns=None, since=None, until=None, labels=None, lim
         where.append("%s < ?" % column)
         params.append(until)
     if labels:
-        where.append("EXISTS (SELECT 1 FROM copies c JOIN disks d ON d.id = c.disk_id WHERE c.file_id = f.id AND d.label IN (%s))"
-                     % ", ".join("?" for dummy in labels))
+        where.append(
+            "EXISTS (SELECT 1 FROM copies c JOIN disks d ON d.id = c.disk_id WHERE c.file_id = f.id AND d.label IN (%s))" % ", ".join("?" for dummy in labels)
+        )
         params += list(labels)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     matched = registry.query("SELECT count(*) FROM files f" + clause, params)[0][0]
     rows = registry.query("SELECT f.* FROM files f" + clause + " ORDER BY f.path LIMIT ?", params + [int(limit)])
     files = []
     for row in rows:
-        copies = [{"label": c["label"], "role": c["role"], "path": _display(c["path"]), "mount_point": c["mount_point"],
-                   "verified_at": c["verified_at"], "checked_at": c["checked_at"], "status": c["status"]}
-                  for c in registry.copies_of(row["id"])]
-        files.append({"path": _display(row["path"]), "size_bytes": row["size"], "mtime": row["mtime"], "checksum_algorithm": row["algorithm"],
-                      "digest": row["digest"], "registered_at": row["registered_at"], "source_removed_at": row["source_removed_at"],
-                      "copies": copies})
+        copies = [
+            {
+                "label": c["label"],
+                "role": c["role"],
+                "path": _display(c["path"]),
+                "mount_point": c["mount_point"],
+                "verified_at": c["verified_at"],
+                "checked_at": c["checked_at"],
+                "status": c["status"],
+            }
+            for c in registry.copies_of(row["id"])
+        ]
+        files.append(
+            {
+                "path": _display(row["path"]),
+                "size_bytes": row["size"],
+                "mtime": row["mtime"],
+                "checksum_algorithm": row["algorithm"],
+                "digest": row["digest"],
+                "registered_at": row["registered_at"],
+                "source_removed_at": row["source_removed_at"],
+                "copies": copies,
+            }
+        )
     return files, matched
 
 
 def disk_summary(registry, labels=None, statvfs=os.statvfs, label_of=None, is_mount=os.path.ismount):
     """Per disk: identity, fill flag, registered files and bytes, and live
     capacity when it is mounted where the registry last saw it."""
-    stats = {row["disk_id"]: row for row in registry.query(
-        "SELECT c.disk_id, count(*) AS files, coalesce(sum(f.size), 0) AS bytes, "
-        "sum(CASE WHEN c.status = 'ok' THEN 0 ELSE 1 END) AS problems "
-        "FROM copies c JOIN files f ON f.id = c.file_id GROUP BY c.disk_id")}
+    stats = {
+        row["disk_id"]: row
+        for row in registry.query(
+            "SELECT c.disk_id, count(*) AS files, coalesce(sum(f.size), 0) AS bytes, "
+            "sum(CASE WHEN c.status = 'ok' THEN 0 ELSE 1 END) AS problems "
+            "FROM copies c JOIN files f ON f.id = c.file_id GROUP BY c.disk_id"
+        )
+    }
     out = []
     for disk in registry.disks():
         if labels and disk["label"] not in labels:
             continue
         row = stats.get(disk["id"])
-        entry = {"label": disk["label"], "serial": disk["serial"], "wwn": disk["wwn"], "mount_point": disk["mount_point"],
-                 "role": disk["role"], "full": bool(disk["full"]), "full_at": disk["full_at"],
-                 "file_count": row["files"] if row else 0, "registered_bytes": row["bytes"] if row else 0,
-                 "problem_copies": row["problems"] if row else 0,
-                 "mounted": False, "total_bytes": None, "available_bytes": None}
+        entry = {
+            "label": disk["label"],
+            "serial": disk["serial"],
+            "wwn": disk["wwn"],
+            "mount_point": disk["mount_point"],
+            "role": disk["role"],
+            "full": bool(disk["full"]),
+            "full_at": disk["full_at"],
+            "file_count": row["files"] if row else 0,
+            "registered_bytes": row["bytes"] if row else 0,
+            "problem_copies": row["problems"] if row else 0,
+            "mounted": False,
+            "total_bytes": None,
+            "available_bytes": None,
+        }
         mount_point = disk["mount_point"]
         if mount_point and is_mount(mount_point) and (label_of is None or label_of(mount_point) == disk["label"]):
             try:

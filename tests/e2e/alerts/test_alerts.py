@@ -33,33 +33,45 @@ def smtp():
 
 def inventory(tmp_path, port, hosts, group_vars=None):
     local = {"ansible_connection": "local", "ansible_python_interpreter": str(BIN / "python")}
-    data = {"all": {
-        "hosts": {name: dict(local, **values) for name, values in hosts.items()},
-        "vars": {
-            "datasteward_mail_host": "127.0.0.1", "datasteward_mail_port": port, "datasteward_mail_secure": "never",
-            "datasteward_mail_timeout": 5, "datasteward_mail_sender": "steward@example.org",
-            "datasteward_admin_mail": ADMINS, "disk_status_paths": [str(tmp_path)],
-        },
-        "children": {"station": {"hosts": {name: None for name in (group_vars or {}).get("station_hosts", [])},
-                                 "vars": (group_vars or {}).get("station", {})}},
-    }}
+    data = {
+        "all": {
+            "hosts": {name: dict(local, **values) for name, values in hosts.items()},
+            "vars": {
+                "datasteward_mail_host": "127.0.0.1",
+                "datasteward_mail_port": port,
+                "datasteward_mail_secure": "never",
+                "datasteward_mail_timeout": 5,
+                "datasteward_mail_sender": "steward@example.org",
+                "datasteward_admin_mail": ADMINS,
+                "disk_status_paths": [str(tmp_path)],
+            },
+            "children": {
+                "station": {"hosts": {name: None for name in (group_vars or {}).get("station_hosts", [])}, "vars": (group_vars or {}).get("station", {})}
+            },
+        }
+    }
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
 
 def playbook(tmp_path, inventory_path, name):
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory_path), "datasteward.storage.%s" % name],
-                          cwd=REPO, env=ansible_env(tmp_path), capture_output=True, encoding="utf-8", timeout=300,
-                          check=False)
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory_path), "datasteward.storage.%s" % name],
+        cwd=REPO,
+        env=ansible_env(tmp_path),
+        capture_output=True,
+        encoding="utf-8",
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     return proc
 
 
 def test_disk_status_job_sends_one_mail_per_admin_for_all_hosts(tmp_path, smtp):
     over = {"datasteward_disk_warn_percent": 1, "datasteward_disk_critical_percent": 1}
-    hosts = {"tcs-a": over, "tcs-b": over, "tcs-c": {"datasteward_disk_warn_percent": 99,
-                                                     "datasteward_disk_critical_percent": 100}}
+    hosts = {"tcs-a": over, "tcs-b": over, "tcs-c": {"datasteward_disk_warn_percent": 99, "datasteward_disk_critical_percent": 100}}
     playbook(tmp_path, inventory(tmp_path, smtp.port, hosts), "disk_report")
     assert sorted(rcpt for dummy, rcpts, dummy in smtp.messages for rcpt in rcpts) == sorted(ADMINS)
     assert len(smtp.messages) == len(ADMINS)  # one mail per recipient, both hosts combined
@@ -78,8 +90,11 @@ def test_smart_job_mails_the_failing_drive(tmp_path, smtp):
     recording.write_text(recording.read_text().replace("test result: PASSED", "test result: FAILED!"))
     (drives / "exit_status.json").write_text('{"_-d_sat_--all__dev_sda": 8}')
     smartctl = fake_smartctl.install(tmp_path / "bin", drives)
-    station = {"smart_smartctl_path": smartctl, "smart_timeout": 20,
-               "smart_disk_map": [{"label": "S01", "serial": "XXXXXXXXXXXX", "wwn": "eui.00080d040017b710"}]}
+    station = {
+        "smart_smartctl_path": smartctl,
+        "smart_timeout": 20,
+        "smart_disk_map": [{"label": "S01", "serial": "XXXXXXXXXXXX", "wwn": "eui.00080d040017b710"}],
+    }
     path = inventory(tmp_path, smtp.port, {"node": {}}, {"station_hosts": ["node"], "station": station})
     playbook(tmp_path, path, "smart_check")
     assert len(smtp.messages) == len(ADMINS)

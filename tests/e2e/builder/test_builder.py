@@ -21,15 +21,21 @@ from tests.e2e.jobs import BIN, REPO, ansible_env, load_jobs
 
 
 def read_lines(path):
-    return [line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines()
-            if line.split("#")[0].strip()]
+    return [line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines() if line.split("#")[0].strip()]
 
 
 @pytest.fixture(scope="module")
 def context(tmp_path_factory):
     root = tmp_path_factory.mktemp("ee")
-    proc = subprocess.run(["make", "--no-print-directory", "ee", "EE_CONTEXT=%s" % (root / "context")], cwd=REPO,
-                          env=ansible_env(root), capture_output=True, encoding="utf-8", timeout=600, check=False)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "ee", "EE_CONTEXT=%s" % (root / "context")],
+        cwd=REPO,
+        env=ansible_env(root),
+        capture_output=True,
+        encoding="utf-8",
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return root / "context"
 
@@ -37,9 +43,23 @@ def context(tmp_path_factory):
 @pytest.fixture(scope="module")
 def installed(context, tmp_path_factory):
     collections = tmp_path_factory.mktemp("ee-collections")
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "--offline", "--force", "-p",
-                    str(collections), str(context / "_build" / "collections" / "datasteward-storage.tar.gz")],
-                   env=ansible_env(collections), check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            str(BIN / "ansible-galaxy"),
+            "collection",
+            "install",
+            "--no-deps",
+            "--offline",
+            "--force",
+            "-p",
+            str(collections),
+            str(context / "_build" / "collections" / "datasteward-storage.tar.gz"),
+        ],
+        env=ansible_env(collections),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return collections
 
 
@@ -64,17 +84,21 @@ def test_context_installs_the_collection_and_its_dependencies(context):
     with tarfile.open(context / "_build" / "collections" / "datasteward-storage.tar.gz") as tar:
         manifest = json.load(tar.extractfile("MANIFEST.json"))["collection_info"]
         members = set(tar.getnames())
-    assert (manifest["namespace"], manifest["name"], manifest["version"]) == (
-        galaxy["namespace"], galaxy["name"], galaxy["version"])
-    for name in ["meta/execution-environment.yml", "meta/ee-requirements.txt", "bindep.txt",
-                 "playbooks/vars/jobs.yml"] + [job["playbook"] for job in load_jobs()]:
+    assert (manifest["namespace"], manifest["name"], manifest["version"]) == (galaxy["namespace"], galaxy["name"], galaxy["version"])
+    for name in ["meta/execution-environment.yml", "meta/ee-requirements.txt", "bindep.txt", "playbooks/vars/jobs.yml"] + [
+        job["playbook"] for job in load_jobs()
+    ]:
         assert name in members, "%s is not in the artifact the EE installs" % name
 
 
 def test_introspection_finds_the_collection_requirements(installed, tmp_path):
     pip, system = tmp_path / "requirements.txt", tmp_path / "bindep.txt"
-    subprocess.run([str(BIN / "ansible-builder"), "introspect", str(installed), "--write-pip", str(pip),
-                    "--write-bindep", str(system)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(BIN / "ansible-builder"), "introspect", str(installed), "--write-pip", str(pip), "--write-bindep", str(system)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert read_lines(pip) == read_lines(REPO / "meta" / "ee-requirements.txt")
     assert read_lines(system) == read_lines(REPO / "bindep.txt")
     # the development pins at the root (requirements.txt) stay out of the image
@@ -82,7 +106,8 @@ def test_introspection_finds_the_collection_requirements(installed, tmp_path):
 
 
 def test_bindep_file_parses_for_this_platform():
-    proc = subprocess.run([str(BIN / "bindep"), "-f", str(REPO / "bindep.txt"), "-l", "newline"],
-                          capture_output=True, encoding="utf-8", timeout=60, check=False)
+    proc = subprocess.run(
+        [str(BIN / "bindep"), "-f", str(REPO / "bindep.txt"), "-l", "newline"], capture_output=True, encoding="utf-8", timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "smartmontools" in proc.stdout.split()

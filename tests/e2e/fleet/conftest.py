@@ -116,28 +116,35 @@ class Fleet:
         host_key = keygen(host_dir / "ssh_host_ed25519_key")
         port = free_port(address)
         config = host_dir / "sshd_config"
-        config.write_text(SSHD_CONFIG.format(
-            address=address, port=port, host_key=host_dir / "ssh_host_ed25519_key", pid_file=host_dir / "sshd.pid",
-            authorized_keys=self.root / "authorized_keys", sftp_server=SFTP_SERVER), encoding="ascii")
+        config.write_text(
+            SSHD_CONFIG.format(
+                address=address,
+                port=port,
+                host_key=host_dir / "ssh_host_ed25519_key",
+                pid_file=host_dir / "sshd.pid",
+                authorized_keys=self.root / "authorized_keys",
+                sftp_server=SFTP_SERVER,
+            ),
+            encoding="ascii",
+        )
         with open(host_dir / "sshd.log", "wb") as log:
-            process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log,
-                                       start_new_session=True)
-        host = {"name": name, "index": index, "address": address, "port": port, "dir": host_dir,
-                "host_key": " ".join(host_key), "process": process}
+            process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        host = {"name": name, "index": index, "address": address, "port": port, "dir": host_dir, "host_key": " ".join(host_key), "process": process}
         self.hosts.append(host)
         return host
 
     def ssh_args(self):
-        return ("-o ControlMaster=auto -o ControlPersist=60s -o IdentitiesOnly=yes -o BatchMode=yes "
-                "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s" % self.known_hosts)
+        return (
+            "-o ControlMaster=auto -o ControlPersist=60s -o IdentitiesOnly=yes -o BatchMode=yes "
+            "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s" % self.known_hosts
+        )
 
     def stop(self):
         """Close every SSH control master Ansible left (ControlPersist), then
         stop each sshd with the session processes it forked (they run in
         sessions of their own, so a process group signal would miss them)."""
         for socket_path in self.control_dir.iterdir() if self.control_dir.is_dir() else ():
-            subprocess.run(["ssh", "-o", "ControlPath=%s" % socket_path, "-O", "exit", "fleet"],
-                           capture_output=True, timeout=10, check=False)
+            subprocess.run(["ssh", "-o", "ControlPath=%s" % socket_path, "-O", "exit", "fleet"], capture_output=True, timeout=10, check=False)
         processes = []
         for host in self.hosts:
             try:
@@ -215,8 +222,7 @@ def write_inventory(fleet):
         group = groups[slot] if slot < len(groups) else None
         membership[host["name"]] = group
         (children[group]["hosts"] if group else top["all"]["hosts"])[host["name"]] = None
-        (inventory_dir / "host_vars" / ("%s.yml" % host["name"])).write_text(
-            yaml.safe_dump(host_vars(fleet, host), sort_keys=True), encoding="utf-8")
+        (inventory_dir / "host_vars" / ("%s.yml" % host["name"])).write_text(yaml.safe_dump(host_vars(fleet, host), sort_keys=True), encoding="utf-8")
     (inventory_dir / "hosts.yml").write_text(yaml.safe_dump(top, sort_keys=False), encoding="utf-8")
     return inventory_dir / "hosts.yml", membership
 

@@ -18,13 +18,27 @@ TIMEOUT = 900  # site.yml registers every recurring job on every host (schedule 
 
 
 def playbook(fleet, path):
-    env = ansible_env(fleet.root, ANSIBLE_PIPELINING="True", ANSIBLE_SSH_ARGS=fleet.ssh_args(),
-                      ANSIBLE_SSH_CONTROL_PATH_DIR=str(fleet.control_dir), ANSIBLE_FORKS=str(FORKS),
-                      ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_DISPLAY_SKIPPED_HOSTS="False",
-                      ANSIBLE_DISPLAY_OK_HOSTS="False")
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(fleet.inventory), str(REPO / path)], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8", errors="replace",
-                          timeout=TIMEOUT, check=False)
+    env = ansible_env(
+        fleet.root,
+        ANSIBLE_PIPELINING="True",
+        ANSIBLE_SSH_ARGS=fleet.ssh_args(),
+        ANSIBLE_SSH_CONTROL_PATH_DIR=str(fleet.control_dir),
+        ANSIBLE_FORKS=str(FORKS),
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
+        ANSIBLE_DISPLAY_SKIPPED_HOSTS="False",
+        ANSIBLE_DISPLAY_OK_HOSTS="False",
+    )
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(fleet.inventory), str(REPO / path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        encoding="utf-8",
+        errors="replace",
+        timeout=TIMEOUT,
+        check=False,
+    )
     recap = play_recap(proc.stdout)
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert sorted(recap) == sorted(host["name"] for host in fleet.hosts), proc.stdout[-3000:]

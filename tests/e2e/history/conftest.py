@@ -34,7 +34,8 @@ def postgres_url():
 def pg_schema(postgres_url):
     """A fresh, empty schema for one test (the URL selects it through search_path)."""
     import psycopg  # pylint: disable=import-outside-toplevel
-    name = "t%d" % (time.monotonic_ns() % 10 ** 12)
+
+    name = "t%d" % (time.monotonic_ns() % 10**12)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA %s" % name)
     yield "%s?options=-csearch_path%%3D%s" % (postgres_url, name)
@@ -57,6 +58,7 @@ def fleet_records():
 def both(postgres_url, fleet_records, tmp_path_factory):
     """(sqlite store, postgresql store) holding the same generated history."""
     import psycopg  # pylint: disable=import-outside-toplevel
+
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA fleet")
     url = postgres_url + "?options=-csearch_path%3Dfleet"

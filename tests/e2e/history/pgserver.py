@@ -36,9 +36,14 @@ def free_port():
 
 
 def as_user(cmd):
-    return subprocess.run(["setpriv", "--reuid=%s" % PG_USER, "--regid=nogroup", "--clear-groups", "--"] + cmd,
-                          capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
-                          check=False)
+    return subprocess.run(
+        ["setpriv", "--reuid=%s" % PG_USER, "--regid=nogroup", "--clear-groups", "--"] + cmd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+        check=False,
+    )
 
 
 @contextlib.contextmanager

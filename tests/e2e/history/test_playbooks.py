@@ -44,8 +44,9 @@ RECORD = """- name: Record a disk reading of every host
 
 
 def playbook(tmp_path, *args):
-    proc = subprocess.run([str(BIN / "ansible-playbook")] + list(args), cwd=str(REPO), env=ansible_env(tmp_path),
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook")] + list(args), cwd=str(REPO), env=ansible_env(tmp_path), capture_output=True, text=True, timeout=300, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -60,12 +61,14 @@ def history(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("what, first, expect", [
-    ("user=user1001", "User user1001", ["host    used     files  7 days", "/scratch/user1001/big.h5", "/scratch/user1001/old.tar"]),
-    ("host=host01", "Host host01", ["mount     use  used       free       7 days    30 days", "/scratch  14%", "+7.0 GiB  +30.0 GiB",
-                                    "user1002"]),
-    ("path=/scratch", "File system /scratch", ["Directory /scratch", "host00  130.0 GiB"]),
-])
+@pytest.mark.parametrize(
+    "what, first, expect",
+    [
+        ("user=user1001", "User user1001", ["host    used     files  7 days", "/scratch/user1001/big.h5", "/scratch/user1001/old.tar"]),
+        ("host=host01", "Host host01", ["mount     use  used       free       7 days    30 days", "/scratch  14%", "+7.0 GiB  +30.0 GiB", "user1002"]),
+        ("path=/scratch", "File system /scratch", ["Directory /scratch", "host00  130.0 GiB"]),
+    ],
+)
 def test_view_prints_a_table(tmp_path, history, what, first, expect):
     out = playbook(tmp_path, "playbooks/view.yml", "-e", what, "-e", "datasteward_history_database=%s" % history)
     assert first in out
@@ -74,8 +77,15 @@ def test_view_prints_a_table(tmp_path, history, what, first, expect):
 
 
 def test_view_says_what_to_give(tmp_path):
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "playbooks/view.yml"], cwd=str(REPO), env=ansible_env(tmp_path),
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "playbooks/view.yml"],
+        cwd=str(REPO),
+        env=ansible_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode != 0 and "-e user=NAME, -e host=NAME or -e path=PATH" in proc.stdout
 
 
@@ -94,8 +104,17 @@ def test_record_entry_point_then_report(tmp_path):
     with Store(str(db), readonly=True) as store:
         assert store.query("SELECT host, source FROM runs ORDER BY host") == [("h1", "disk_usage"), ("h2", "disk_usage")]
     report_dir = tmp_path / "report"
-    out = playbook(tmp_path, "playbooks/report.yml", "-e", "datasteward_report_dir=%s" % report_dir,
-                   "-e", "history_report_mail=false", "-e", "datasteward_history=true", *common)
+    out = playbook(
+        tmp_path,
+        "playbooks/report.yml",
+        "-e",
+        "datasteward_report_dir=%s" % report_dir,
+        "-e",
+        "history_report_mail=false",
+        "-e",
+        "datasteward_history=true",
+        *common,
+    )
     assert "Report: %s/report.html" % report_dir in out
     data = json.loads((report_dir / "report.json").read_text())
     assert data["hosts"] == ["h1", "h2"] and data["filesystems"]
@@ -105,9 +124,15 @@ def test_report_mails_the_admins_what_needs_attention(tmp_path, history):
     spool = tmp_path / "spool"
     spool.mkdir()
     report_dir = tmp_path / "report"
-    extra = {"datasteward_history": True, "datasteward_history_database": history, "datasteward_report_dir": str(report_dir),
-             "datasteward_admin_mail": ["admin@example.org"], "datasteward_notify_enabled": False,
-             "datasteward_notify_spool_dir": str(spool), "history_prune": False}
+    extra = {
+        "datasteward_history": True,
+        "datasteward_history_database": history,
+        "datasteward_report_dir": str(report_dir),
+        "datasteward_admin_mail": ["admin@example.org"],
+        "datasteward_notify_enabled": False,
+        "datasteward_notify_spool_dir": str(spool),
+        "history_prune": False,
+    }
     out = playbook(tmp_path, "playbooks/report.yml", "-e", json.dumps(extra))
     assert "things need attention" in out
     mails = sorted(spool.glob("*.eml"))

@@ -29,19 +29,29 @@ def browser(tmp_path_factory):
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,2000",
-                "--user-data-dir=%s" % tmp_path_factory.mktemp("chromium-profile"),
-                # No way out: every request that is not to a file goes to a closed port.
-                "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--no-first-run", "--disable-extensions",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,2000",
+        "--user-data-dir=%s" % tmp_path_factory.mktemp("chromium-profile"),
+        # No way out: every request that is not to a file goes to a closed port.
+        "--proxy-server=127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = webdriver.ChromeService(executable_path=CHROMEDRIVER, log_output=os.devnull)
     driver = webdriver.Chrome(options=options, service=service)
     try:
         driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd("Network.emulateNetworkConditions",
-                               {"offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0})
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0})
         yield driver
     finally:
         driver.quit()
@@ -71,8 +81,7 @@ def test_report_renders_offline_with_tables_and_charts(browser, report_dir):
     charts = browser.find_elements(by.CSS_SELECTOR, "figure.chart svg")
     assert len(charts) >= 4 and all(c.size["width"] > 100 and c.size["height"] > 50 for c in charts)
     # pygal drew lines and bars (paths inside the plot), not just axes
-    assert browser.execute_script("return document.querySelectorAll('figure.chart svg .plot .series path, "
-                                  "figure.chart svg .plot .series rect').length") > 4
+    assert browser.execute_script("return document.querySelectorAll('figure.chart svg .plot .series path, figure.chart svg .plot .series rect').length") > 4
     # nothing but the page itself was loaded
     assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
     shot = report_dir / "report.png"

@@ -49,10 +49,8 @@ def upload(inbox, name, files):
 def run_play(tmp_path, port, inbox_vars):
     play = tmp_path / "inbox.yml"
     play.write_text(PLAY % {"port": port, "vars": json.dumps(inbox_vars)}, encoding="utf-8")
-    args = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=%s" % sys.executable, str(play)]
-    return subprocess.run(args, cwd=REPO, env=ansible_env(tmp_path), capture_output=True, encoding="utf-8",
-                          timeout=300, check=False)
+    args = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable, str(play)]
+    return subprocess.run(args, cwd=REPO, env=ansible_env(tmp_path), capture_output=True, encoding="utf-8", timeout=300, check=False)
 
 
 def body(message):
@@ -68,10 +66,13 @@ def test_alerts_reach_admins_uploader_and_study_owner(smtp_server, tmp_path):
     upload(str(base / "inbox"), "foo-1", {"scan.dcm": b"frame", "series/meta.json": b"{}"})
     upload(str(base / "inbox"), "Not A Study", {"x": b"x"})
     inbox_vars = {
-        "inbox_path": str(base / "inbox"), "inbox_dest_root": str(tmp_path / "study"),
+        "inbox_path": str(base / "inbox"),
+        "inbox_dest_root": str(tmp_path / "study"),
         "inbox_dest": str(tmp_path / "study" / "{study}" / "raw-upload"),
-        "inbox_allowed": [{"users": [str(os.getuid())]}], "inbox_settle_seconds": 0,
-        "inbox_studies": [{"name": "foo", "owners": ["alice"]}], "inbox_notify_uploaders": True,
+        "inbox_allowed": [{"users": [str(os.getuid())]}],
+        "inbox_settle_seconds": 0,
+        "inbox_studies": [{"name": "foo", "owners": ["alice"]}],
+        "inbox_notify_uploaders": True,
         "inbox_dest_threshold_percent": 1,
     }
     # the uploader (this test's user) is mailed at the address its name maps to

@@ -94,8 +94,13 @@ def pattoo_env(tmp_path):
 def pattoo_receiver(tmp_path):
     """(url prefix, records file) of a pattoo agent API receiver on pattoo-shared."""
     records = tmp_path / "records.jsonl"
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("pattoo_check.py")), "serve", str(records)],
-                            env=pattoo_env(tmp_path), stdout=subprocess.PIPE, cwd=str(tmp_path), text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("pattoo_check.py")), "serve", str(records)],
+        env=pattoo_env(tmp_path),
+        stdout=subprocess.PIPE,
+        cwd=str(tmp_path),
+        text=True,
+    )
     try:
         port = int(proc.stdout.readline())
         yield "http://127.0.0.1:%d/pattoo/api/v1/agent/receive/" % port, records
@@ -130,9 +135,17 @@ def node_exporter(tmp_path):
     directory = tmp_path / "textfile"
     directory.mkdir()
     port = free_port()
-    proc = subprocess.Popen([NODE_EXPORTER, "--web.listen-address=127.0.0.1:%d" % port, "--collector.disable-defaults",
-                             "--collector.textfile", "--collector.textfile.directory=%s" % directory],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            NODE_EXPORTER,
+            "--web.listen-address=127.0.0.1:%d" % port,
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            "--collector.textfile.directory=%s" % directory,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         yield directory, lambda: scrape("http://127.0.0.1:%d/metrics" % port)
     finally:

@@ -35,8 +35,12 @@ RECEIVE = "/pattoo/api/v1/agent/receive/"
 
 # The OS agent's groups: (pattoo key prefix, snapshot path, data type); load
 # averages are FLOAT where the OS agent declared INT.
-GROUPS = (("cpu_times_percent_", "cpu.times_percent", DATA_FLOAT), ("cpu_times_", "cpu.times_seconds", DATA_COUNT64),
-          ("cpu_stats_", "cpu.stats", DATA_COUNT64), ("memory_", "memory", DATA_INT))
+GROUPS = (
+    ("cpu_times_percent_", "cpu.times_percent", DATA_FLOAT),
+    ("cpu_times_", "cpu.times_seconds", DATA_COUNT64),
+    ("cpu_stats_", "cpu.stats", DATA_COUNT64),
+    ("memory_", "memory", DATA_INT),
+)
 
 
 def lookup(snapshot, path):
@@ -46,7 +50,7 @@ def lookup(snapshot, path):
 
 
 def psutil_name(name):
-    return name[:-len("_bytes")] if name.endswith("_bytes") else name
+    return name[: -len("_bytes")] if name.endswith("_bytes") else name
 
 
 class Builder:
@@ -88,23 +92,22 @@ class Builder:
 
     def devices(self):
         for part in self.snapshot["partitions"]:
-            meta = [DataPointMetadata("disk_partition_device", part["device"]),
-                    DataPointMetadata("disk_partition_mountpoint", part["mount"]),
-                    DataPointMetadata("disk_partition_fstype", part["fstype"]),
-                    DataPointMetadata("disk_partition_opts", part["options"])]
-            for key, name in (("total", "total_bytes"), ("used", "used_bytes"), ("free", "available_bytes"),
-                              ("percent", "used_percent")):
+            meta = [
+                DataPointMetadata("disk_partition_device", part["device"]),
+                DataPointMetadata("disk_partition_mountpoint", part["mount"]),
+                DataPointMetadata("disk_partition_fstype", part["fstype"]),
+                DataPointMetadata("disk_partition_opts", part["options"]),
+            ]
+            for key, name in (("total", "total_bytes"), ("used", "used_bytes"), ("free", "available_bytes"), ("percent", "used_percent")):
                 self.add("disk_partition_disk_usage_" + key, part[name], DATA_INT, before=meta)
         for disk in self.snapshot["disk_io"]:
             for name, value in disk.items():
                 if name != "device":
-                    self.add("disk_io_" + name.replace("_ms", ""), value, DATA_COUNT64,
-                             after=[DataPointMetadata("disk_partition", disk["device"])])
+                    self.add("disk_io_" + name.replace("_ms", ""), value, DATA_COUNT64, after=[DataPointMetadata("disk_partition", disk["device"])])
         for nic in self.snapshot["network_io"]:
             for name, value in nic.items():
                 if name != "interface":
-                    self.add("network_io_" + name, value, DATA_COUNT64,
-                             after=[DataPointMetadata("network_io_interface", nic["interface"])])
+                    self.add("network_io_" + name, value, DATA_COUNT64, after=[DataPointMetadata("network_io_interface", nic["interface"])])
 
 
 def os_agent_posting(doc):
@@ -169,7 +172,7 @@ class Receiver(BaseHTTPRequestHandler):
             data = json.loads(body)
         except ValueError:
             data = None
-        source = self.path[len(RECEIVE):] if self.path.startswith(RECEIVE) else None
+        source = self.path[len(RECEIVE) :] if self.path.startswith(RECEIVE) else None
         records = accepted(data) if source else None
         if records is None or records[0].pattoo_agent_id != source:
             self.send_response(500)

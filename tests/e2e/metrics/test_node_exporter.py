@@ -14,11 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import run_module_process
 
 INBOX = [
-    {"name": "datasteward_inbox_entries", "help": "Entries in the upload inbox by state.",
-     "samples": [{"labels": {"inbox": "/srv/inbox", "state": state}, "value": value}
-                 for state, value in (("uploading", 2), ("failed", 0), ("stuck", 1))]},
-    {"name": "datasteward_inbox_processed_total", "type": "counter", "update": "add",
-     "samples": [{"labels": {"inbox": "/srv/inbox"}, "value": 5}]},
+    {
+        "name": "datasteward_inbox_entries",
+        "help": "Entries in the upload inbox by state.",
+        "samples": [{"labels": {"inbox": "/srv/inbox", "state": state}, "value": value} for state, value in (("uploading", 2), ("failed", 0), ("stuck", 1))],
+    },
+    {"name": "datasteward_inbox_processed_total", "type": "counter", "update": "add", "samples": [{"labels": {"inbox": "/srv/inbox"}, "value": 5}]},
 ]
 
 
@@ -33,8 +34,7 @@ def exported(text):
 def test_node_exporter_reads_our_textfiles(tmp_path, node_exporter):
     directory, scrape = node_exporter
     usage = run_module_process(tmp_path, "disk_usage", {})
-    run_module_process(tmp_path, "prometheus_textfile", {
-        "path": str(directory / "datasteward_filesystems.prom"), "source": "disk_usage", "result": usage})
+    run_module_process(tmp_path, "prometheus_textfile", {"path": str(directory / "datasteward_filesystems.prom"), "source": "disk_usage", "result": usage})
     for _run in range(2):
         args = {"path": str(directory / "datasteward_inbox.prom"), "metrics": INBOX}
         run_module_process(tmp_path, "prometheus_textfile", args)
@@ -44,8 +44,7 @@ def test_node_exporter_reads_our_textfiles(tmp_path, node_exporter):
     root = [(labels, value) for labels, value in metrics["datasteward_filesystem_size_bytes"] if labels["mountpoint"] == "/"]
     fs = [f for f in usage["filesystems"] if f["mount"] == "/"][0]
     assert root == [({"device": fs["device"], "fstype": fs["fstype"], "mountpoint": "/"}, float(fs["total_bytes"]))]
-    status = [labels["status"] for labels, value in metrics["datasteward_filesystem_status"]
-              if labels["mountpoint"] == "/" and value == 1]
+    status = [labels["status"] for labels, value in metrics["datasteward_filesystem_status"] if labels["mountpoint"] == "/" and value == 1]
     assert status == [fs["status"]]
     assert metrics["datasteward_inbox_processed_total"] == [({"inbox": "/srv/inbox"}, 10.0)]
     assert ({"inbox": "/srv/inbox", "state": "stuck"}, 1.0) in metrics["datasteward_inbox_entries"]

@@ -17,7 +17,6 @@ from email import policy
 import pytest
 from aiosmtpd.smtp import SMTP
 
-
 Received = collections.namedtuple("Received", "sender rcpt message")
 
 
@@ -48,8 +47,9 @@ class SmtpServer:
 
     def _run(self):
         asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(self.loop.create_server(
-            lambda: SMTP(self.handler, hostname="smtp.test", ident="datasteward-test"), "127.0.0.1", 0))
+        self.server = self.loop.run_until_complete(
+            self.loop.create_server(lambda: SMTP(self.handler, hostname="smtp.test", ident="datasteward-test"), "127.0.0.1", 0)
+        )
         self.port = self.server.sockets[0].getsockname()[1]
         self.ready.set()
         self.loop.run_forever()
@@ -66,6 +66,7 @@ class SmtpServer:
         def close():
             self.server.close()
             self.loop.stop()
+
         self.loop.call_soon_threadsafe(close)
         self.thread.join(10)
         self.loop.close()

@@ -46,23 +46,29 @@ PLAY = """
 """
 
 NOW = [
-    {"to": ["alice", "evil\nBcc: x@y", "carol"], "subject": "/scratch is 93% full\r\nBcc: injected@x.org",
-     "lines": ["alice: 2.0 TiB", "carol: 1.1 TiB", "weird name: b\x1bad"], "source": "scratch_check"},
-    {"to": ["alice"], "admins": True, "subject": "old files | purge", "body": "run1/a.dat\nrun2/b.dat",
-     "source": "old_files"},
+    {
+        "to": ["alice", "evil\nBcc: x@y", "carol"],
+        "subject": "/scratch is 93% full\r\nBcc: injected@x.org",
+        "lines": ["alice: 2.0 TiB", "carol: 1.1 TiB", "weird name: b\x1bad"],
+        "source": "scratch_check",
+    },
+    {"to": ["alice"], "admins": True, "subject": "old files | purge", "body": "run1/a.dat\nrun2/b.dat", "source": "old_files"},
 ]
-QUEUED = [{"admins": True, "subject": "disk 01 failing", "lines": ["reallocated: 12"], "source": "smart"},
-          {"admins": True, "subject": "no new file for 2 days", "lines": ["newest: 2 d"], "source": "data_manager"}]
+QUEUED = [
+    {"admins": True, "subject": "disk 01 failing", "lines": ["reallocated: 12"], "source": "smart"},
+    {"admins": True, "subject": "no new file for 2 days", "lines": ["newest: 2 d"], "source": "data_manager"},
+]
 
 
 def run_play(tmp_path, port, now=None, queued=None, check=False):
     play = tmp_path / "notify.yml"
-    play.write_text(PLAY % {"port": port, "now": json.dumps(NOW if now is None else now),
-                            "queued": json.dumps(QUEUED if queued is None else queued)}, encoding="utf-8")
-    args = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=%s" % sys.executable, str(play)] + (["--check"] if check else [])
-    return subprocess.run(args, cwd=REPO, env=ansible_env(tmp_path), capture_output=True, encoding="utf-8",
-                          timeout=300, check=False)
+    play.write_text(
+        PLAY % {"port": port, "now": json.dumps(NOW if now is None else now), "queued": json.dumps(QUEUED if queued is None else queued)}, encoding="utf-8"
+    )
+    args = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable, str(play)] + (
+        ["--check"] if check else []
+    )
+    return subprocess.run(args, cwd=REPO, env=ansible_env(tmp_path), capture_output=True, encoding="utf-8", timeout=300, check=False)
 
 
 def body(message):
@@ -76,8 +82,9 @@ def mails_to(received, address):
 def test_one_mail_per_recipient_without_injection(smtp_server, tmp_path):
     template = tmp_path / "quota.txt.j2"
     template.write_text("{{ user }} holds {{ usage }} on {{ inventory_hostname }}\n", encoding="utf-8")
-    now = NOW + [{"to": ["dave"], "subject": "templated", "template": str(template),
-                  "template_vars": {"user": "dave", "usage": "3 TiB"}, "source": "scratch_check"}]
+    now = NOW + [
+        {"to": ["dave"], "subject": "templated", "template": str(template), "template_vars": {"user": "dave", "usage": "3 TiB"}, "source": "scratch_check"}
+    ]
     checked = run_play(tmp_path, smtp_server.port, now=now, check=True)
     assert checked.returncode == 0, checked.stdout[-3000:]
     assert smtp_server.messages == [], "check mode sent mail"
@@ -88,9 +95,9 @@ def test_one_mail_per_recipient_without_injection(smtp_server, tmp_path):
     received = smtp_server.messages
     # one envelope recipient per mail; main: alice, carol, dave, 2 admins; flush: 2 admins
     assert all(len(mail.rcpt) == 1 for mail in received)
-    assert sorted(mail.rcpt[0] for mail in received) == sorted([
-        "alice@example.org", "carol@lab.example.net", "dave@example.org", "ops@example.org", "oncall@example.org",
-        "ops@example.org", "oncall@example.org"])
+    assert sorted(mail.rcpt[0] for mail in received) == sorted(
+        ["alice@example.org", "carol@lab.example.net", "dave@example.org", "ops@example.org", "oncall@example.org", "ops@example.org", "oncall@example.org"]
+    )
     assert {mail.sender for mail in received} == {"steward@example.org"}
     for mail in received:
         assert mail.message["To"] == mail.rcpt[0]
@@ -107,15 +114,15 @@ def test_one_mail_per_recipient_without_injection(smtp_server, tmp_path):
     ops = mails_to(received, "ops@example.org")
     assert [m["Subject"] for m in ops] == [
         "[datasteward] 2 messages: scratch_check, old_files on localhost",
-        "[datasteward] 2 messages: smart, data_manager on localhost"]
+        "[datasteward] 2 messages: smart, data_manager on localhost",
+    ]
     assert "'evil\\x0aBcc: x@y' could not be mailed" in body(ops[0])
     assert "old files / purge" in body(ops[0])
     assert "reallocated: 12" in body(ops[1]) and "newest: 2 d" in body(ops[1])
 
 
 def test_a_refused_recipient_fails_the_task(smtp_server, tmp_path):
-    proc = run_play(tmp_path, smtp_server.port, now=[{"to": ["refused", "bob"], "subject": "s", "lines": ["l"]}],
-                    queued=[])
+    proc = run_play(tmp_path, smtp_server.port, now=[{"to": ["refused", "bob"], "subject": "s", "lines": ["l"]}], queued=[])
     assert proc.returncode != 0
     assert "refused@example.org" in proc.stdout and "550" in proc.stdout
     assert [mail.rcpt for mail in smtp_server.messages] == [["bob@example.org"]]
@@ -126,5 +133,4 @@ def test_an_unreachable_server_fails_the_task_without_a_hang(smtp_server, tmp_pa
     smtp_server.stop()
     proc = run_play(tmp_path, port, now=[{"to": ["bob"], "subject": "s", "lines": ["l"]}], queued=[])
     assert proc.returncode != 0
-    assert "the SMTP server 127.0.0.1:%d (datasteward_mail_host, datasteward_mail_port) does not accept" % port \
-        in " ".join(proc.stdout.split())
+    assert "the SMTP server 127.0.0.1:%d (datasteward_mail_host, datasteward_mail_port) does not accept" % port in " ".join(proc.stdout.split())

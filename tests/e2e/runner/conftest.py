@@ -85,11 +85,21 @@ class Project:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, target, follow_symlinks=False)
         env = ansible_env(self.root)
-        subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(self.root / "dist"),
-                        str(self.checkout)], env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(self.root / "dist"), str(self.checkout)],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         (artifact,) = (self.root / "dist").glob("datasteward-storage-*.tar.gz")
-        subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "--offline", "--force",
-                        "-p", str(self.collections), str(artifact)], env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "--offline", "--force", "-p", str(self.collections), str(artifact)],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         self.inventory = exported_inventory(self.checkout / "inventory" / "local" / "hosts.yml")
 
     def private_data_dir(self, entry):
@@ -99,25 +109,36 @@ class Project:
         (pdd / "env").mkdir(parents=True)
         (pdd / "inventory").mkdir()
         (pdd / "project").symlink_to(self.checkout)
-        (pdd / "env" / "extravars").write_text(
-            yaml.safe_dump(awx_extravars(self.jobs, entry, self.demo)), encoding="utf-8")
-        (pdd / "env" / "envvars").write_text(yaml.safe_dump({
-            "JOB_ID": str(self.jobs),
-            "INVENTORY_ID": "7",
-            "PROJECT_REVISION": "0" * 40,
-            "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
-            "ANSIBLE_RETRY_FILES_ENABLED": "False",
-            "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
-            "ANSIBLE_LOCAL_TEMP": str(pdd / "tmp"),
-            "ANSIBLE_FORCE_COLOR": "False",
-        }), encoding="utf-8")
-        (pdd / "env" / "settings").write_text(yaml.safe_dump({
-            "idle_timeout": 300, "job_timeout": 600, "pexpect_timeout": 10, "suppress_ansible_output": True,
-        }), encoding="utf-8")
+        (pdd / "env" / "extravars").write_text(yaml.safe_dump(awx_extravars(self.jobs, entry, self.demo)), encoding="utf-8")
+        (pdd / "env" / "envvars").write_text(
+            yaml.safe_dump(
+                {
+                    "JOB_ID": str(self.jobs),
+                    "INVENTORY_ID": "7",
+                    "PROJECT_REVISION": "0" * 40,
+                    "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
+                    "ANSIBLE_HOST_KEY_CHECKING": "False",
+                    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+                    "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+                    "ANSIBLE_LOCAL_TEMP": str(pdd / "tmp"),
+                    "ANSIBLE_FORCE_COLOR": "False",
+                }
+            ),
+            encoding="utf-8",
+        )
+        (pdd / "env" / "settings").write_text(
+            yaml.safe_dump(
+                {
+                    "idle_timeout": 300,
+                    "job_timeout": 600,
+                    "pexpect_timeout": 10,
+                    "suppress_ansible_output": True,
+                }
+            ),
+            encoding="utf-8",
+        )
         hosts = pdd / "inventory" / "hosts"
-        hosts.write_text(INVENTORY_SCRIPT.format(python=BIN / "python", payload=json.dumps(self.inventory)),
-                         encoding="utf-8")
+        hosts.write_text(INVENTORY_SCRIPT.format(python=BIN / "python", payload=json.dumps(self.inventory)), encoding="utf-8")
         hosts.chmod(0o755)
         return pdd
 
@@ -153,9 +174,15 @@ def run_job(project, entry, playbook=None):
     ident = "job-%s" % entry["name"]
     env = ansible_env(project.root)
     env.pop("ANSIBLE_CONFIG")  # AWX uses the project's own ansible.cfg
-    proc = subprocess.run([str(BIN / "ansible-runner"), "run", str(pdd), "-p", playbook or entry["playbook"],
-                           "--ident", ident], env=env, capture_output=True, encoding="utf-8", errors="replace",
-                          timeout=600, check=False)
+    proc = subprocess.run(
+        [str(BIN / "ansible-runner"), "run", str(pdd), "-p", playbook or entry["playbook"], "--ident", ident],
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=600,
+        check=False,
+    )
     return RunnerJob(pdd, ident, proc)
 
 
@@ -166,18 +193,22 @@ def list_tasks(project, job):
     env = ansible_env(project.root, ANSIBLE_COLLECTIONS_PATH=str(project.collections))
     env.pop("ANSIBLE_CONFIG")
     playbook = json.loads((job.artifacts / "command").read_text(encoding="utf-8"))["command"][-1]
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(pdd / "inventory"), "-e",
-                           "@%s" % (pdd / "env" / "extravars"), "--list-tasks", playbook],
-                          cwd=pdd / "project", env=env, capture_output=True, encoding="utf-8", timeout=120, check=True)
-    return [line.split("\t")[0].strip() for line in proc.stdout.splitlines()
-            if line.startswith("      ") and "\tTAGS:" in line]
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(pdd / "inventory"), "-e", "@%s" % (pdd / "env" / "extravars"), "--list-tasks", playbook],
+        cwd=pdd / "project",
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+        check=True,
+    )
+    return [line.split("\t")[0].strip() for line in proc.stdout.splitlines() if line.startswith("      ") and "\tTAGS:" in line]
 
 
 @pytest.fixture(scope="module")
 def awx_project(tmp_path_factory):
     project = Project(tmp_path_factory.mktemp("awx"))
     project.prepare()
-    demo = run_job(project, {"name": "demo_data", "template": "datasteward: demo data", "schedule": None,
-                             "extra_vars": {}}, playbook="playbooks/demo_data.yml")
+    demo = run_job(project, {"name": "demo_data", "template": "datasteward: demo data", "schedule": None, "extra_vars": {}}, playbook="playbooks/demo_data.yml")
     assert demo.status == "successful", demo.stdout[-3000:]
     return project

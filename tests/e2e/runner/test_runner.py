@@ -24,8 +24,7 @@ def test_job_runs_as_awx_runs_it(awx_project, entry):
     events = job.events()
     kinds = [event["event"] for event in events]
     assert kinds[0] == "playbook_on_start" and kinds[-1] == "playbook_on_stats"
-    assert not [event for event in events if event["event"] in ("runner_on_failed", "runner_on_unreachable")
-                and not event["event_data"].get("ignore_errors")]
+    assert not [event for event in events if event["event"] in ("runner_on_failed", "runner_on_unreachable") and not event["event_data"].get("ignore_errors")]
 
     # compared without the role: the events name a collection's role by its
     # short name, --list-tasks by its FQCN, and tasks a role imports not at all

@@ -109,20 +109,53 @@ def use_percent(path):
 
 def run_role(tmp_path, inbox, tree, dest, warn, critical, target):
     extra = {
-        "scratch_state_dir": str(tmp_path / "state"), "scratch_age_stamp": "mtime", "scratch_host_folder": "node1",
-        "datasteward_mail_host": "127.0.0.1", "datasteward_mail_port": inbox.port, "datasteward_mail_secure": "never",
-        "datasteward_mail_domain": "example.org", "datasteward_admin_mail": ["admins@example.org"],
-        "datasteward_mail_sender": "datasteward@example.org", "datasteward_notify_enabled": True,
-        "scratch_trees": [{"path": str(tree), "warn_percent": warn, "critical_percent": critical,
-                           "target_percent": target, "age": 90, "grace_days": 14, "action": "relocate",
-                           "dest": str(dest), "exclude_owners": ["root"], "top_users": 1}],
+        "scratch_state_dir": str(tmp_path / "state"),
+        "scratch_age_stamp": "mtime",
+        "scratch_host_folder": "node1",
+        "datasteward_mail_host": "127.0.0.1",
+        "datasteward_mail_port": inbox.port,
+        "datasteward_mail_secure": "never",
+        "datasteward_mail_domain": "example.org",
+        "datasteward_admin_mail": ["admins@example.org"],
+        "datasteward_mail_sender": "datasteward@example.org",
+        "datasteward_notify_enabled": True,
+        "scratch_trees": [
+            {
+                "path": str(tree),
+                "warn_percent": warn,
+                "critical_percent": critical,
+                "target_percent": target,
+                "age": 90,
+                "grace_days": 14,
+                "action": "relocate",
+                "dest": str(dest),
+                "exclude_owners": ["root"],
+                "top_users": 1,
+            }
+        ],
     }
     (tmp_path / "extra.json").write_text(json.dumps(extra))
     (tmp_path / "play.yml").write_text(PLAY)
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=%s" % (BIN / "python"),
-         "-e", "@%s" % (tmp_path / "extra.json"), str(tmp_path / "play.yml")],
-        cwd=REPO, env=ansible_env(tmp_path), capture_output=True, encoding="utf-8", timeout=300, check=False)
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            "ansible_python_interpreter=%s" % (BIN / "python"),
+            "-e",
+            "@%s" % (tmp_path / "extra.json"),
+            str(tmp_path / "play.yml"),
+        ],
+        cwd=REPO,
+        env=ansible_env(tmp_path),
+        capture_output=True,
+        encoding="utf-8",
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return play_recap(proc.stdout)["localhost"]
 
@@ -139,7 +172,7 @@ def test_warn_then_act_then_notice_then_stop(tmp_path, inbox, scratch):
     tree, dest = scratch
     put(tree, "daemon/big-old.dat", 700 * KIB, "daemon", 120)
     put(tree, "daemon/old.dat", 500 * KIB, "daemon", 100)
-    put(tree, "daemon/soon.dat", 300 * KIB, "daemon", 80)     # inside the 14-day warning window
+    put(tree, "daemon/soon.dat", 300 * KIB, "daemon", 80)  # inside the 14-day warning window
     put(tree, "bin/old.dat", 200 * KIB, "bin", 95)
     put(tree, "bin/new.dat", 600 * KIB, "bin", 1)
     start = use_percent(tree)
@@ -170,8 +203,7 @@ def test_warn_then_act_then_notice_then_stop(tmp_path, inbox, scratch):
     notice = mails[("daemon@example.org",)]
     assert "1 of your files (700.0 KiB)" in notice
     assert "%s -> %s" % (records[0]["path"], records[0]["dest"]) in notice
-    assert records[0]["path"] in mails[("admins@example.org",)] or "daemon: 1 file," in \
-        mails[("admins@example.org",)]
+    assert records[0]["path"] in mails[("admins@example.org",)] or "daemon: 1 file," in mails[("admins@example.org",)]
 
     # under target now: nothing is done, nobody is mailed
     run_role(tmp_path, inbox, tree, dest, warn=50, critical=55, target=50)

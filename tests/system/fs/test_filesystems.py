@@ -28,8 +28,7 @@ def test_no_thread_for_a_file_system_is_an_error_not_a_traceback():
     RLIMIT_NPROC counts threads): every file system is reported in error."""
     if os.geteuid() != 0:
         pytest.skip("needs root to drop to user nobody (root ignores RLIMIT_NPROC)")
-    result = run_as_nobody(lambda: fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=lambda path: FakeStat()),
-                           nproc=1)
+    result = run_as_nobody(lambda: fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=lambda path: FakeStat()), nproc=1)
     assert {fs["status"] for fs in result["filesystems"]} == {"error"}
     assert result["filesystems"][0]["error"].startswith("statfs failed: cannot start a thread to query it: ")
 
@@ -70,8 +69,13 @@ def test_module_process_does_not_hang_on_a_hung_mount(frozen_fuse_mount):
     bindir = Path(sys.executable).parent
     proc = subprocess.run(
         [str(bindir / "ansible"), "localhost", "-m", "datasteward.storage.disk_usage", "-a", "timeout=1", "-o"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-        env=dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline"))
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline"),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout.split("=>", 1)[1])
     statuses = dict((fs["mount"], fs["status"]) for fs in result["filesystems"])

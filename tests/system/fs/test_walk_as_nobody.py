@@ -21,6 +21,7 @@ def _walk_as_nobody(root):
         with walk(root) as walker:
             paths = sorted(os.fsdecode(entry.relpath) for entry in walker)
         return {"paths": paths, "issues": [[os.fsdecode(i.relpath), i.kind, i.message] for i in walker.issues]}
+
     return run_as_nobody(run)
 
 
@@ -37,8 +38,7 @@ def test_unreadable_and_unsearchable_directories_are_issues_not_fatal():
             os.chmod(os.path.join(root, name), mode)
         result = _walk_as_nobody(root)
         assert result["paths"] == ["", "listonly", "open", "open/file", "private"]
-        assert sorted((path, kind) for path, kind, _message in result["issues"]) == [
-            ("listonly", "unreadable"), ("private", "unreadable")]
+        assert sorted((path, kind) for path, kind, _message in result["issues"]) == [("listonly", "unreadable"), ("private", "unreadable")]
         messages = dict((path, message) for path, _kind, message in result["issues"])
         assert messages["private"] == "cannot be read: Permission denied"
         assert messages["listonly"] == "its entries cannot be examined: Permission denied"

@@ -85,9 +85,13 @@ def study_dir(study, name):
 
 def params(layout, **extra):
     """Members of group daemon may deliver to their study; root too (the uploads the tests write as root)."""
-    return layout.params(allowed=[{"dest": os.path.join(layout.study, "{study}", "*"), "users": None,
-                                   "groups": ["daemon"], "require": "any"},
-                                  {"dest": "*", "users": ["0"], "groups": None, "require": "any"}], **extra)
+    return layout.params(
+        allowed=[
+            {"dest": os.path.join(layout.study, "{study}", "*"), "users": None, "groups": ["daemon"], "require": "any"},
+            {"dest": "*", "users": ["0"], "groups": None, "require": "any"},
+        ],
+        **extra,
+    )
 
 
 def run(layout, clock=None, **extra):
@@ -182,8 +186,7 @@ def test_kill_during_the_copy_then_the_next_run_finishes(tmp_path):
     print("%d runs killed" % kills)
     assert kills >= 1 and not result["failed_entries"]
     dest = os.path.join(layout.study, "foo", "raw-upload")
-    delivered = {os.path.relpath(os.path.join(d, n), dest): open(os.path.join(d, n), "rb").read()
-                 for d, dummy, names in os.walk(dest) for n in names}
+    delivered = {os.path.relpath(os.path.join(d, n), dest): open(os.path.join(d, n), "rb").read() for d, dummy, names in os.walk(dest) for n in names}
     assert delivered == files, "lost, duplicated or left temporaries after %d kills" % kills
     assert layout.listing("processing") == [] and layout.listing("done") == ["foo-6"]
     assert layout.listing("inbox") == []

@@ -91,8 +91,9 @@ def test_check_apply_reapply_check(tmp_path, buf, disks):
     assert not res["changed"]
 
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
-    rows = conn.execute("SELECT f.path, f.digest, d.label, c.role FROM files f JOIN copies c ON c.file_id = f.id "
-                        "JOIN disks d ON d.id = c.disk_id ORDER BY f.path, c.role").fetchall()
+    rows = conn.execute(
+        "SELECT f.path, f.digest, d.label, c.role FROM files f JOIN copies c ON c.file_id = f.id JOIN disks d ON d.id = c.disk_id ORDER BY f.path, c.role"
+    ).fetchall()
     assert len(rows) == 6
     assert all(digest == sources[path] for path, digest, dummy, dummy2 in rows)
     assert {(label, role) for dummy, dummy2, label, role in rows} == {("P01", "primary"), ("B1", "backup")}
@@ -118,7 +119,7 @@ def test_conflict_kept_and_others_go_on(tmp_path, buf, disks):
     make_file(buf / "a.dat", 100)
     args = base_args(tmp_path, buf, [p1], [b1], remove_source=True)
     run_module_process(tmp_path, "buffer_copy", args)
-    make_file(buf / "a.dat", 200)           # same path, other data
+    make_file(buf / "a.dat", 200)  # same path, other data
     make_file(buf / "b.dat", 300)
     res = run_module_process(tmp_path, "buffer_copy", args)
     assert res["conflict_files"] == 1 and res["copied_files"] == 1 and not (buf / "b.dat").exists()
@@ -128,7 +129,7 @@ def test_conflict_kept_and_others_go_on(tmp_path, buf, disks):
 
 
 def test_not_a_mount_point_is_refused(tmp_path, buf, disks):
-    p1, = disks(P1="8m")
+    (p1,) = disks(P1="8m")
     (tmp_path / "B1").mkdir()
     make_file(buf / "a.dat", 100)
     res = run_module_process(tmp_path, "buffer_copy", base_args(tmp_path, buf, [p1], [str(tmp_path / "B1")]), failed=True)
@@ -138,7 +139,7 @@ def test_not_a_mount_point_is_refused(tmp_path, buf, disks):
 
 
 def test_same_file_system_twice_is_refused(tmp_path, buf, disks):
-    p1, = disks(P1="8m")
+    (p1,) = disks(P1="8m")
     os.mkdir(str(tmp_path / "B1"))
     subprocess.run(["mount", "--bind", p1, str(tmp_path / "B1")], check=True)
     try:
@@ -161,7 +162,9 @@ def test_disk_map_seeds_registry(tmp_path, buf, disks):
     run_module_process(tmp_path, "buffer_copy", args)
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
     assert conn.execute("SELECT label, serial, wwn, mount_point FROM disks ORDER BY label").fetchall() == [
-        ("B1", "ZA99", "0x5000c500858bfe00", b1), ("P01", "ZA12JCHM", "0x5000c500858bfea7", p1)]
+        ("B1", "ZA99", "0x5000c500858bfe00", b1),
+        ("P01", "ZA12JCHM", "0x5000c500858bfea7", p1),
+    ]
 
 
 def test_disks_fill_in_order_and_run_stops_when_set_exhausted(tmp_path, buf, disks):
@@ -182,7 +185,7 @@ def test_disks_fill_in_order_and_run_stops_when_set_exhausted(tmp_path, buf, dis
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
     assert conn.execute("SELECT label, full FROM disks WHERE role = 'primary' ORDER BY label").fetchall() == [("P1", 1), ("P2", 1)]
     # Full disks may be shelved: unmounted, they are still known to be full.
-    p3, = disks(P3="16m")
+    (p3,) = disks(P3="16m")
     subprocess.run(["umount", p1], check=True)
     res = run_module_process(tmp_path, "buffer_copy", dict(args, primary=[p1, p2, p3]))
     assert not res.get("failed") and len(os.listdir(str(buf))) == 0
@@ -197,8 +200,20 @@ def test_target_fills_mid_file_moves_to_next_disk(tmp_path, buf, disks):
 
     def generous_statvfs(path):
         real = os.statvfs(path)
-        return os.statvfs_result((real.f_bsize, real.f_frsize, real.f_blocks, real.f_bfree, real.f_bavail * 100, real.f_files,
-                                  real.f_ffree, real.f_favail, real.f_flag, real.f_namemax))
+        return os.statvfs_result(
+            (
+                real.f_bsize,
+                real.f_frsize,
+                real.f_blocks,
+                real.f_bfree,
+                real.f_bavail * 100,
+                real.f_files,
+                real.f_ffree,
+                real.f_favail,
+                real.f_flag,
+                real.f_namemax,
+            )
+        )
 
     run = IngestRun(IngestOptions(str(buf), [p1, p2], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0), statvfs=generous_statvfs)
     res = run.execute()
@@ -219,8 +234,7 @@ def test_source_modified_before_copy_not_registered(tmp_path, buf, disks):
                 handle.write(b"late data")
         return os.statvfs(path)
 
-    run = IngestRun(IngestOptions(str(buf), [p1], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0, remove_source=True),
-                    statvfs=statvfs_and_append)
+    run = IngestRun(IngestOptions(str(buf), [p1], [b1], str(tmp_path / "registry.sqlite"), settle_seconds=0, remove_source=True), statvfs=statvfs_and_append)
     res = run.execute()
     assert res["unsettled_files"] == 1 and res["copied_files"] == 1
     assert src.exists() and not Path(p1, "live.dat").exists()
@@ -320,8 +334,9 @@ def test_sigkill_at_random_moments(tmp_path, buf, disks):
     assert conn.execute("SELECT count(*) FROM pending").fetchone()[0] == 0
     registered = dict(conn.execute("SELECT path, digest FROM files"))
     copies = {}
-    for path, label, role, relpath in conn.execute("SELECT f.path, d.label, c.role, c.path FROM copies c JOIN files f ON f.id = c.file_id "
-                                                   "JOIN disks d ON d.id = c.disk_id"):
+    for path, label, role, relpath in conn.execute(
+        "SELECT f.path, d.label, c.role, c.path FROM copies c JOIN files f ON f.id = c.file_id JOIN disks d ON d.id = c.disk_id"
+    ):
         copies.setdefault(path, []).append((label, role, relpath))
     mounts = {"P1": p1, "P2": p2, "B1": b1}
     for rel, digest in sources.items():

@@ -38,8 +38,18 @@ def station(tmp_path, mount_tmpfs):
         os.utime(str(buf / rel), (1717200000, 1717200000 if "06/01" in rel else 1717300000))
         digests[rel] = sha512(buf / rel)
     registry = str(tmp_path / "registry.sqlite")
-    res = run_module_process(tmp_path, "buffer_copy", {"src": str(buf), "primary": [str(tmp_path / "P1")], "backup": [str(tmp_path / "B1")],
-                                                       "registry": registry, "settle_seconds": 0, "remove_source": True})
+    res = run_module_process(
+        tmp_path,
+        "buffer_copy",
+        {
+            "src": str(buf),
+            "primary": [str(tmp_path / "P1")],
+            "backup": [str(tmp_path / "B1")],
+            "registry": registry,
+            "settle_seconds": 0,
+            "remove_source": True,
+        },
+    )
     assert res["copied_files"] == 3
     return registry, str(tmp_path / "P1"), str(tmp_path / "B1"), digests
 

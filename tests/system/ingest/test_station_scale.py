@@ -117,8 +117,9 @@ def test_disk_remounted_read_only_mid_run_next_disk_takes_over(tmp_path, buf, di
     assert [(d["mount_point"], d["role"]) for d in res["disks_unusable"]] == [(p1, "primary")]
     assert "Read-only file system" in res["disks_unusable"][0]["reason"]
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
-    rows = conn.execute("SELECT f.path, d.label FROM copies c JOIN files f ON f.id = c.file_id JOIN disks d ON d.id = c.disk_id "
-                        "WHERE c.role = 'primary'").fetchall()
+    rows = conn.execute(
+        "SELECT f.path, d.label FROM copies c JOIN files f ON f.id = c.file_id JOIN disks d ON d.id = c.disk_id WHERE c.role = 'primary'"
+    ).fetchall()
     assert len(rows) == 30 and {label for dummy, label in rows} == {"P1", "P2"}
     for path, label in rows:
         assert sha512(os.path.join({"P1": p1, "P2": p2}[label], path)) == sha512(os.path.join(b1, path))
@@ -233,8 +234,7 @@ def test_kill_storm_over_many_small_files_with_batching(tmp_path, buf, disks):
     registered = {(p if isinstance(p, bytes) else p.encode()): d for p, d in conn.execute("SELECT path, digest FROM files")}
     mounts = {"P1": p1, "P2": p2, "B1": b1}
     copies = {}
-    for path, label, relpath in conn.execute("SELECT f.path, d.label, c.path FROM copies c JOIN files f ON f.id = c.file_id "
-                                             "JOIN disks d ON d.id = c.disk_id"):
+    for path, label, relpath in conn.execute("SELECT f.path, d.label, c.path FROM copies c JOIN files f ON f.id = c.file_id JOIN disks d ON d.id = c.disk_id"):
         copies.setdefault(path if isinstance(path, bytes) else path.encode(), []).append((label, relpath))
     for rel, digest in sources.items():
         assert not os.path.lexists(os.path.join(os.fsencode(str(buf)), rel)), rel  # the clean run finished everything
@@ -276,8 +276,7 @@ def dying_disk(tmp_path):
             time.sleep(0.05)
         else:
             pytest.skip("the FUSE layer did not come up: %s" % proc.stderr.read(2000))
-        entry["loop"] = subprocess.run(["losetup", "--find", "--show", str(layer / "disk.img")], check=True, capture_output=True,
-                                       text=True).stdout.strip()
+        entry["loop"] = subprocess.run(["losetup", "--find", "--show", str(layer / "disk.img")], check=True, capture_output=True, text=True).stdout.strip()
         subprocess.run(["mount", entry["loop"], str(point)], check=True)
         return str(point), lambda: flag.write_bytes(b"")
 
@@ -317,8 +316,9 @@ def test_disk_that_starts_returning_eio_leaves_the_run(tmp_path, buf, disks, dyi
     assert [(d["mount_point"], d["role"]) for d in res["disks_unusable"]] == [(p1, "primary")]
     assert "Input/output error" in res["disks_unusable"][0]["reason"] or "Read-only" in res["disks_unusable"][0]["reason"]
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
-    rows = conn.execute("SELECT f.path, f.digest, d.label FROM copies c JOIN files f ON f.id = c.file_id JOIN disks d ON d.id = c.disk_id "
-                        "WHERE c.role = 'primary'").fetchall()
+    rows = conn.execute(
+        "SELECT f.path, f.digest, d.label FROM copies c JOIN files f ON f.id = c.file_id JOIN disks d ON d.id = c.disk_id WHERE c.role = 'primary'"
+    ).fetchall()
     assert len(rows) == 40
     on_p2 = [(path, digest) for path, digest, label in rows if label == "P2"]
     assert on_p2 and all(sha512(os.path.join(p2, path)) == digest for path, digest in on_p2)

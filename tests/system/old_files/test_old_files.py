@@ -48,10 +48,27 @@ def sha(path):
 
 
 def params(root, **kwargs):
-    base = dict(path=str(root), age="30d", age_stamp="mtime", min_size="0", owners=None, exclude_owners=[],
-                excludes=[], protect=[], state="reported", dest=None, host_folder="node1", order="largest",
-                max_files=None, max_bytes=None, free_bytes=None, manifest_dir=str(root) + ".manifests",
-                manifest=None, remove_empty_dirs=False, max_listed=1000)
+    base = dict(
+        path=str(root),
+        age="30d",
+        age_stamp="mtime",
+        min_size="0",
+        owners=None,
+        exclude_owners=[],
+        excludes=[],
+        protect=[],
+        state="reported",
+        dest=None,
+        host_folder="node1",
+        order="largest",
+        max_files=None,
+        max_bytes=None,
+        free_bytes=None,
+        manifest_dir=str(root) + ".manifests",
+        manifest=None,
+        remove_empty_dirs=False,
+        max_listed=1000,
+    )
     base.update(kwargs)
     return base
 
@@ -87,8 +104,7 @@ def test_relocation_to_another_file_system_keeps_metadata_and_restores_verified(
         copy = dest / "node1" / rel
         got = os.stat(copy)  # before the test reads it (which moves its atime)
         assert not (root / rel).exists() and sha(copy) == digest
-        assert (got.st_uid, got.st_gid, got.st_mode, got.st_mtime_ns, got.st_atime_ns) == (
-            st.st_uid, st.st_gid, st.st_mode, st.st_mtime_ns, st.st_atime_ns)
+        assert (got.st_uid, got.st_gid, got.st_mode, got.st_mtime_ns, got.st_atime_ns) == (st.st_uid, st.st_gid, st.st_mode, st.st_mtime_ns, st.st_atime_ns)
     top = os.stat(dest / "node1/u1")
     assert (top.st_uid, top.st_mode & 0o777) == (1002, 0o750)  # directories mirrored like the originals
     assert {u["uid"]: u["files"] for u in moved["users"]} == {1001: 3, 1002: 3}
@@ -106,9 +122,12 @@ def test_full_destination_stops_with_the_original_intact(tmp_path, mount_tmpfs):
     digests = {}
     for index in range(5):
         digests["f%d" % index] = sha(put(root / ("f%d" % index), os.urandom(300 * 1024), age_days=300 + index))
-    result = run_module_process(tmp_path, "old_files", dict(
-        path=str(root), age="30d", state="relocated", dest=str(dest), host_folder="node1",
-        manifest_dir=str(tmp_path / "manifests"), order="oldest"), failed=True)
+    result = run_module_process(
+        tmp_path,
+        "old_files",
+        dict(path=str(root), age="30d", state="relocated", dest=str(dest), host_folder="node1", manifest_dir=str(tmp_path / "manifests"), order="oldest"),
+        failed=True,
+    )
     assert result["msg"].startswith("dest: %s is full; stopped with " % dest), result["msg"]
     assert result["changed"] is True and 1 <= result["totals"]["files"] < 5
     for name, digest in digests.items():
@@ -175,8 +194,7 @@ def test_sigkill_during_relocation_loses_nothing(tmp_path, mount_tmpfs):
     for index in range(120):
         rel = "d%02d/f%03d.dat" % (index % 12, index)
         digests[rel] = sha(put(root / rel, os.urandom(rng.choice([0, 100, 65536, 300000]))))
-    args = dict(path=str(root), age="30d", state="relocated", dest=str(dest), host_folder="node1",
-                manifest_dir=str(tmp_path / "manifests"))
+    args = dict(path=str(root), age="30d", state="relocated", dest=str(dest), host_folder="node1", manifest_dir=str(tmp_path / "manifests"))
     kills = 0
     for dummy in range(12):
         cmd, env = module_command(tmp_path, "old_files", args)

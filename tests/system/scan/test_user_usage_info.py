@@ -38,9 +38,13 @@ def test_real_ansible_run(tree):
     env = dict(os.environ, ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1")
     args = json.dumps({"paths": [tree], "top": 2, "depth": 1, "workers": 2, "age": "90d"})
     out = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-m",
-         "datasteward.storage.user_usage_info", "-a", args],
-        cwd=str(REPO), env=env, capture_output=True, text=True, check=False)
+        [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-m", "datasteward.storage.user_usage_info", "-a", args],
+        cwd=str(REPO),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     head, _sep, body = out.stdout.partition(" => ")
     assert head.strip() == "localhost | SUCCESS", out.stdout

@@ -54,13 +54,17 @@ def test_smart_info_reports_the_wedged_drive_and_the_others(tmp_path, station):
 
 
 def test_smart_selftest_starts_the_others_and_fails_naming_the_drive(tmp_path, station):
-    devices = [{"name": "/dev/sdau", "interface": "ata"}, {"name": "/dev/sda", "interface": "sat"},
-               {"name": "/dev/nvme0", "interface": "nvme"}]
+    devices = [{"name": "/dev/sdau", "interface": "ata"}, {"name": "/dev/sda", "interface": "sat"}, {"name": "/dev/nvme0", "interface": "nvme"}]
     result = run_module_process(tmp_path, "smart_selftest", {"smartctl_path": station, "devices": devices, "timeout": 1}, failed=True)
-    assert result["msg"].startswith("could not start the short self-test on /dev/sdau (failed: smartctl did not answer within 1 s "
-                                    "for /dev/sdau (smartctl -d ata --all /dev/sdau was killed)")
+    assert result["msg"].startswith(
+        "could not start the short self-test on /dev/sdau (failed: smartctl did not answer within 1 s "
+        "for /dev/sdau (smartctl -d ata --all /dev/sdau was killed)"
+    )
     assert [(item["name"], item["state"], item["timed_out"]) for item in result["devices"]] == [
-        ("/dev/sdau", "failed", True), ("/dev/sda", "started", False), ("/dev/nvme0", "started", False)]
+        ("/dev/sdau", "failed", True),
+        ("/dev/sda", "started", False),
+        ("/dev/nvme0", "started", False),
+    ]
     assert result["changed"] is True
     assert fake_smartctl.running_fakes(station) == []
 

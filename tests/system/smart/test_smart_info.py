@@ -54,8 +54,14 @@ def test_missing_smartctl_names_the_package(run, tmp_path, monkeypatch):
         hide = " && ".join("mount --bind /dev/null %s" % path for path in installed)
         # the module itself gets a PATH without smartctl on it either
         script = '%s && exec env PATH="%s" "$@"' % (hide, tmp_path)
-        proc = subprocess.run([shutil.which("unshare"), "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"] + cmd,
-                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            [shutil.which("unshare"), "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh"] + cmd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
         result = module_runner.check_outcome(json.loads(proc.stdout), failed=True)
     assert "install the smartmontools package" in result["msg"]
@@ -75,20 +81,29 @@ def test_not_root_is_a_clear_error():
     try:
         os.chmod(workdir, 0o755)
         smartctl = fake_smartctl.install(workdir, fixture("listingtests", "linux_01"))
-        probe = subprocess.run([runuser, "-u", "nobody", "--", python, "-c", "import ansible, pySMART"],
-                               env={"PYTHONPATH": os.pathsep.join([collections] + site), "PATH": "/usr/bin:/bin"},
-                               capture_output=True, cwd=workdir, check=False)
+        probe = subprocess.run(
+            [runuser, "-u", "nobody", "--", python, "-c", "import ansible, pySMART"],
+            env={"PYTHONPATH": os.pathsep.join([collections] + site), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            cwd=workdir,
+            check=False,
+        )
         if probe.returncode:
             pytest.skip("nobody cannot import ansible and pySMART from this checkout: %s" % probe.stderr.decode()[-300:])
         args = json.dumps({"ANSIBLE_MODULE_ARGS": {"smartctl_path": smartctl}})
         proc = subprocess.run(
             [runuser, "-u", "nobody", "--", python, "-m", "ansible_collections.datasteward.storage.plugins.modules.smart_info", args],
             env={"PYTHONPATH": os.pathsep.join([collections] + site), "PATH": "/usr/bin:/bin"},
-            capture_output=True, cwd=workdir, check=False)
+            capture_output=True,
+            cwd=workdir,
+            check=False,
+        )
     finally:
         shutil.rmtree(workdir)
     result = json.loads(proc.stdout.decode())
     assert proc.returncode == 1
     assert result["failed"] is True
-    assert result["msg"] == ("smart_info must run as root (become: true): smartctl needs raw access to the drives; running as uid %d"
-                             % int(subprocess.check_output(["id", "-u", "nobody"])))
+    assert result["msg"] == (
+        "smart_info must run as root (become: true): smartctl needs raw access to the drives; running as uid %d"
+        % int(subprocess.check_output(["id", "-u", "nobody"]))
+    )

@@ -34,8 +34,7 @@ class EioPassthrough(Operations):
 
     def getattr(self, path, fh=None):
         st = os.lstat(self._path(path))
-        return {key: getattr(st, key) for key in ("st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink", "st_size",
-                                                  "st_uid")}
+        return {key: getattr(st, key) for key in ("st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink", "st_size", "st_uid")}
 
     def readdir(self, path, fh):
         return [".", ".."] + os.listdir(self._path(path))

@@ -41,8 +41,7 @@ def remove_tree(root):
 def find_count_and_bytes(root):
     """(entries below root, sum of their st_size) by GNU find, which walks
     at any depth."""
-    out = subprocess.run(["find", root, "-mindepth", "1", "-printf", "%s\n"],
-                         capture_output=True, check=True).stdout.split()
+    out = subprocess.run(["find", root, "-mindepth", "1", "-printf", "%s\n"], capture_output=True, check=True).stdout.split()
     return len(out), sum(int(size) for size in out)
 
 

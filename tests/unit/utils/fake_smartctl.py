@@ -72,11 +72,7 @@ import shutil
 import sys
 import time
 
-GENERIC_HEADER = (
-    "smartctl 7.4 2023-08-01 r5530 [x86_64-linux] (local build)\n"
-    "Copyright (C) 2002-23, Bruce Allen, Christian Franke, www.smartmontools.org\n"
-    "\n"
-)
+GENERIC_HEADER = "smartctl 7.4 2023-08-01 r5530 [x86_64-linux] (local build)\nCopyright (C) 2002-23, Bruce Allen, Christian Franke, www.smartmontools.org\n\n"
 TEST_TYPES = ("short", "long", "conveyance")
 ATA_TEST_NAMES = {"short": "Short self-test", "long": "Extended self-test", "conveyance": "Conveyance self-test"}
 NVME_TEST_NAMES = {"short": "Short", "long": "Extended"}
@@ -210,7 +206,7 @@ class Replay:
         self.folder = folder
         self.state_dir = state_dir
         listed = os.listdir(folder) if os.path.isdir(folder) else []
-        self.names = sorted(name[:-len(GZIP_SUFFIX)] if name.endswith(GZIP_SUFFIX) else name for name in listed)
+        self.names = sorted(name[: -len(GZIP_SUFFIX)] if name.endswith(GZIP_SUFFIX) else name for name in listed)
 
     def read(self, name):
         """The recording, following git's text stand-ins for symlinks; None if a link dangles."""
@@ -257,7 +253,7 @@ class Replay:
         prefix, middle, suffix = "_-d_", "_--all", file_name([device])
         for name in self.names:
             if name.startswith(prefix) and name.endswith(suffix) and middle in name:
-                return name[len(prefix):name.index(middle)]
+                return name[len(prefix) : name.index(middle)]
         return None
 
     def _listed(self, name):
@@ -392,8 +388,7 @@ def polling_minutes(text, test):
     return int(match.group(1)) if match else 2
 
 
-CANNOT_START = ("Can't start self-test without aborting current test (%s),\n"
-                "add '-t force' option to override, or run 'smartctl -X' to abort test.\n")
+CANNOT_START = "Can't start self-test without aborting current test (%s),\nadd '-t force' option to override, or run 'smartctl -X' to abort test.\n"
 
 
 def ata_start(text, test, progress):
@@ -420,8 +415,9 @@ def nvme_start(text, test, progress):
         sys.stderr.write("=======> INVALID ARGUMENT TO -t: %s\n" % test)
         return None, FAILCMD
     if progress:
-        return ["Can't start self-test without aborting current test (%2d%% completed)\n"
-                "Use smartctl -X to abort test\n" % int(re.match(r"\d+", progress).group(0))], FAILSMART
+        return [
+            "Can't start self-test without aborting current test (%2d%% completed)\nUse smartctl -X to abort test\n" % int(re.match(r"\d+", progress).group(0))
+        ], FAILSMART
     return ["Self-test has begun (NSID 0x1)\nUse smartctl -X to abort test\n"], 0
 
 
@@ -495,7 +491,14 @@ def detect_type(replay, device):
         return None
     protocol = PROTOCOLS.get(kind, "SCSI")
     return "%s%s: Device of type '%s' [%s] detected\n%s: Device of type '%s' [%s] opened\n" % (
-        replay.header(device), device, kind, protocol, device, kind, protocol)
+        replay.header(device),
+        device,
+        kind,
+        protocol,
+        device,
+        kind,
+        protocol,
+    )
 
 
 def synthesized(replay, args, device):
@@ -526,7 +529,7 @@ def run(argv, env):
     while "-n" in args:
         index = args.index("-n")
         power_mode = args[index + 1] if index + 1 < len(args) else None
-        del args[index:index + 2]
+        del args[index : index + 2]
     device = args[-1] if args and not args[-1].startswith("-") else None
 
     if replay.hangs(args, device):

@@ -29,11 +29,23 @@ class Layout:
         os.makedirs(self.study, exist_ok=True)
 
     def params(self, **extra):
-        params = {"path": self.inbox, "processing": None, "done": None, "failed": None, "name_pattern": PATTERN,
-                  "dest": "/study/{study}/raw-upload", "dest_root": self.study,
-                  "allowed": [{"dest": "*", "users": ["alice"], "groups": None, "require": "any"}],
-                  "settle_seconds": 60, "mode": "0640", "directory_mode": "2750", "group": None,
-                  "stuck_seconds": 3600, "keep_done_days": None, "checksum_algorithm": "sha512"}
+        params = {
+            "path": self.inbox,
+            "processing": None,
+            "done": None,
+            "failed": None,
+            "name_pattern": PATTERN,
+            "dest": "/study/{study}/raw-upload",
+            "dest_root": self.study,
+            "allowed": [{"dest": "*", "users": ["alice"], "groups": None, "require": "any"}],
+            "settle_seconds": 60,
+            "mode": "0640",
+            "directory_mode": "2750",
+            "group": None,
+            "stuck_seconds": 3600,
+            "keep_done_days": None,
+            "checksum_algorithm": "sha512",
+        }
         params["dest"] = os.path.join(self.study, "{study}", "raw-upload")
         params.update(extra)
         return params

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 DAY = 86400
-UNKNOWN_UID = 4242424   # no passwd entry
+UNKNOWN_UID = 4242424  # no passwd entry
 UNKNOWN_GID = 4242425
 COUNTS = ("files", "dirs", "symlinks", "others", "apparent_bytes", "allocated_bytes")
 

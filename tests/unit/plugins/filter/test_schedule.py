@@ -17,12 +17,18 @@ def problems(jobs, **kw):
 
 
 def test_a_job_is_described_with_defaults_unit_and_command_line():
-    job, = schedule_jobs([GOOD], paths=PATHS, venv="/opt/v", default_timeout=99)
+    (job,) = schedule_jobs([GOOD], paths=PATHS, venv="/opt/v", default_timeout=99)
     assert job["calendar"] == "hourly" and job["cron"] == "" and job["vars"] == {}
     assert job["delay"] == "60" and job["timeout"] == 99 and job["state"] == "present"
     assert job["unit"] == "datasteward-disk_status" and job["problems"] == []
-    assert job["argv"] == ["/opt/v/bin/ansible-playbook", "-i", "/etc/datasteward/inventory.yml", "-e",
-                           "@/etc/datasteward/jobs/disk_status.json", "datasteward.storage.disk_status"]
+    assert job["argv"] == [
+        "/opt/v/bin/ansible-playbook",
+        "-i",
+        "/etc/datasteward/inventory.yml",
+        "-e",
+        "@/etc/datasteward/jobs/disk_status.json",
+        "datasteward.storage.disk_status",
+    ]
 
 
 def test_one_dict_is_one_job_and_the_filter_is_registered():
@@ -37,8 +43,7 @@ def test_controller_mode_removes_every_job_and_checks_only_names():
 
 
 def test_every_bad_job_of_a_call_is_named():
-    found = problems([GOOD, {"name": "Bad Name"}, {"name": "p", "playbook": "/tmp/x.yml", "calendar": "daily"},
-                      {"name": "s", "state": "gone"}, "not a dict"])
+    found = problems([GOOD, {"name": "Bad Name"}, {"name": "p", "playbook": "/tmp/x.yml", "calendar": "daily"}, {"name": "s", "state": "gone"}, "not a dict"])
     assert len(found) == 4
     assert "schedule_job needs a name of lower-case letters, digits, '_' and '-' (got 'Bad Name')" in found[0]
     assert "job p needs playbook as a collection FQCN" in found[1]
@@ -53,8 +58,7 @@ def test_delay_timeout_vars_and_calendar_are_checked():
 
 
 def test_cron_needs_five_fields_a_keyword_or_a_shorthand_calendar():
-    assert problems([dict(GOOD, cron="@daily"), dict(GOOD, name="b", cron="*/5 1 * * 1-5"),
-                     dict(GOOD, name="c")], backend="cron") == []
+    assert problems([dict(GOOD, cron="@daily"), dict(GOOD, name="b", cron="*/5 1 * * 1-5"), dict(GOOD, name="c")], backend="cron") == []
     found = problems([dict(GOOD, calendar="*-*-* 02:30:00")], backend="cron")
     assert len(found) == 1 and "schedule_job.cron must be five cron fields" in found[0]
     assert len(problems([dict(GOOD, cron="1 2 3; rm")], backend="cron")) == 1

@@ -85,9 +85,12 @@ def test_registry_keeps_names_losslessly(tmp_path):
     assert path_key(b"plain.dat") == "plain.dat" and path_key(b"bad\xff") == b"bad\xff"
     registry = Registry(str(tmp_path / "r.sqlite"))
     disk, dummy = registry.ensure_disk("P1", "/mnt/P1", "primary")
-    ids = registry.register_all([(b"bad\xff", 1, 0.0, "sha512", "d", [{"disk_id": disk["id"], "role": "primary", "path": b"bad\xff",
-                                                                      "verified_at": 1.0}]),
-                                 ("plain", 1, 0.0, "sha512", "e", [])])
+    ids = registry.register_all(
+        [
+            (b"bad\xff", 1, 0.0, "sha512", "d", [{"disk_id": disk["id"], "role": "primary", "path": b"bad\xff", "verified_at": 1.0}]),
+            ("plain", 1, 0.0, "sha512", "e", []),
+        ]
+    )
     assert registry.file(b"bad\xff")["id"] == ids[0] and registry.file("plain")["path"] == b"plain"
     assert registry.copies_of(ids[0])[0]["path"] == b"bad\xff"
     assert registry.file(b"bad\xfe") is None

@@ -55,8 +55,14 @@ def test_copy_two_targets_byte_for_byte(tmp_path):
     os.chmod(str(src), 0o640)
     os.utime(str(src), (1000000000, 1000000000))
     journal = Journal()
-    res = copier.copy_verified(str(tmp_path / "buf"), "d/e/f.dat", [(str(tmp_path / "p"), "d/e/f.dat"), (str(tmp_path / "b"), "d/e/f.dat")],
-                               "sha512", journal=journal, chunk_size=1024 * 1024)
+    res = copier.copy_verified(
+        str(tmp_path / "buf"),
+        "d/e/f.dat",
+        [(str(tmp_path / "p"), "d/e/f.dat"), (str(tmp_path / "b"), "d/e/f.dat")],
+        "sha512",
+        journal=journal,
+        chunk_size=1024 * 1024,
+    )
     assert res.digest == sha512sum(src)
     assert res.size == len(data)
     for root in ("p", "b"):
@@ -76,6 +82,7 @@ def test_algorithms(tmp_path, algorithm):
     res = copier.copy_verified(str(tmp_path / "s"), "x", [(str(tmp_path / "t"), "x")], algorithm)
     if algorithm == "blake3":
         from blake3 import blake3
+
         assert res.digest == blake3(data).hexdigest()
     else:
         assert res.digest == hashlib.new(algorithm, data).hexdigest()

@@ -62,17 +62,21 @@ def test_thresholds_grade_and_alert():
     assert fs["used_percent"] == 95 and fs["status"] == "critical"
     assert result["status"] == "critical"
     assert result["alerts"] == ["CRITICAL /mnt/with space (/dev/sdb1): 95% space used, 20.0 KiB available"]
-    relaxed = fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=stat, fstypes=["xfs"],
-                             thresholds=dict(warn_percent=96, critical_percent=99, inodes_warn_percent=40))
+    relaxed = fsu.disk_usage(
+        mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=stat, fstypes=["xfs"], thresholds=dict(warn_percent=96, critical_percent=99, inodes_warn_percent=40)
+    )
     assert relaxed["status"] == "warning"
     assert "50% inodes used" in relaxed["alerts"][0]
 
 
-@pytest.mark.parametrize("thresholds, message", [
-    (dict(warn_percent=101), "warn_percent must be between 0 and 100"),
-    (dict(inodes_critical_percent=-1), "inodes_critical_percent must be between 0 and 100"),
-    (dict(warn_percent=95, critical_percent=90), "warn_percent (95) must not be greater than critical_percent (90)"),
-])
+@pytest.mark.parametrize(
+    "thresholds, message",
+    [
+        (dict(warn_percent=101), "warn_percent must be between 0 and 100"),
+        (dict(inodes_critical_percent=-1), "inodes_critical_percent must be between 0 and 100"),
+        (dict(warn_percent=95, critical_percent=90), "warn_percent (95) must not be greater than critical_percent (90)"),
+    ],
+)
 def test_bad_thresholds_name_the_option(thresholds, message):
     with pytest.raises(fsu.FilesystemError) as exc:
         fsu.disk_usage(thresholds=thresholds)
@@ -83,14 +87,21 @@ def some_stat(path):
     return FakeStat(f_blocks=100, f_bfree=50, f_bavail=50, f_files=10, f_ffree=5)
 
 
-@pytest.mark.parametrize("filters, message", [
-    (dict(fstypes=["nosuchfs"]), "fstypes: no mounted file system has type nosuchfs (types mounted here: ext4, nfs4, tmpfs, xfs)"),
-    (dict(fstypes=["ext3", "btrfs"]), "fstypes: no mounted file system has type ext3 or btrfs (types mounted here: ext4, nfs4, tmpfs, xfs)"),
-    (dict(exclude_fstypes=["ext4", "nfs4", "tmpfs", "xfs"]),
-     "exclude_fstypes: ext4, nfs4, tmpfs, xfs excludes every mounted file system (types mounted here: ext4, nfs4, tmpfs, xfs)"),
-    (dict(fstypes=["xfs"], exclude_fstypes=["xfs"]),
-     "fstypes (xfs) and exclude_fstypes (xfs) together select no mounted file system (types mounted here: ext4, nfs4, tmpfs, xfs)"),
-])
+@pytest.mark.parametrize(
+    "filters, message",
+    [
+        (dict(fstypes=["nosuchfs"]), "fstypes: no mounted file system has type nosuchfs (types mounted here: ext4, nfs4, tmpfs, xfs)"),
+        (dict(fstypes=["ext3", "btrfs"]), "fstypes: no mounted file system has type ext3 or btrfs (types mounted here: ext4, nfs4, tmpfs, xfs)"),
+        (
+            dict(exclude_fstypes=["ext4", "nfs4", "tmpfs", "xfs"]),
+            "exclude_fstypes: ext4, nfs4, tmpfs, xfs excludes every mounted file system (types mounted here: ext4, nfs4, tmpfs, xfs)",
+        ),
+        (
+            dict(fstypes=["xfs"], exclude_fstypes=["xfs"]),
+            "fstypes (xfs) and exclude_fstypes (xfs) together select no mounted file system (types mounted here: ext4, nfs4, tmpfs, xfs)",
+        ),
+    ],
+)
 def test_filters_that_select_nothing_name_the_filter(filters, message):
     with pytest.raises(fsu.FilesystemError) as exc:
         fsu.disk_usage(mounts=fsu.parse_mountinfo(MOUNTINFO), statvfs=some_stat, **filters)
@@ -149,12 +160,15 @@ def test_blocking_statfs_is_abandoned_at_the_deadline():
 
 # --- against the real machine -------------------------------------------------
 
+
 def df_report(mount):
     """(size, used, avail, pcent, itotal, iused, ifree, ipcent) as df prints them for ``mount``."""
-    space = subprocess.run(["df", "-B1", "--output=size,used,avail,pcent", "--", mount],
-                           capture_output=True, text=True, check=True).stdout.splitlines()[1].split()
-    inodes = subprocess.run(["df", "--output=itotal,iused,iavail,ipcent", "--", mount],
-                            capture_output=True, text=True, check=True).stdout.splitlines()[1].split()
+    space = (
+        subprocess.run(["df", "-B1", "--output=size,used,avail,pcent", "--", mount], capture_output=True, text=True, check=True).stdout.splitlines()[1].split()
+    )
+    inodes = (
+        subprocess.run(["df", "--output=itotal,iused,iavail,ipcent", "--", mount], capture_output=True, text=True, check=True).stdout.splitlines()[1].split()
+    )
 
     def number(text):
         return None if text == "-" else int(text.rstrip("%"))
@@ -163,8 +177,16 @@ def df_report(mount):
 
 
 def ours(fs):
-    return (fs["total_bytes"], fs["used_bytes"], fs["available_bytes"], fs["used_percent"],
-            fs["inodes_total"], fs["inodes_used"], fs["inodes_available"], fs["inodes_used_percent"])
+    return (
+        fs["total_bytes"],
+        fs["used_bytes"],
+        fs["available_bytes"],
+        fs["used_percent"],
+        fs["inodes_total"],
+        fs["inodes_used"],
+        fs["inodes_available"],
+        fs["inodes_used_percent"],
+    )
 
 
 def test_equal_to_df_on_every_real_file_system():
@@ -188,7 +210,6 @@ def test_equal_to_df_on_every_real_file_system():
 
 def test_path_inside_a_mount_reports_its_file_system(tmp_path):
     (fs,) = fsu.disk_usage(paths=[str(tmp_path)])["filesystems"]
-    expected = subprocess.run(["df", "--output=target", str(tmp_path)], capture_output=True, text=True,
-                              check=True).stdout.splitlines()[1].strip()
+    expected = subprocess.run(["df", "--output=target", str(tmp_path)], capture_output=True, text=True, check=True).stdout.splitlines()[1].strip()
     assert fs["path"] == str(tmp_path)
     assert fs["mount"] == expected

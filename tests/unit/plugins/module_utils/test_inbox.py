@@ -193,10 +193,10 @@ def test_leftover_in_processing_is_resumed_and_temporaries_removed(layout):
     os.rename(os.path.join(layout.inbox, "foo-1"), layout.folder("processing", "foo-1"))
     dest = os.path.join(layout.study, "foo", "raw-upload")
     os.makedirs(dest)
-    with open(os.path.join(dest, "a"), "wb") as handle:   # delivered before the kill
+    with open(os.path.join(dest, "a"), "wb") as handle:  # delivered before the kill
         handle.write(b"1")
     temp = os.path.join(dest, copier.temp_name("b"))
-    with open(temp, "wb") as handle:                      # the copy in flight
+    with open(temp, "wb") as handle:  # the copy in flight
         handle.write(b"half")
     result = run(layout)
     assert result["resumed"] == ["foo-1"]
@@ -230,14 +230,17 @@ def test_keep_done_days_removes_old_done_entries(layout):
     assert layout.listing("done") == [] and os.path.isdir("/etc")
 
 
-@pytest.mark.parametrize("extra, words", [
-    ({"name_pattern": "(unclosed"}, "name_pattern"),
-    ({"dest": "/study/{nosuch}"}, "nosuch"),
-    ({"mode": "rw-r"}, "mode"),
-    ({"allowed": [{"dest": "*", "users": None, "groups": None, "require": "any"}]}, "allowed[0]"),
-    ({"path": "relative"}, "absolute"),
-    ({"settle_seconds": -1}, "settle_seconds"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({"name_pattern": "(unclosed"}, "name_pattern"),
+        ({"dest": "/study/{nosuch}"}, "nosuch"),
+        ({"mode": "rw-r"}, "mode"),
+        ({"allowed": [{"dest": "*", "users": None, "groups": None, "require": "any"}]}, "allowed[0]"),
+        ({"path": "relative"}, "absolute"),
+        ({"settle_seconds": -1}, "settle_seconds"),
+    ],
+)
 def test_bad_options_name_the_option(layout, extra, words):
     with pytest.raises(engine.InboxError) as failed:
         run(layout, **extra)

@@ -13,9 +13,9 @@ import time
 import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
-from ansible_collections.datasteward.storage.plugins.module_utils._jobs.audit import audit
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs import ingest
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.audit import audit
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, buffer_copy
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.db import Journal, Registry
 
@@ -36,8 +36,14 @@ def make_file(path, data):
 
 
 def run(tree, primary=("P1",), backup=None, **extra):
-    args = {"src": str(tree / "buffer"), "primary": [str(tree / p) for p in primary], "backup": backup or [str(tree / "B1")],
-            "registry": str(tree / "registry.sqlite"), "settle_seconds": 0, "require_mount": False}
+    args = {
+        "src": str(tree / "buffer"),
+        "primary": [str(tree / p) for p in primary],
+        "backup": backup or [str(tree / "B1")],
+        "registry": str(tree / "registry.sqlite"),
+        "settle_seconds": 0,
+        "require_mount": False,
+    }
     args.update(extra)
     return buffer_copy(**args)
 
@@ -131,8 +137,7 @@ def crash_after_rename(tree, relpath, primary):
     journal rows for both temporaries, verified final copies, no file row."""
     registry = Registry(str(tree / "registry.sqlite"))
     journal = Journal(registry)
-    copier.copy_verified(str(tree / "buffer"), relpath, [(str(tree / primary), relpath), (str(tree / "B1"), relpath)],
-                         journal=journal)
+    copier.copy_verified(str(tree / "buffer"), relpath, [(str(tree / primary), relpath), (str(tree / "B1"), relpath)], journal=journal)
     assert len(registry.pending()) == 2
     return registry
 
@@ -167,8 +172,9 @@ def test_orphan_of_an_unregistered_file_is_kept(tree):
         result, warnings = run(tree)
         assert (tree / "P1" / "a.dat").read_bytes() == b"a" * 1000 and (tree / "B1" / "a.dat").exists()
         assert result["stale_temporaries_removed"] == 0
-        assert sorted(warnings) == ["%s: verified copy left by an interrupted run, its file not registered yet; kept"
-                                    % (tree / disk / "a.dat") for disk in ("B1", "P1")]
+        assert sorted(warnings) == [
+            "%s: verified copy left by an interrupted run, its file not registered yet; kept" % (tree / disk / "a.dat") for disk in ("B1", "P1")
+        ]
         assert len(Registry(str(tree / "registry.sqlite")).pending()) == 2
 
 
@@ -231,8 +237,8 @@ def test_label_file_that_cannot_be_read_is_named(tree, kind):
     assert "no primary disk can take %s" % (tree / "buffer" / "a.dat") in str(info.value)
     assert "%s unusable: cannot read the disk label %s: it is not a regular file" % (tree / "P1", label) in str(info.value)
     assert info.value.result["disks_unusable"] == [
-        {"label": None, "mount_point": str(tree / "P1"), "role": "primary",
-         "reason": "cannot read the disk label %s: it is not a regular file" % label}]
+        {"label": None, "mount_point": str(tree / "P1"), "role": "primary", "reason": "cannot read the disk label %s: it is not a regular file" % label}
+    ]
     assert (tree / "buffer" / "a.dat").exists() and os.listdir(str(tree / "B1")) == []
     # The next disk of the set takes the file.
     result, warnings = run(tree, primary=("P1", "P2"))
@@ -249,8 +255,14 @@ def test_label_read_error_is_named(tree, monkeypatch):
 
     monkeypatch.setattr(os, "read", dead_disk)
     result, warnings = run(tree)  # nothing to copy: reported, the run is fine
-    assert result["disks_unusable"] == [{"label": None, "mount_point": str(tree / "P1"), "role": "primary",
-                                         "reason": "cannot read the disk label %s: Input/output error" % (tree / "P1" / ".datasteward-disk")}]
+    assert result["disks_unusable"] == [
+        {
+            "label": None,
+            "mount_point": str(tree / "P1"),
+            "role": "primary",
+            "reason": "cannot read the disk label %s: Input/output error" % (tree / "P1" / ".datasteward-disk"),
+        }
+    ]
 
 
 def test_io_error_on_a_target_takes_the_disk_out_and_the_next_disk_takes_over(tree, monkeypatch):
@@ -370,6 +382,7 @@ def failing_unlink(real_unlink, error):
         if os.fsdecode(path).startswith(copier.TEMP_PREFIX):
             raise error
         return real_unlink(path, *args, **kwargs)
+
     return unlink
 
 
@@ -382,8 +395,9 @@ def test_journal_keep_leaves_rows_of_temporaries_still_there(tree, monkeypatch):
     real_unlink = os.unlink
     monkeypatch.setattr(os, "unlink", failing_unlink(real_unlink, PermissionError(errno.EPERM, "Operation not permitted")))
     with pytest.raises(copier.VerifyFailed):
-        copier.copy_verified(str(tree / "buffer"), "a.dat", [(str(tree / "P1"), "a.dat"), (str(tree / "B1"), "a.dat")],
-                             expect_digest="0" * 128, journal=journal)
+        copier.copy_verified(
+            str(tree / "buffer"), "a.dat", [(str(tree / "P1"), "a.dat"), (str(tree / "B1"), "a.dat")], expect_digest="0" * 128, journal=journal
+        )
     assert journal.take() == [] and len(registry.pending()) == 2
     monkeypatch.setattr(os, "unlink", real_unlink)
     # ENOENT counts as gone: the rows of temporaries that vanished are dropped.
@@ -398,7 +412,7 @@ def test_check_mode_predicts_existing_targets_like_the_real_run(tree):
     make_file(tree / "buffer" / "same.dat", b"s" * 100)
     make_file(tree / "buffer" / "other.dat", b"o" * 100)
     make_file(tree / "buffer" / "new.dat", b"n" * 100)
-    (tree / "P1" / "same.dat").write_bytes(b"s" * 100)   # a crash's verified copy
+    (tree / "P1" / "same.dat").write_bytes(b"s" * 100)  # a crash's verified copy
     (tree / "B1" / "other.dat").write_bytes(b"x" * 100)  # someone else's data
     predicted, dummy = run(tree, check_mode=True)
     real, dummy = run(tree)
@@ -424,8 +438,7 @@ def test_buffer_scan_without_mounts(tmp_path):
     """The buffer scan through the one walker and the one match rule (the
     nested-tmpfs case is in tests/system/copy)."""
     root = tmp_path / "buf"
-    for rel, data in (("a.dat", b"1"), ("sub/b.dat", b"2"), ("sub/c.log", b"3"), ("sub/" + copier.temp_name("x.dat"), b"4"),
-                      ("skip/d.dat", b"5")):
+    for rel, data in (("a.dat", b"1"), ("sub/b.dat", b"2"), ("sub/c.log", b"3"), ("sub/" + copier.temp_name("x.dat"), b"4"), ("skip/d.dat", b"5")):
         make_file(root / rel, data)
     make_file(root / os.fsdecode(b"bad\xff.dat"), b"6")
     os.symlink(str(root / "a.dat"), str(root / "link.dat"))

@@ -31,9 +31,9 @@ RULES = [
     # with '/': the whole path relative to the root, anchored
     ("a/b", b"a/b", True, True),
     ("a/b", b"x/a/b", True, False),
-    ("a/b", b"a/b/c", False, True),           # below an excluded directory
+    ("a/b", b"a/b/c", False, True),  # below an excluded directory
     ("a/b", b"a/bc", False, False),
-    ("/tmp", b"tmp", True, True),             # a leading '/' is the root
+    ("/tmp", b"tmp", True, True),  # a leading '/' is the root
     ("/tmp", b"x/tmp", True, False),
     ("a/*.log", b"a/x.log", False, True),
     ("a/*.log", b"a/b/x.log", False, False),  # '*' does not cross '/'
@@ -48,8 +48,8 @@ RULES = [
     ("a/?", b"a/b", False, True),
     ("a/?", b"a/bb", False, False),
     ("a/[bc]", b"a/c", False, True),
-    ("a[/]b", b"a/b", False, False),         # a class never matches '/'
-    ("a/[", b"a/[", False, True),             # an unclosed '[' is literal
+    ("a[/]b", b"a/b", False, False),  # a class never matches '/'
+    ("a/[", b"a/[", False, True),  # an unclosed '[' is literal
     # a trailing '/' limits a pattern to directories
     ("build/", b"build", True, True),
     ("build/", b"build", False, False),
@@ -107,16 +107,19 @@ def test_several_excludes_are_one_rule():
     assert not match.excluded_entry(b"scratch", b"new", True)
 
 
-@pytest.mark.parametrize("bad, option, cause", [
-    ("", "excludes", "non-empty strings"),
-    (None, "excludes", "non-empty strings"),
-    (5, "excludes", "non-empty strings"),
-    ("/", "excludes", "the root itself"),
-    ("a/../b", "excludes", "'..' component"),
-    ("./a", "excludes", "'.' or '..'"),
-    ("a//b", "excludes", "empty component"),
-    ("a\0b", "excludes", "NUL"),
-])
+@pytest.mark.parametrize(
+    "bad, option, cause",
+    [
+        ("", "excludes", "non-empty strings"),
+        (None, "excludes", "non-empty strings"),
+        (5, "excludes", "non-empty strings"),
+        ("/", "excludes", "the root itself"),
+        ("a/../b", "excludes", "'..' component"),
+        ("./a", "excludes", "'.' or '..'"),
+        ("a//b", "excludes", "empty component"),
+        ("a\0b", "excludes", "NUL"),
+    ],
+)
 def test_bad_patterns_name_option_and_pattern(bad, option, cause):
     with pytest.raises(MatchError, match="^%s: " % option) as info:
         Match(excludes=[bad])

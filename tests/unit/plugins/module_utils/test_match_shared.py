@@ -16,8 +16,19 @@ from ansible_collections.datasteward.storage.plugins.module_utils._fs.match impo
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import scan
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import scan_buffer
 
-FILES = ["a.fits", "a.tmp", "night1/b.fits", "night1/b.tmp", "night1/cache/c.fits", "night2/cache/d.fits",
-         "night2/raw/e.dat", "night2/raw/deep/f.dat", "tmp/g.fits", "x/tmp/h.fits", b"caf\xe9/i.fits"]
+FILES = [
+    "a.fits",
+    "a.tmp",
+    "night1/b.fits",
+    "night1/b.tmp",
+    "night1/cache/c.fits",
+    "night2/cache/d.fits",
+    "night2/raw/e.dat",
+    "night2/raw/deep/f.dat",
+    "tmp/g.fits",
+    "x/tmp/h.fits",
+    b"caf\xe9/i.fits",
+]
 
 
 @pytest.fixture(name="buffer")
@@ -31,12 +42,23 @@ def buffer_fixture(tmp_path):
     return os.fsdecode(root)
 
 
-@pytest.mark.parametrize("excludes", [
-    [], ["*.tmp"], ["cache"], ["/tmp"], ["tmp"], ["night2/raw/**"], ["night*/cache/"], ["caf*"], ["*.fits", "raw"],
-])
+@pytest.mark.parametrize(
+    "excludes",
+    [
+        [],
+        ["*.tmp"],
+        ["cache"],
+        ["/tmp"],
+        ["tmp"],
+        ["night2/raw/**"],
+        ["night*/cache/"],
+        ["caf*"],
+        ["*.fits", "raw"],
+    ],
+)
 def test_same_excludes_select_the_same_files(buffer, excludes):
     usage = scan([buffer], excludes=excludes, top=100, workers=1)
-    by_scan = sorted(f["path"][len(buffer) + 1:] for user in usage["users"] for f in user["largest"])
+    by_scan = sorted(f["path"][len(buffer) + 1 :] for user in usage["users"] for f in user["largest"])
     by_ingest = sorted(os.fsdecode(relpath) for relpath, _st in scan_buffer(buffer, Match(excludes=excludes), []))
     by_ingest = [path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for path in by_ingest]
     assert by_scan == by_ingest

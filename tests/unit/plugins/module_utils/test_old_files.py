@@ -35,10 +35,27 @@ def put(root, rel, data=b"x", age_days=None):
 
 
 def opts(root, **kwargs):
-    params = dict(path=str(root), age="30d", age_stamp="mtime", min_size="0", owners=None, exclude_owners=[],
-                  excludes=[], protect=[], state="reported", dest=None, host_folder="node1", order="largest",
-                  max_files=None, max_bytes=None, free_bytes=None, manifest_dir=str(root) + ".manifests",
-                  manifest=None, remove_empty_dirs=False, max_listed=1000)
+    params = dict(
+        path=str(root),
+        age="30d",
+        age_stamp="mtime",
+        min_size="0",
+        owners=None,
+        exclude_owners=[],
+        excludes=[],
+        protect=[],
+        state="reported",
+        dest=None,
+        host_folder="node1",
+        order="largest",
+        max_files=None,
+        max_bytes=None,
+        free_bytes=None,
+        manifest_dir=str(root) + ".manifests",
+        manifest=None,
+        remove_empty_dirs=False,
+        max_listed=1000,
+    )
     params.update(kwargs)
     return job.options_from_params(params)
 
@@ -72,8 +89,7 @@ def tree(tmp_path):
 def test_reported_lists_old_files_largest_first_and_changes_nothing(tree):
     before = listing(tree)
     result = job.run(opts(tree))
-    assert [f["path"] for f in result["files"]] == [str(tree / p) for p in
-                                                    ("bob/run/big.h5", "alice/old.dat", "keep/ref.dat", "bob/run/small.log")]
+    assert [f["path"] for f in result["files"]] == [str(tree / p) for p in ("bob/run/big.h5", "alice/old.dat", "keep/ref.dat", "bob/run/small.log")]
     assert result["changed"] is False and result["manifest"] is None
     assert result["totals"]["files"] == 4 and result["totals"]["bytes"] == 9000 + 3000 + 10 + 10
     assert listing(tree) == before
@@ -84,7 +100,7 @@ def test_orders_and_filters(tree):
     oldest = job.run(opts(tree, order="oldest"))
     assert oldest["files"][0]["path"].endswith("keep/ref.dat")
     by_path = job.run(opts(tree, order="path", min_size="1K"))
-    assert [f["path"][len(str(tree)) + 1:] for f in by_path["files"]] == ["alice/old.dat", "bob/run/big.h5"]
+    assert [f["path"][len(str(tree)) + 1 :] for f in by_path["files"]] == ["alice/old.dat", "bob/run/big.h5"]
     assert job.run(opts(tree, age="90d", excludes=["run"]))["totals"]["files"] == 2
     assert job.run(opts(tree, owners=[str(os.getuid())]))["totals"]["files"] == 4
     assert job.run(opts(tree, exclude_owners=[str(os.getuid())]))["totals"]["files"] == 0

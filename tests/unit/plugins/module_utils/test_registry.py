@@ -79,8 +79,10 @@ def test_register_is_one_transaction(tmp_path):
     b, dummy = reg.ensure_disk("B01", "/mnt/B01", "backup")
     now = time.time()
     name = "it's \"odd\"; DROP TABLE files; --.dat"
-    copies = [{"disk_id": p["id"], "role": "primary", "path": name, "verified_at": now},
-              {"disk_id": b["id"], "role": "backup", "path": name, "verified_at": now}]
+    copies = [
+        {"disk_id": p["id"], "role": "primary", "path": name, "verified_at": now},
+        {"disk_id": b["id"], "role": "backup", "path": name, "verified_at": now},
+    ]
     pid = reg.pending_add("/mnt/P01", ".dstmp.x.1")
     file_id = reg.register(name, 10, 1.5, "sha512", "ab" * 64, copies, [pid])
     assert reg.file(name)["digest"] == "ab" * 64

@@ -43,10 +43,21 @@ def _comparable(result):
 
 # ----------------------------------------------------------------- options
 
-@pytest.mark.parametrize("text, seconds", [
-    ("90d", 90 * 86400), ("12h", 43200), ("2w", 14 * 86400), ("30m", 1800), ("45s", 45),
-    ("3600", 3600), (" 7D ", 7 * 86400), (0, 0), (120, 120),
-])
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("90d", 90 * 86400),
+        ("12h", 43200),
+        ("2w", 14 * 86400),
+        ("30m", 1800),
+        ("45s", 45),
+        ("3600", 3600),
+        (" 7D ", 7 * 86400),
+        (0, 0),
+        (120, 120),
+    ],
+)
 def test_parse_age(text, seconds):
     assert parse_age(text) == seconds
 
@@ -57,16 +68,19 @@ def test_parse_age_rejects(text):
         parse_age(text)
 
 
-@pytest.mark.parametrize("kwargs, option", [
-    (dict(age_stamp="birth"), "age_stamp"),
-    (dict(top=-1), "top"),
-    (dict(depth=-1), "depth"),
-    (dict(workers=0), "workers"),
-    (dict(shard_count=0), "shard_count"),
-    (dict(shard_index=3, shard_count=3), "shard_index"),
-    (dict(shard_index=-1, shard_count=2), "shard_index"),
-    (dict(excludes=[""]), "excludes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        (dict(age_stamp="birth"), "age_stamp"),
+        (dict(top=-1), "top"),
+        (dict(depth=-1), "depth"),
+        (dict(workers=0), "workers"),
+        (dict(shard_count=0), "shard_count"),
+        (dict(shard_index=3, shard_count=3), "shard_index"),
+        (dict(shard_index=-1, shard_count=2), "shard_index"),
+        (dict(excludes=[""]), "excludes"),
+    ],
+)
 def test_bad_options_name_the_option(tmp_path, kwargs, option):
     with pytest.raises(ScanError, match="^%s: " % option):
         scan([str(tmp_path)], **kwargs)
@@ -78,6 +92,7 @@ def test_missing_root_names_the_path(tmp_path):
 
 
 # ------------------------------------------------------- du and find agree
+
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_totals_match_du(tree, workers):
@@ -150,6 +165,7 @@ def test_python_stdlib_matches_du():
 
 # ------------------------------------------------------ workers and shards
 
+
 def test_workers_agree(tmp_path, monkeypatch):
     root = _big_tree(tmp_path)
     # Look at the "a worker is idle" flag after every entry, so the tasks are
@@ -171,8 +187,7 @@ def test_shards_add_up_exactly(tree, shard_count, monkeypatch):
     _big_tree(root, dirs=10, files=20)
     monkeypatch.setattr(_scanner, "_PRESCAN", 50)  # and the workers take over
     whole = scan([root], depth=2, top=3, workers=2)
-    parts = [scan([root], depth=2, top=3, workers=2, shard_index=i, shard_count=shard_count)
-             for i in range(shard_count)]
+    parts = [scan([root], depth=2, top=3, workers=2, shard_index=i, shard_count=shard_count) for i in range(shard_count)]
     assert all(part["totals"]["entries"] < whole["totals"]["entries"] for part in parts)
     for section, key in (("users", "uid"), ("groups", "gid"), ("directories", "path")):
         summed = {}
@@ -240,12 +255,14 @@ def test_tree_removed_during_scan_is_not_fatal(tmp_path):
         if result is not None:
             totals = result["totals"]
             assert totals["errors"] == totals["vanished"] + totals["unreadable"] + len(
-                [e for e in result["errors"] if not e["error"].startswith(("vanished", "unreadable"))])
+                [e for e in result["errors"] if not e["error"].startswith(("vanished", "unreadable"))]
+            )
             assert totals["files"] <= 30 * 100 + 30
         root = _big_tree(tmp_path / str(_attempt), dirs=30, files=100)
 
 
 # ------------------------------------------- depth, roots, bounds (issue 8)
+
 
 @pytest.fixture(name="deep")
 def deep_fixture(tmp_path):
@@ -278,8 +295,7 @@ def test_root_through_a_symlinked_parent_is_counted_once(tmp_path):
     result = scan([str(t5), str(t5 / "link" / "sub")], workers=1)
     assert result["totals"]["apparent_bytes"] == du_bytes([str(t5)], apparent=True)
     assert result["totals"]["allocated_bytes"] == du_bytes([str(t5)], apparent=False)
-    assert result["roots"][1] == {"path": str(t5 / "link" / "sub"), "real_path": str(t5 / "real" / "sub"),
-                                  "counted_in": str(t5)}
+    assert result["roots"][1] == {"path": str(t5 / "link" / "sub"), "real_path": str(t5 / "real" / "sub"), "counted_in": str(t5)}
     paths = [d["path"] for d in result["directories"]]
     assert len(paths) == len(set(paths)) and all(d["depth"] <= 1 for d in result["directories"])
 

@@ -97,8 +97,7 @@ def test_single_drive_reports_what_pysmart_recorded(tmp_path, name):
     smartctl = fake_smartctl.install(tmp_path, folder, state_dir=tmp_path)
     facts = read_one(folder, smartctl)
 
-    for ours, theirs in (("model", "model"), ("serial", "serial"), ("firmware", "firmware"),
-                         ("assessment", "assessment"), ("temperature_c", "temperature")):
+    for ours, theirs in (("model", "model"), ("serial", "serial"), ("firmware", "firmware"), ("assessment", "assessment"), ("temperature_c", "temperature")):
         assert facts[ours] == expected.get(theirs), ours
     assert facts["capacity_bytes"] == (expected.get("size") or None)
     assert facts["exit_status"] == 0
@@ -145,6 +144,7 @@ def test_listing_with_a_git_symlink_stand_in_is_followed(tmp_path):
 
 # --------------------------------------------------------------------------
 # failing drives: edited copies of real recordings
+
 
 def test_reallocated_sectors_warn(tmp_path):
     folder, smartctl = copy_fixture(tmp_path, "sata_hdd_0_issue42")
@@ -221,8 +221,7 @@ def test_scsi_grown_defects_warn(tmp_path):
 
 def test_attribute_failing_now_and_in_the_past(tmp_path):
     folder, smartctl = copy_fixture(tmp_path, "sata_hdd_0_issue42")
-    edit(folder, r"^(  5 Reallocated_Sector_Ct\s+0x0033\s+)100(\s+)100(\s+010\s+Pre-fail\s+Always\s+)-(\s+)0$",
-         r"\g<1>005\g<2>005\g<3>FAILING_NOW\g<4>1900")
+    edit(folder, r"^(  5 Reallocated_Sector_Ct\s+0x0033\s+)100(\s+)100(\s+010\s+Pre-fail\s+Always\s+)-(\s+)0$", r"\g<1>005\g<2>005\g<3>FAILING_NOW\g<4>1900")
     facts = read_one(folder, smartctl)
     assert facts["health"] == "failing"
     assert "attribute Reallocated_Sector_Ct (5) is failing now: value 5, threshold 10" in facts["reasons"]
@@ -235,11 +234,14 @@ def test_attribute_failing_now_and_in_the_past(tmp_path):
     assert facts["reasons"] == ["attribute Spin_Up_Time (3) failed in the past: worst 89, threshold 0"]
 
 
-@pytest.mark.parametrize("value, health, reason", [
-    ("0x04", "failing", "NVMe critical warning 0x04: NVM subsystem reliability has been degraded due to significant media related errors"),
-    ("0x08", "failing", "NVMe critical warning 0x08: media has been placed in read only mode"),
-    ("0x02", "warning", "NVMe critical warning 0x02: temperature is above an over-temperature threshold or below an under-temperature threshold"),
-])
+@pytest.mark.parametrize(
+    "value, health, reason",
+    [
+        ("0x04", "failing", "NVMe critical warning 0x04: NVM subsystem reliability has been degraded due to significant media related errors"),
+        ("0x08", "failing", "NVMe critical warning 0x08: media has been placed in read only mode"),
+        ("0x02", "warning", "NVMe critical warning 0x02: temperature is above an over-temperature threshold or below an under-temperature threshold"),
+    ],
+)
 def test_nvme_critical_warning(tmp_path, value, health, reason):
     folder, smartctl = copy_fixture(tmp_path, "nvme_1_issue_37")
     edit(folder, r"^Critical Warning:(\s+)0x00", r"Critical Warning:\g<1>" + value)
@@ -272,8 +274,10 @@ def test_sata_ssd_wear(tmp_path):
     edit(folder, r"^(177 Wear_Leveling_Count\s+\S+\s+)100(\s+)100", r"\g<1>007\g<2>007")
     facts = read_one(folder, smartctl)
     assert facts["is_ssd"] is True
-    assert (facts["health"], facts["reasons"]) == ("warning", [
-        "SSD wear: attribute Wear_Leveling_Count (177) is at 7, about 93% of the rated life used, over the wear limit 90%"])
+    assert (facts["health"], facts["reasons"]) == (
+        "warning",
+        ["SSD wear: attribute Wear_Leveling_Count (177) is at 7, about 93% of the rated life used, over the wear limit 90%"],
+    )
     assert read_one(folder, smartctl, limits={"wear_limit": 95})["health"] == "ok"
 
 
@@ -288,8 +292,11 @@ def test_temperature_limits(tmp_path):
 
 def test_failed_self_test_warns(tmp_path):
     folder, smartctl = copy_fixture(tmp_path, "sata_hdd_0_issue42")
-    edit(folder, r"^# 1  Extended offline    Self-test routine in progress 30%       252         -",
-         "# 1  Extended offline    Completed: read failure       90%       252         123456789")
+    edit(
+        folder,
+        r"^# 1  Extended offline    Self-test routine in progress 30%       252         -",
+        "# 1  Extended offline    Completed: read failure       90%       252         123456789",
+    )
     facts = read_one(folder, smartctl)
     assert facts["health"] == "warning"
     assert facts["reasons"] == ["last self-test (Extended offline at 252 h) did not pass: Completed: read failure"]
@@ -297,6 +304,7 @@ def test_failed_self_test_warns(tmp_path):
 
 # --------------------------------------------------------------------------
 # unreadable drives, standby, scanning
+
 
 def test_one_unreadable_device_does_not_hide_the_others(tmp_path):
     folder, smartctl = copy_fixture(tmp_path, "sata_hdd_0_issue42")
@@ -344,14 +352,18 @@ def test_scan_failure_is_an_error(tmp_path):
 
 
 def test_parse_scan_skips_open_failures():
-    lines = ["/dev/sda -d sat # /dev/sda [SAT], ATA device",
-             "# /dev/sdb -d scsi # /dev/sdb, SCSI device open failed: Permission denied",
-             "/dev/bus/0 -d megaraid,16 # /dev/bus/0 [megaraid_disk_16], SCSI device", ""]
+    lines = [
+        "/dev/sda -d sat # /dev/sda [SAT], ATA device",
+        "# /dev/sdb -d scsi # /dev/sdb, SCSI device open failed: Permission denied",
+        "/dev/bus/0 -d megaraid,16 # /dev/bus/0 [megaraid_disk_16], SCSI device",
+        "",
+    ]
     assert _smart.parse_scan(lines) == [{"name": "/dev/sda", "interface": "sat"}, {"name": "/dev/bus/0", "interface": "megaraid,16"}]
 
 
 # --------------------------------------------------------------------------
 # disk map
+
 
 def test_disk_map_labels_missing_and_unmapped(tmp_path):
     folder, smartctl = copy_fixture(tmp_path, "sata_hdd_0_issue42")
@@ -388,6 +400,7 @@ def test_bad_disk_map_names_the_line(tmp_path):
 # --------------------------------------------------------------------------
 # input checks and smartctl lookup
 
+
 def test_bad_interface_names_the_device():
     with pytest.raises(_smart.SmartError, match=r"devices\[1\] \(/dev/sdb\): interface 'bogus' is not a smartctl device type"):
         _smart.check_devices([{"name": "/dev/sda"}, {"name": "/dev/sdb", "interface": "bogus"}])
@@ -395,13 +408,16 @@ def test_bad_interface_names_the_device():
         _smart.check_devices([{"name": " "}])
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"attribute": "5", "raw": 1}, r"acknowledge\[0\]: give serial \(preferred\) or device"),
-    ({"serial": "X", "raw": 1}, r"acknowledge\[0\]: attribute is required"),
-    ({"serial": "X", "attribute": "5"}, r"acknowledge\[0\]: raw \(the acknowledged raw value\) is required"),
-    ({"serial": "X", "attribute": "5", "raw": "many"}, r"acknowledge\[0\]: raw must be an integer"),
-    ({"serial": "X", "attribute": "5", "raw": -1}, r"acknowledge\[0\]: raw must not be negative"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"attribute": "5", "raw": 1}, r"acknowledge\[0\]: give serial \(preferred\) or device"),
+        ({"serial": "X", "raw": 1}, r"acknowledge\[0\]: attribute is required"),
+        ({"serial": "X", "attribute": "5"}, r"acknowledge\[0\]: raw \(the acknowledged raw value\) is required"),
+        ({"serial": "X", "attribute": "5", "raw": "many"}, r"acknowledge\[0\]: raw must be an integer"),
+        ({"serial": "X", "attribute": "5", "raw": -1}, r"acknowledge\[0\]: raw must not be negative"),
+    ],
+)
 def test_bad_acknowledge_names_the_entry(entry, message):
     with pytest.raises(_smart.SmartError, match=message):
         _smart.check_acknowledge([entry])
@@ -423,18 +439,20 @@ def test_require_root_names_the_module_and_uid():
     _smart.require_root("smart_info", euid=0)
     with pytest.raises(_smart.SmartError) as caught:
         _smart.require_root("smart_selftest", euid=65534)
-    assert str(caught.value) == ("smart_selftest must run as root (become: true): smartctl needs raw access to the drives; "
-                                 "running as uid 65534")
+    assert str(caught.value) == ("smart_selftest must run as root (become: true): smartctl needs raw access to the drives; running as uid 65534")
 
 
 def test_decode_exit_status():
     assert _smart.decode_exit_status(0) == []
-    assert _smart.decode_exit_status(0xC0) == ["bit 6: the device error log contains records of errors",
-                                               "bit 7: the device self-test log contains records of errors"]
+    assert _smart.decode_exit_status(0xC0) == [
+        "bit 6: the device error log contains records of errors",
+        "bit 7: the device self-test log contains records of errors",
+    ]
 
 
 # --------------------------------------------------------------------------
 # self-tests
+
 
 @pytest.mark.parametrize("name", ["sat_ssd_0_issue_65", "nvme_1_issue_37", "sas_hdd_0_issue_51"])
 def test_selftest_check_mode_start_and_rerun(tmp_path, name):
@@ -512,6 +530,7 @@ def test_selftest_bad_test_type():
 
 # --------------------------------------------------------------------------
 # the real smartctl, where installed: the fake's wording is smartctl's
+
 
 def test_real_smartctl_on_a_missing_device():
     real = shutil.which("smartctl") or next((p for p in ("/usr/sbin/smartctl", "/sbin/smartctl") if os.path.exists(p)), None)

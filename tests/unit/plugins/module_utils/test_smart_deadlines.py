@@ -61,8 +61,10 @@ def test_wedged_drives_are_reported_and_the_others_read(tmp_path, no_fake_left):
     assert [item["name"] for item in result["devices"]] == [item["name"] for item in DRIVES.values()]
     for name in ("/dev/sdau", "/dev/sdc"):
         assert (drives[name]["health"], drives[name]["timed_out"]) == ("unknown", True)
-        assert drives[name]["reasons"] == ["smartctl did not answer within %g s for %s (smartctl -d %s --all %s was killed): "
-                                           "a wedged drive or controller?" % (timeout, name, drives[name]["interface"], name)]
+        assert drives[name]["reasons"] == [
+            "smartctl did not answer within %g s for %s (smartctl -d %s --all %s was killed): "
+            "a wedged drive or controller?" % (timeout, name, drives[name]["interface"], name)
+        ]
         assert drives[name]["exit_status"] is None
     for name in ("/dev/sda", "/dev/nvme0"):
         assert (drives[name]["health"], drives[name]["timed_out"]) == ("ok", False)
@@ -84,10 +86,15 @@ def test_a_wedged_drive_blocking_the_scan(tmp_path, no_fake_left):
     assert drives["/dev/sdau"]["reasons"][0].startswith("smartctl did not answer within 3 s for /dev/sdau (smartctl -d test /dev/sdau")
     # the types smartctl --scan guessed from the names (scsi) were detected again when each drive was read
     assert [(name, drives[name]["interface"], drives[name]["health"]) for name in ("/dev/sda", "/dev/nvme0", "/dev/sdc")] == [
-        ("/dev/sda", "sat", "ok"), ("/dev/nvme0", "nvme", "ok"), ("/dev/sdc", "scsi", "ok")]
-    assert result["warnings"] == ["smartctl --scan-open did not answer within 3 s (it opens every drive: one that hangs blocks it); "
-                                  "the drives were listed with smartctl --scan, which opens none, and each was read with its device "
-                                  "type detected (-d test)"]
+        ("/dev/sda", "sat", "ok"),
+        ("/dev/nvme0", "nvme", "ok"),
+        ("/dev/sdc", "scsi", "ok"),
+    ]
+    assert result["warnings"] == [
+        "smartctl --scan-open did not answer within 3 s (it opens every drive: one that hangs blocks it); "
+        "the drives were listed with smartctl --scan, which opens none, and each was read with its device "
+        "type detected (-d test)"
+    ]
     assert fake_smartctl.running_fakes(smartctl) == []
 
 
@@ -97,8 +104,9 @@ def test_selftests_start_on_the_others(tmp_path, no_fake_left):
     result = _smart.start_selftests(smartctl, list(DRIVES.values()), "short", timeout=TIMEOUT)
     drives = by_name(result["devices"])
     assert drives["/dev/nvme0"]["state"] == "failed" and drives["/dev/nvme0"]["timed_out"] is True
-    assert drives["/dev/nvme0"]["message"] == ("smartctl did not answer within 3 s for /dev/nvme0 (smartctl -d nvme --all /dev/nvme0 "
-                                               "was killed): a wedged drive or controller?")
+    assert drives["/dev/nvme0"]["message"] == (
+        "smartctl did not answer within 3 s for /dev/nvme0 (smartctl -d nvme --all /dev/nvme0 was killed): a wedged drive or controller?"
+    )
     assert [drives[name]["state"] for name in ("/dev/sdau", "/dev/sda", "/dev/sdc")] == ["running", "started", "started"]
     assert result["failed"] == [drives["/dev/nvme0"]] and result["changed"] is True
     assert fake_smartctl.running_fakes(smartctl) == []
@@ -111,8 +119,10 @@ def test_selftest_start_that_hangs(tmp_path, no_fake_left):
     result = _smart.start_selftests(smartctl, [DRIVES["sat_ssd_0_issue_65"], DRIVES["nvme_1_issue_37"]], "short", timeout=TIMEOUT)
     drive, other = result["devices"]
     assert (drive["state"], drive["timed_out"], drive["changed"], drive["serial"]) == ("failed", True, False, "30087840294")
-    assert drive["message"] == ("smartctl did not answer within 3 s for /dev/sda (smartctl -d sat -t short /dev/sda was killed): "
-                                "a wedged drive or controller?; the test may or may not have started: read the drive with smart_info later")
+    assert drive["message"] == (
+        "smartctl did not answer within 3 s for /dev/sda (smartctl -d sat -t short /dev/sda was killed): "
+        "a wedged drive or controller?; the test may or may not have started: read the drive with smart_info later"
+    )
     assert (other["state"], result["changed"]) == ("started", True)
     assert fake_smartctl.running_fakes(smartctl) == []
 
@@ -134,15 +144,14 @@ def test_deadline_is_per_drive_not_per_call(tmp_path):
     assert len(made) <= 2, made
     # a call that found no time left was never started: the reason does not say it was killed
     facts, device = _smart.read_device(smartctl, "/dev/sda", None, run_command=slow, timeout=0.2)
-    assert facts["unread"] == ("smartctl did not answer within 0.2 s for /dev/sda (smartctl -d test /dev/sda was killed): "
-                               "a wedged drive or controller?")
+    assert facts["unread"] == ("smartctl did not answer within 0.2 s for /dev/sda (smartctl -d test /dev/sda was killed): a wedged drive or controller?")
     recording = _smart.RecordingSmartctl(smartctl, slow, timeout=0.001)
     time.sleep(0.01)
     with pytest.raises(_smart.CommandTimeout) as caught:
         recording.generic_call(["-d", "test", "/dev/sda"])
     assert _smart.timeout_reason("/dev/sda", caught.value) == (
-        "smartctl did not answer within 0.001 s for /dev/sda (no time was left for smartctl -d test /dev/sda): "
-        "a wedged drive or controller?")
+        "smartctl did not answer within 0.001 s for /dev/sda (no time was left for smartctl -d test /dev/sda): a wedged drive or controller?"
+    )
 
 
 @pytest.mark.parametrize("timeout", [0, -1])
@@ -157,12 +166,17 @@ def test_fake_answers_scan_and_type_detection_in_smartctls_words(tmp_path):
     """What the fake says where the recordings stop (--scan, -d test), checked against real recordings of both."""
     smartctl = station(tmp_path, [])
     rc, out, dummy = _smart.run_smartctl([smartctl, "--scan"], 10)
-    assert (rc, out.decode().splitlines()) == (0, [
-        "/dev/sdau -d scsi # /dev/sdau, SCSI device", "/dev/sda -d scsi # /dev/sda, SCSI device",
-        "/dev/nvme0 -d nvme # /dev/nvme0, NVMe device", "/dev/sdc -d scsi # /dev/sdc, SCSI device"])
+    assert (rc, out.decode().splitlines()) == (
+        0,
+        [
+            "/dev/sdau -d scsi # /dev/sdau, SCSI device",
+            "/dev/sda -d scsi # /dev/sda, SCSI device",
+            "/dev/nvme0 -d nvme # /dev/nvme0, NVMe device",
+            "/dev/sdc -d scsi # /dev/sdc, SCSI device",
+        ],
+    )
     rc, out, dummy = _smart.run_smartctl([smartctl, "-d", "test", "/dev/sdau"], 10)
-    assert out.decode().splitlines()[-2:] == ["/dev/sdau: Device of type 'ata' [ATA] detected",
-                                              "/dev/sdau: Device of type 'ata' [ATA] opened"]
+    assert out.decode().splitlines()[-2:] == ["/dev/sdau: Device of type 'ata' [ATA] detected", "/dev/sdau: Device of type 'ata' [ATA] opened"]
     # the recorded one is replayed as it is
     with open(os.path.join(SINGLE, "sat_ssd_0_issue_65", "_-d_test__dev_sda"), "rb") as handle:
         assert _smart.run_smartctl([smartctl, "-d", "test", "/dev/sda"], 10)[1] == handle.read()

@@ -18,10 +18,16 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import (
-    WalkError, display, walk, walk_dirs,
+    WalkError,
+    display,
+    walk,
+    walk_dirs,
 )
 from ansible_collections.datasteward.storage.tests.unit.utils.deep_tree import (
-    deep_tree, du_apparent, find_count_and_bytes, remove_tree,
+    deep_tree,
+    du_apparent,
+    find_count_and_bytes,
+    remove_tree,
 )
 
 
@@ -57,8 +63,7 @@ def _paths(root, **kwargs):
 
 def test_walk_yields_every_entry_once_relative_to_root(tmp_path):
     root = _tree(tmp_path)
-    assert _paths(root) == [b"", b"a", b"a/b", b"a/b/two.dat", b"a/one.tmp", b"c", b"c/three", b"c/to-a",
-                            b"loop", b"to-outside", b"top.txt"]
+    assert _paths(root) == [b"", b"a", b"a/b", b"a/b/two.dat", b"a/one.tmp", b"c", b"c/three", b"c/to-a", b"loop", b"to-outside", b"top.txt"]
 
 
 def test_symlinks_are_entries_never_followed(tmp_path):
@@ -98,8 +103,7 @@ def test_walk_dirs_hands_out_a_directory_at_a_time(tmp_path):
     for directory in walk_dirs(root):
         assert os.path.samestat(os.fstat(directory.fd), directory.st)
         seen[directory.relpath] = sorted(name for name, _st in directory.entries)
-    assert seen == {b"": [b"a", b"c", b"loop", b"to-outside", b"top.txt"], b"a": [b"b", b"one.tmp"],
-                    b"a/b": [b"two.dat"], b"c": [b"three", b"to-a"]}
+    assert seen == {b"": [b"a", b"c", b"loop", b"to-outside", b"top.txt"], b"a": [b"b", b"one.tmp"], b"a/b": [b"two.dat"], b"c": [b"three", b"to-a"]}
 
 
 def test_stream_gives_the_same_entries_as_entries(tmp_path):
@@ -115,6 +119,7 @@ def test_directories_not_read_by_the_consumer_are_still_walked(tmp_path):
 
 
 # ----------------------------------------------------------------- depth
+
 
 def test_3000_levels_match_find_and_du_with_few_descriptors(deep):
     root = deep
@@ -144,7 +149,7 @@ def test_3000_levels_match_find_and_du_with_few_descriptors(deep):
 def test_path_longer_than_8000_bytes(deep):
     root = deep
     name = b"n" * 200
-    deep_tree(root, 45, name=name)   # 45 * 201 bytes: past 8,000 and PATH_MAX
+    deep_tree(root, 45, name=name)  # 45 * 201 bytes: past 8,000 and PATH_MAX
     longest = max(entry.relpath for entry in walk(root))
     assert len(longest) > 8000
     count, size = find_count_and_bytes(root)
@@ -176,8 +181,7 @@ def test_post_order_leaving_comes_after_the_contents(tmp_path):
     order = [(e.relpath, e.leaving) for e in walk(root, post_order=True)]
     for directory in (b"", b"a", b"a/b", b"c"):
         leaving = order.index((directory, True))
-        inside = [i for i, (path, _l) in enumerate(order) if path.startswith(directory + b"/" if directory else b"")
-                  and path != directory]
+        inside = [i for i, (path, _l) in enumerate(order) if path.startswith(directory + b"/" if directory else b"") and path != directory]
         assert max(inside) < leaving
         assert order.index((directory, False)) < leaving
     assert order[-1] == (b"", True)
@@ -191,6 +195,7 @@ def test_post_order_leaving_comes_after_the_contents(tmp_path):
 
 # ----------------------------------------------------------------- names
 
+
 def test_non_utf8_names_are_bytes_and_reported(tmp_path):
     root = os.fsencode(str(tmp_path / "odd"))
     os.makedirs(root + b"/caf\xe9")
@@ -201,8 +206,7 @@ def test_non_utf8_names_are_bytes_and_reported(tmp_path):
     with walk(root) as walker:
         paths = sorted(entry.relpath for entry in walker)
     assert paths == [b"", b"caf\xe9", b"caf\xe9/\xff\xfe", b"new\nline"]
-    assert sorted((i.relpath, i.kind) for i in walker.issues) == [(b"caf\xe9", "non_utf8"),
-                                                                  (b"caf\xe9/\xff\xfe", "non_utf8")]
+    assert sorted((i.relpath, i.kind) for i in walker.issues) == [(b"caf\xe9", "non_utf8"), (b"caf\xe9/\xff\xfe", "non_utf8")]
     assert not any(issue.is_error for issue in walker.issues)
     assert display(b"caf\xe9/\xff") == "caf\\xe9/\\xff"
     assert display(os.fsdecode(b"caf\xe9")) == "caf\\xe9"
@@ -210,6 +214,7 @@ def test_non_utf8_names_are_bytes_and_reported(tmp_path):
 
 
 # ----------------------------------------------------------------- changes while walking
+
 
 def test_vanished_directory_is_reported_and_the_rest_walked(tmp_path):
     root = _tree(tmp_path)
@@ -297,6 +302,7 @@ def test_swap_above_a_closed_descriptor_is_detected_on_reopen(tmp_path, deep):
 
 # ----------------------------------------------------------------- options
 
+
 def test_prune_on_entry_and_on_directory(tmp_path):
     root = _tree(tmp_path)
     paths = []
@@ -324,8 +330,7 @@ def test_excluded_entries_are_not_yielded_nor_descended(tmp_path):
     root = _tree(tmp_path)
     match = Match(excludes=["*.tmp", "a/b", "loop"])
     assert _paths(root, match=match) == [b"", b"a", b"c", b"c/three", b"c/to-a", b"to-outside", b"top.txt"]
-    assert _paths(root, match=Match(excludes=["/c"])) == [b"", b"a", b"a/b", b"a/b/two.dat", b"a/one.tmp",
-                                                          b"loop", b"to-outside", b"top.txt"]
+    assert _paths(root, match=Match(excludes=["/c"])) == [b"", b"a", b"a/b", b"a/b/two.dat", b"a/one.tmp", b"loop", b"to-outside", b"top.txt"]
 
 
 def test_deadline_stops_the_walk_with_one_timeout_issue(tmp_path):

@@ -31,23 +31,26 @@ def base_args(tmp_path, buf, primary, backup, **extra):
     return args
 
 
-@pytest.mark.parametrize("args,needle", [
-    ({"src": "/nonexistent/buffer"}, "src /nonexistent/buffer does not exist"),
-    ({"backup": ["P1"]}, "listed in both primary and backup"),
-    ({"max_files": -1}, "max_files must not be negative"),
-    ({"disk_map": "/nonexistent/map"}, "disk_map: disk_map: cannot read /nonexistent/map"),
-    ({"disk_map": [{"label": "P01"}]}, "missing serial"),
-    ({"registry": ""}, "registry must be"),
-    ({"primary": [None]}, "primary[0] must be a mount point path"),
-    ({"backup": [""]}, "backup[0] must be a mount point path"),
-    ({"batch_files": 0}, "batch_files must be at least 1"),
-    ({"batch_seconds": float("nan")}, "batch_seconds must be a positive number"),
-    ({"registry": "{buf}/registry.sqlite"}, "registry {buf}/registry.sqlite is inside src"),
-    ({"registry": "{P1}/registry.sqlite"}, "registry {P1}/registry.sqlite is on disk {P1}"),
-    ({"registry": "{tmp}/fifo"}, "registry {tmp}/fifo: {tmp}/fifo is a FIFO, not a regular file"),
-    ({"registry": "{tmp}/dir"}, "is a directory, not a regular file"),
-    ({"backup": ["{P1}/inner"]}, "disk {P1}/inner is inside disk {P1}"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        ({"src": "/nonexistent/buffer"}, "src /nonexistent/buffer does not exist"),
+        ({"backup": ["P1"]}, "listed in both primary and backup"),
+        ({"max_files": -1}, "max_files must not be negative"),
+        ({"disk_map": "/nonexistent/map"}, "disk_map: disk_map: cannot read /nonexistent/map"),
+        ({"disk_map": [{"label": "P01"}]}, "missing serial"),
+        ({"registry": ""}, "registry must be"),
+        ({"primary": [None]}, "primary[0] must be a mount point path"),
+        ({"backup": [""]}, "backup[0] must be a mount point path"),
+        ({"batch_files": 0}, "batch_files must be at least 1"),
+        ({"batch_seconds": float("nan")}, "batch_seconds must be a positive number"),
+        ({"registry": "{buf}/registry.sqlite"}, "registry {buf}/registry.sqlite is inside src"),
+        ({"registry": "{P1}/registry.sqlite"}, "registry {P1}/registry.sqlite is on disk {P1}"),
+        ({"registry": "{tmp}/fifo"}, "registry {tmp}/fifo: {tmp}/fifo is a FIFO, not a regular file"),
+        ({"registry": "{tmp}/dir"}, "is a directory, not a regular file"),
+        ({"backup": ["{P1}/inner"]}, "disk {P1}/inner is inside disk {P1}"),
+    ],
+)
 def test_bad_input_named(tmp_path, buf, args, needle):
     (tmp_path / "P1" / "inner").mkdir(parents=True)
     (tmp_path / "B1").mkdir()
@@ -57,8 +60,14 @@ def test_bad_input_named(tmp_path, buf, args, needle):
     if args.get("backup") == ["P1"]:
         args = {"backup": [str(tmp_path / "P1")]}
     names = {"buf": str(buf), "P1": str(tmp_path / "P1"), "tmp": str(tmp_path)}
-    args = {key: [v.format(**names) if isinstance(v, str) else v for v in value] if isinstance(value, list) and key != "disk_map"
-            else value.format(**names) if isinstance(value, str) else value for key, value in args.items()}
+    args = {
+        key: [v.format(**names) if isinstance(v, str) else v for v in value]
+        if isinstance(value, list) and key != "disk_map"
+        else value.format(**names)
+        if isinstance(value, str)
+        else value
+        for key, value in args.items()
+    }
     needle = needle.format(**names)
     full.update(args)
     res = run_module_process(tmp_path, "buffer_copy", full, failed=True)
@@ -102,7 +111,8 @@ def test_same_excludes_select_the_same_files_in_user_usage_info_and_buffer_copy(
         os.utime(str(path), (past, past))
     excludes = ["*.tmp", "cache"]
     usage = run_module_process(tmp_path, "user_usage_info", {"paths": [str(buf)], "excludes": excludes})
-    copied = run_module_process(tmp_path, "buffer_copy", dict(base_args(tmp_path, buf, [str(tmp_path / "P1")], [str(tmp_path / "B1")],
-                                                                        require_mount=False), excludes=excludes))
+    copied = run_module_process(
+        tmp_path, "buffer_copy", dict(base_args(tmp_path, buf, [str(tmp_path / "P1")], [str(tmp_path / "B1")], require_mount=False), excludes=excludes)
+    )
     assert sorted(f["path"] for f in copied["files"]) == ["a.dat", "keep/cachefile", "night/d.dat"]
     assert sum(user["files"] for user in usage["users"]) == copied["copied_files"] == 3

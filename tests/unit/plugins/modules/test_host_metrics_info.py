@@ -30,8 +30,7 @@ def test_pattoo_payload_reads_the_agent_id_file_and_writes_nothing(run, tmp_path
     id_file = tmp_path / "agent_id"
     id_file.write_text("0123abcd\n")
     before = os.stat(str(id_file))
-    result = run({"format": "pattoo", "interval": 0.05, "agent_id_file": str(id_file), "polling_interval": 60,
-                  "fstypes": ["ext4", "xfs", "tmpfs"]})
+    result = run({"format": "pattoo", "interval": 0.05, "agent_id_file": str(id_file), "polling_interval": 60, "fstypes": ["ext4", "xfs", "tmpfs"]})
     assert result["changed"] is False and "metrics" not in result
     assert (result["agent_id"], result["agent_id_source"]) == ("0123abcd", "file")
     assert result["pattoo_payload"]["pattoo_agent_id"] == "0123abcd"
@@ -49,12 +48,15 @@ def test_missing_id_file_falls_back_to_the_machine_id(run, tmp_path):
     assert not (tmp_path / "absent").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"interval": 0}, "interval must be more than 0 and at most 60 seconds, got 0.0"),
-    ({"paths": ["/does/not/exist"]}, "paths: /does/not/exist does not exist"),
-    ({"format": "pattoo", "agent_id": "two words"}, "agent_id: an agent id is 1 to 512 printable characters"),
-    ({"format": "pattoo", "agent_id": "x", "polling_interval": 0}, "polling_interval must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"interval": 0}, "interval must be more than 0 and at most 60 seconds, got 0.0"),
+        ({"paths": ["/does/not/exist"]}, "paths: /does/not/exist does not exist"),
+        ({"format": "pattoo", "agent_id": "two words"}, "agent_id: an agent id is 1 to 512 printable characters"),
+        ({"format": "pattoo", "agent_id": "x", "polling_interval": 0}, "polling_interval must be a positive number"),
+    ],
+)
 def test_bad_input_fails_naming_the_option(run, args, message):
     args.setdefault("interval", 0.01)
     assert message in run(args, failed=True)["msg"]

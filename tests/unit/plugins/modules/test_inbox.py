@@ -14,8 +14,13 @@ from ansible_collections.datasteward.storage.tests.unit.utils.module_runner impo
 
 
 def args_for(layout, **extra):
-    args = {"path": layout.inbox, "dest": os.path.join(layout.study, "{study}", "raw"), "dest_root": layout.study,
-            "allowed": [{"users": [str(os.getuid())]}], "settle_seconds": 0}
+    args = {
+        "path": layout.inbox,
+        "dest": os.path.join(layout.study, "{study}", "raw"),
+        "dest_root": layout.study,
+        "allowed": [{"users": [str(os.getuid())]}],
+        "settle_seconds": 0,
+    }
     args.update(extra)
     return args
 

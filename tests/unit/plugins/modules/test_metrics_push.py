@@ -50,11 +50,14 @@ def test_refused_connection_spools_with_a_warning(run, refused_url, tmp_path):
     assert retry["changed"] is False and retry["pending"] == result["pending"]
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"max_age": "soon"}, "max_age must be a number of seconds with an optional unit"),
-    ({"max_files": 0}, "max_files must be at least 1, got 0"),
-    ({"max_bytes": 0}, "max_bytes must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"max_age": "soon"}, "max_age must be a number of seconds with an optional unit"),
+        ({"max_files": 0}, "max_files must be at least 1, got 0"),
+        ({"max_bytes": 0}, "max_bytes must be at least 1, got 0"),
+    ],
+)
 def test_bad_bounds_fail_naming_the_option(run, refused_url, tmp_path, args, message):
     args.update(url=refused_url, spool_dir=str(tmp_path))
     assert message in run(args, failed=True)["msg"]

@@ -38,8 +38,7 @@ def args(tree, **kwargs):
 def test_reported_is_never_changed(run_module, tree):
     result = run_module(old_files, args(tree))
     assert result["changed"] is False and result["totals"]["files"] == 2
-    assert set(result) == {"changed", "files", "users", "totals", "skipped", "errors", "dirs_removed", "manifest",
-                           "dest_root", "msg"}
+    assert set(result) == {"changed", "files", "users", "totals", "skipped", "errors", "dirs_removed", "manifest", "dest_root", "msg"}
     json.dumps(result)
 
 
@@ -59,17 +58,20 @@ def test_check_apply_reapply_check(run_module, tree):
     assert run_module(old_files, args(tree, state="restored", manifest=done["manifest"]))["changed"] is False
 
 
-@pytest.mark.parametrize("extra, message", [
-    (dict(state="relocated"), "state is relocated but all of the following are missing: dest"),
-    (dict(state="restored"), "state is restored but all of the following are missing: manifest"),
-    (dict(age="soon"), "age: cannot parse 'soon'"),
-    (dict(min_size="huge"), "min_size: "),
-    (dict(max_files=-1, state="absent"), "max_files: must not be negative"),
-    (dict(owners=["no_such_user_here"]), "owners: no user named 'no_such_user_here'"),
-    (dict(state="relocated", dest="{tree}/a"), "dest: {tree}/a is inside path {tree}"),
-    (dict(path="{tree}/missing"), "path: cannot read {tree}/missing"),
-    (dict(state="restored", manifest="{tree}/none.jsonl"), "manifest: cannot read {tree}/none.jsonl"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (dict(state="relocated"), "state is relocated but all of the following are missing: dest"),
+        (dict(state="restored"), "state is restored but all of the following are missing: manifest"),
+        (dict(age="soon"), "age: cannot parse 'soon'"),
+        (dict(min_size="huge"), "min_size: "),
+        (dict(max_files=-1, state="absent"), "max_files: must not be negative"),
+        (dict(owners=["no_such_user_here"]), "owners: no user named 'no_such_user_here'"),
+        (dict(state="relocated", dest="{tree}/a"), "dest: {tree}/a is inside path {tree}"),
+        (dict(path="{tree}/missing"), "path: cannot read {tree}/missing"),
+        (dict(state="restored", manifest="{tree}/none.jsonl"), "manifest: cannot read {tree}/none.jsonl"),
+    ],
+)
 def test_bad_options_fail_naming_the_option(run_module, tree, extra, message):
     extra = {key: value.format(tree=tree) if isinstance(value, str) else value for key, value in extra.items()}
     result = run_module(old_files, args(tree, **extra), failed=True)

@@ -20,8 +20,7 @@ from ansible_collections.datasteward.storage.tests.unit.utils import fake_smartc
 
 # A recorded SATA disk from the recordings the collection ships.
 RECORDED_HDD = os.path.join(fake_smartctl.fixtures_root(), "singletests", "sata_hdd_0_issue42")
-GAUGE = {"name": "datasteward_inbox_entries", "help": "Entries by state.",
-         "samples": [{"labels": {"inbox": "/srv/inbox", "state": "uploading"}, "value": 3}]}
+GAUGE = {"name": "datasteward_inbox_entries", "help": "Entries by state.", "samples": [{"labels": {"inbox": "/srv/inbox", "state": "uploading"}, "value": 3}]}
 
 
 @pytest.fixture
@@ -66,18 +65,20 @@ def test_absent_removes_the_file(run, tmp_path):
 
 def test_counter_add_grows_every_run(run, tmp_path):
     path = tmp_path / "datasteward_inbox.prom"
-    counter = {"name": "datasteward_inbox_processed_total", "type": "counter", "update": "add",
-               "samples": [{"labels": {"inbox": "/srv/inbox"}, "value": "2"}]}
+    counter = {"name": "datasteward_inbox_processed_total", "type": "counter", "update": "add", "samples": [{"labels": {"inbox": "/srv/inbox"}, "value": "2"}]}
     run({"path": str(path), "metrics": [counter]})
     assert run({"path": str(path), "metrics": [counter]})["changed"]
     assert families(path)["datasteward_inbox_processed"].samples[0].value == 4
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"metrics": [dict(GAUGE, name="bad name")]}, "metric name 'bad name' is not a valid Prometheus name"),
-    ({"metrics": [dict(GAUGE, type="counter")]}, "a counter's name ends in _total"),
-    ({"source": "disk_usage", "result": {"filesystems": [{"nothing": 1}]}}, "result: not a result of disk_usage"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"metrics": [dict(GAUGE, name="bad name")]}, "metric name 'bad name' is not a valid Prometheus name"),
+        ({"metrics": [dict(GAUGE, type="counter")]}, "a counter's name ends in _total"),
+        ({"source": "disk_usage", "result": {"filesystems": [{"nothing": 1}]}}, "result: not a result of disk_usage"),
+    ],
+)
 def test_bad_metrics_fail_naming_them(run, tmp_path, args, message):
     result = run(dict(args, path=str(tmp_path / "datasteward_x.prom")), failed=True)
     assert message in result["msg"] and not (tmp_path / "datasteward_x.prom").exists()

@@ -29,11 +29,14 @@ def test_info_bad_input_and_absent_registry(tmp_path):
 def test_info_refuses_bad_limits_dates_and_registries(tmp_path):
     """None of these is a traceback or a hang: each names the option."""
     import os
+
     registry = str(tmp_path / "none.sqlite")
-    for args, needle in (({"limit": 18446744073709551616}, "limit must be between 0 and 9223372036854775807"),
-                         ({"limit": -1}, "limit must be between 0"),
-                         ({"since": "nan"}, "since: 'nan' is not a finite number"),
-                         ({"until": "inf"}, "until: 'inf' is not a finite number")):
+    for args, needle in (
+        ({"limit": 18446744073709551616}, "limit must be between 0 and 9223372036854775807"),
+        ({"limit": -1}, "limit must be between 0"),
+        ({"since": "nan"}, "since: 'nan' is not a finite number"),
+        ({"until": "inf"}, "until: 'inf' is not a finite number"),
+    ):
         res = run_module_process(tmp_path, "copy_registry_info", dict(args, registry=registry), failed=True)
         assert res["failed"] and needle in res["msg"], res["msg"]
     os.mkfifo(str(tmp_path / "fifo"))

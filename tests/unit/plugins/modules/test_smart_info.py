@@ -55,9 +55,12 @@ def test_disk_map_and_acknowledge_through_the_module(run, tmp_path):
     recording = folder / "_-d_ata_--all__dev_sdau"
     recording.chmod(0o644)
     text = recording.read_text()
-    recording.write_text(text.replace(
-        "  5 Reallocated_Sector_Ct   0x0033   100   100   010    Pre-fail  Always       -       0",
-        "  5 Reallocated_Sector_Ct   0x0033   100   100   010    Pre-fail  Always       -       8"))
+    recording.write_text(
+        text.replace(
+            "  5 Reallocated_Sector_Ct   0x0033   100   100   010    Pre-fail  Always       -       0",
+            "  5 Reallocated_Sector_Ct   0x0033   100   100   010    Pre-fail  Always       -       8",
+        )
+    )
     smartctl = fake_smartctl.install(tmp_path / "bin", folder)
     disk_map = tmp_path / "disk-map"
     disk_map.write_text("P01 00008AXB 0x5000c500a4847915\nP02 ZA12JCHM 0x5000c500858bfea7\n")

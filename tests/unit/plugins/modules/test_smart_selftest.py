@@ -77,8 +77,10 @@ def test_unsupported_test_fails_naming_the_device(run, drive, tmp_path):
     source = os.path.join(ROOT, "singletests", "nvme_1_issue_37")
     smartctl = fake_smartctl.install(tmp_path / "nvme", source)
     result = run({"smartctl_path": smartctl, "devices": [{"name": "/dev/nvme0", "interface": "nvme"}], "test": "conveyance"}, failed=True)
-    assert result["msg"] == ("could not start the conveyance self-test on /dev/nvme0 (unsupported: /dev/nvme0 "
-                             "(Samsung SSD 970 EVO Plus 500GB) does not support the conveyance self-test)")
+    assert result["msg"] == (
+        "could not start the conveyance self-test on /dev/nvme0 (unsupported: /dev/nvme0 "
+        "(Samsung SSD 970 EVO Plus 500GB) does not support the conveyance self-test)"
+    )
     assert result["changed"] is False
     assert result["devices"][0]["state"] == "unsupported"
 

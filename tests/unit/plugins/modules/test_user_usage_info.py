@@ -23,19 +23,35 @@ def tree_fixture(tmp_path):
 def test_scan_in_check_mode_unchanged(run_module, tree):
     result = run_module(user_usage_info, {"paths": [tree], "workers": 2}, check_mode=True)
     assert result["changed"] is False
-    assert set(result) == {"changed", "users", "groups", "directories", "totals", "errors", "non_utf8_names", "shard",
-                           "users_omitted", "groups_omitted", "roots", "partial", "reading"}
+    assert set(result) == {
+        "changed",
+        "users",
+        "groups",
+        "directories",
+        "totals",
+        "errors",
+        "non_utf8_names",
+        "shard",
+        "users_omitted",
+        "groups_omitted",
+        "roots",
+        "partial",
+        "reading",
+    }
     assert result["totals"]["allocated_bytes"] == du_bytes(tree, apparent=False)
     assert "warnings" not in result
     json.dumps(result)
 
 
-@pytest.mark.parametrize("args, message", [
-    (dict(age="soon"), "age: cannot parse 'soon'"),
-    (dict(shard_index=2, shard_count=2), "shard_index: must be between 0 and shard_count - 1 (1), got 2"),
-    (dict(workers=0), "workers: must be 1 or more, got 0"),
-    (dict(top=-3), "top: must be 0 or more, got -3"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (dict(age="soon"), "age: cannot parse 'soon'"),
+        (dict(shard_index=2, shard_count=2), "shard_index: must be between 0 and shard_count - 1 (1), got 2"),
+        (dict(workers=0), "workers: must be 1 or more, got 0"),
+        (dict(top=-3), "top: must be 0 or more, got -3"),
+    ],
+)
 def test_bad_options_fail_naming_the_option(run_module, tmp_path, args, message):
     result = run_module(user_usage_info, dict(args, paths=[str(tmp_path)]), failed=True)
     assert result["msg"].startswith(message)

@@ -96,13 +96,16 @@ def test_same_second_two_hosts_do_not_collide_and_rerecord_is_noop(tmp_path):
         assert store.query("SELECT count(*) FROM runs") == [(2,)]
 
 
-@pytest.mark.parametrize("host, source, ts, result, match", [
-    ("", "disk_usage", 1, {}, "host must be"),
-    ("a", "nope", 1, {}, "source must be one of"),
-    ("a", "disk_usage", -1, {}, "time must be"),
-    ("a", "disk_usage", 1, "x", "result must be"),
-    ("a", "disk_usage", 1, {"skipped": True}, "skipped"),
-])
+@pytest.mark.parametrize(
+    "host, source, ts, result, match",
+    [
+        ("", "disk_usage", 1, {}, "host must be"),
+        ("a", "nope", 1, {}, "source must be one of"),
+        ("a", "disk_usage", -1, {}, "time must be"),
+        ("a", "disk_usage", 1, "x", "result must be"),
+        ("a", "disk_usage", 1, {"skipped": True}, "skipped"),
+    ],
+)
 def test_bad_records_refused(tmp_path, host, source, ts, result, match):
     with Store(str(tmp_path / "h.sqlite")) as store:
         with pytest.raises(RecordError, match=match):
@@ -129,8 +132,7 @@ def test_growth_per_series_matches_known_rate(fleet):
 
 def test_top_growers_by_name_sum_hosts(fleet):
     top = queries.top_growers(fleet, "user", days=7, limit=3, by="name")
-    expected = sorted(((sum(7 * gen.user_growth(uid, h) for h in range(3)), "user%d" % uid) for uid in range(1000, 1006)),
-                      key=lambda x: (-x[0], x[1]))[:3]
+    expected = sorted(((sum(7 * gen.user_growth(uid, h) for h in range(3)), "user%d" % uid) for uid in range(1000, 1006)), key=lambda x: (-x[0], x[1]))[:3]
     assert [(r["growth_bytes"], r["key"]) for r in top] == expected
     assert all("host" not in r for r in top)
 

@@ -21,20 +21,30 @@ AGENT_ID = "f" * 64
 # The datapoint keys of the pattoo OS agent (pattoo_agents/os/collector.py).
 OS_AGENT_KEYS = (
     {"process_count", "load_average_01min", "load_average_05min", "load_average_15min", "cpu_frequency"}
-    | {"cpu_times_percent_" + f for f in snap.CPU_TIMES} | {"cpu_times_" + f for f in snap.CPU_TIMES}
+    | {"cpu_times_percent_" + f for f in snap.CPU_TIMES}
+    | {"cpu_times_" + f for f in snap.CPU_TIMES}
     | {"cpu_stats_" + f for f in ("ctx_switches", "interrupts", "soft_interrupts", "syscalls")}
-    | {"memory_" + f for f in ("total", "available", "percent", "used", "free", "active", "inactive", "buffers",
-                               "cached", "shared", "slab")}
+    | {"memory_" + f for f in ("total", "available", "percent", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab")}
     | {"swap_memory_" + f for f in ("total", "used", "free", "percent", "sin", "sout")}
     | {"disk_partition_disk_usage_" + f for f in ("total", "used", "free", "percent")}
-    | {"disk_io_" + f for f in ("read_count", "write_count", "read_bytes", "write_bytes", "read_time", "write_time",
-                                "read_merged_count", "write_merged_count", "busy_time")}
-    | {"network_io_" + f for f in ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "errin", "errout",
-                                   "dropin", "dropout")}
+    | {
+        "disk_io_" + f
+        for f in ("read_count", "write_count", "read_bytes", "write_bytes", "read_time", "write_time", "read_merged_count", "write_merged_count", "busy_time")
+    }
+    | {"network_io_" + f for f in ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "errin", "errout", "dropin", "dropout")}
 )
-RESERVED = ("pattoo_key", "pattoo_data_type", "pattoo_value", "pattoo_timestamp", "pattoo_checksum",
-            "pattoo_agent_id", "pattoo_agent_polled_target", "pattoo_agent_program", "pattoo_agent_hostname",
-            "pattoo_agent_polling_interval")
+RESERVED = (
+    "pattoo_key",
+    "pattoo_data_type",
+    "pattoo_value",
+    "pattoo_timestamp",
+    "pattoo_checksum",
+    "pattoo_agent_id",
+    "pattoo_agent_polled_target",
+    "pattoo_agent_program",
+    "pattoo_agent_hostname",
+    "pattoo_agent_polling_interval",
+)
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +152,7 @@ def test_agent_id_errors_name_the_option_or_file(tmp_path):
         pattoo.resolve_agent_id(None, str(empty))
     with pytest.raises(snap.MetricsError, match="agent_id_file %s cannot be read" % tmp_path):
         pattoo.resolve_agent_id(None, str(tmp_path))
-    with pytest.raises(snap.MetricsError, match="no agent id: agent_id_file .*/gone does not exist and the host has no "
-                                                "machine id"):
+    with pytest.raises(snap.MetricsError, match="no agent id: agent_id_file .*/gone does not exist and the host has no machine id"):
         pattoo.resolve_agent_id(None, str(tmp_path / "gone"), machine_id_paths=(str(tmp_path / "none"),))
 
 

@@ -26,15 +26,25 @@ def written(families, old=None):
 
 def samples(found, name):
     """Samples of a family (prometheus_client names a counter family without _total)."""
-    family = found[name[:-len("_total")] if name.endswith("_total") else name]
+    family = found[name[: -len("_total")] if name.endswith("_total") else name]
     return [(s.labels, s.value) for s in family.samples if s.name == name]
 
 
 def test_file_systems_with_node_exporter_labels_and_status():
     result = _filesystems.disk_usage()
     critical = dict(result["filesystems"][0], mount="/full", status="critical")
-    hung = dict(result["filesystems"][0], mount="/hung", status="error", total_bytes=None, used_bytes=None,
-                available_bytes=None, reserved_bytes=None, inodes_total=None, inodes_available=None, inodes_used=None)
+    hung = dict(
+        result["filesystems"][0],
+        mount="/hung",
+        status="error",
+        total_bytes=None,
+        used_bytes=None,
+        available_bytes=None,
+        reserved_bytes=None,
+        inodes_total=None,
+        inodes_available=None,
+        inodes_used=None,
+    )
     result["filesystems"] += [critical, hung, dict(critical, path="/full/again")]
     _text, found = written(series.disk_usage_families(result))
     sizes = dict((labels["mountpoint"], value) for labels, value in samples(found, "datasteward_filesystem_size_bytes"))
@@ -42,8 +52,7 @@ def test_file_systems_with_node_exporter_labels_and_status():
     assert sizes["/"] == st.f_blocks * st.f_frsize
     assert "/hung" not in sizes
     assert set(samples(found, "datasteward_filesystem_size_bytes")[0][0]) == {"device", "fstype", "mountpoint"}
-    status = dict(((labels["mountpoint"], labels["status"]), value)
-                  for labels, value in samples(found, "datasteward_filesystem_status"))
+    status = dict(((labels["mountpoint"], labels["status"]), value) for labels, value in samples(found, "datasteward_filesystem_status"))
     assert status[("/full", "critical")] == 1 and status[("/full", "ok")] == 0
     assert status[("/hung", "error")] == 1
     assert sum(v for (mount, _s), v in status.items() if mount == "/") == 1
@@ -53,16 +62,26 @@ def test_file_systems_with_node_exporter_labels_and_status():
 
 
 def user(uid, name, allocated):
-    return {"uid": uid, "name": name, "files": 2, "dirs": 1, "apparent_bytes": allocated - 1, "allocated_bytes": allocated,
-            "old_files": 1, "old_allocated_bytes": 10}
+    return {
+        "uid": uid,
+        "name": name,
+        "files": 2,
+        "dirs": 1,
+        "apparent_bytes": allocated - 1,
+        "allocated_bytes": allocated,
+        "old_files": 1,
+        "old_allocated_bytes": 10,
+    }
 
 
 def test_top_users_by_allocated_bytes():
-    result = {"users": [user(1000, "alice", 50), user(1001, "bob", 500), user(4242, None, 70), user(0, "root", 5)],
-              "totals": {"entries": 123}, "errors": [{"path": "/x", "error": "EACCES"}]}
+    result = {
+        "users": [user(1000, "alice", 50), user(1001, "bob", 500), user(4242, None, 70), user(0, "root", 5)],
+        "totals": {"entries": 123},
+        "errors": [{"path": "/x", "error": "EACCES"}],
+    }
     _text, found = written(series.user_usage_families(result, top=2, now=1000.5))
-    assert samples(found, "datasteward_user_allocated_bytes") == [
-        ({"user": "bob", "uid": "1001"}, 500), ({"user": "4242", "uid": "4242"}, 70)]
+    assert samples(found, "datasteward_user_allocated_bytes") == [({"user": "bob", "uid": "1001"}, 500), ({"user": "4242", "uid": "4242"}, 70)]
     assert samples(found, "datasteward_usage_scan_users") == [({}, 4)]
     assert samples(found, "datasteward_usage_scan_entries") == [({}, 123)]
     assert samples(found, "datasteward_usage_scan_errors") == [({}, 1)]
@@ -70,10 +89,25 @@ def test_top_users_by_allocated_bytes():
 
 
 def ingest(copied=2, failed=0):
-    return {"copied_files": copied, "copied_bytes": copied * 100, "skipped_files": 1, "skipped_bytes": 100,
-            "conflict_files": 0, "conflict_bytes": 0, "failed_files": failed, "failed_bytes": failed * 100,
-            "removed_files": 0, "removed_bytes": 0, "deferred_files": 0, "deferred_bytes": 0, "unsettled_files": 1,
-            "copy_seconds": 1.5, "newest_file_age_seconds": 30, "disks_full": [], "disks_unusable": [{"label": "P02"}]}
+    return {
+        "copied_files": copied,
+        "copied_bytes": copied * 100,
+        "skipped_files": 1,
+        "skipped_bytes": 100,
+        "conflict_files": 0,
+        "conflict_bytes": 0,
+        "failed_files": failed,
+        "failed_bytes": failed * 100,
+        "removed_files": 0,
+        "removed_bytes": 0,
+        "deferred_files": 0,
+        "deferred_bytes": 0,
+        "unsettled_files": 1,
+        "copy_seconds": 1.5,
+        "newest_file_age_seconds": 30,
+        "disks_full": [],
+        "disks_unusable": [{"label": "P02"}],
+    }
 
 
 def test_ingest_counters_add_up_over_runs_and_last_success_stays():

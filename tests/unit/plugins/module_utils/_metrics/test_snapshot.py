@@ -190,8 +190,7 @@ def test_host_identity(bracketed, tmp_path):
     assert host["system"] == "Linux"
     release = tmp_path / "os-release"
     release.write_text('# comment\nID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n')
-    assert snap.read_os_release(str(release)) == {"ID": "debian", "VERSION_ID": "12",
-                                                  "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"}
+    assert snap.read_os_release(str(release)) == {"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"}
     assert snap.read_os_release(str(tmp_path / "missing")) == {}
 
 

@@ -14,7 +14,7 @@ import pytest
 from ansible_collections.datasteward.storage.plugins.module_utils._metrics import spool as sp
 from ansible_collections.datasteward.storage.plugins.module_utils._metrics.snapshot import MetricsError
 
-WIDE = sp.Limits(1000, 10 ** 9, 7 * 86400)
+WIDE = sp.Limits(1000, 10**9, 7 * 86400)
 
 
 class Clock:
@@ -90,7 +90,7 @@ def test_bounds_drop_the_oldest_first_and_say_why(tmp_path):
     clock = Clock()
     for number in range(5):
         clock.now += 10
-        result = run(tmp_path, b"x" * 100, Server(500), limits=sp.Limits(3, 10 ** 6, 3600), clock=clock)
+        result = run(tmp_path, b"x" * 100, Server(500), limits=sp.Limits(3, 10**6, 3600), clock=clock)
     assert len(result["pending"]) == 3
     assert [d["reason"] for d in result["dropped"]] == ["count"]
     clock.now += 10
@@ -98,7 +98,7 @@ def test_bounds_drop_the_oldest_first_and_say_why(tmp_path):
     assert [d["reason"] for d in result["dropped"]] == ["bytes", "bytes"]
     assert result["pending_bytes"] <= 250
     clock.now += 3600 - 5
-    result = run(tmp_path, None, Server(500), limits=sp.Limits(10, 10 ** 6, 3600), clock=clock)
+    result = run(tmp_path, None, Server(500), limits=sp.Limits(10, 10**6, 3600), clock=clock)
     assert [d["reason"] for d in result["dropped"]] == ["age"] and result["dropped"][0]["age_seconds"] > 3600
     assert len(os.listdir(str(tmp_path))) == 1
 
@@ -156,8 +156,7 @@ def test_a_locked_spool_fails_clearly(tmp_path):
         holder.close()
 
 
-@pytest.mark.parametrize("text, seconds", [("90", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600),
-                                           ("1.5h", 5400)])
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("2w", 1209600), ("1.5h", 5400)])
 def test_parse_age(text, seconds):
     assert sp.parse_age(text) == seconds
 

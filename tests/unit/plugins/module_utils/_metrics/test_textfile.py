@@ -31,16 +31,27 @@ def gauge(name="datasteward_x_bytes", samples=None, **kwargs):
 
 
 def test_render_is_read_back_by_prometheus_client():
-    text = tf.render(families(
-        gauge(samples=[{"labels": {"mountpoint": '/data "raw"\\x', "device": "/dev/sdb1"}, "value": 12.5},
-                       {"labels": {"mountpoint": "/line\nbreak", "device": "/dev/sdc"}, "value": "7"}],
-              help="Back\\slash and\nnewline."),
-        {"name": "datasteward_runs_total", "type": "counter", "help": "Runs.", "samples": [{"labels": {"result": "ok"}, "value": 3}]},
-        {"name": "datasteward_build_info", "type": "info", "help": "Build.", "samples": [{"labels": {"version": "1"}}]},
-        gauge("datasteward_ratio", samples=[{"labels": {"k": "nan"}, "value": float("nan")},
-                                            {"labels": {"k": "inf"}, "value": float("inf")},
-                                            {"labels": {"k": "true"}, "value": True}]),
-    ))
+    text = tf.render(
+        families(
+            gauge(
+                samples=[
+                    {"labels": {"mountpoint": '/data "raw"\\x', "device": "/dev/sdb1"}, "value": 12.5},
+                    {"labels": {"mountpoint": "/line\nbreak", "device": "/dev/sdc"}, "value": "7"},
+                ],
+                help="Back\\slash and\nnewline.",
+            ),
+            {"name": "datasteward_runs_total", "type": "counter", "help": "Runs.", "samples": [{"labels": {"result": "ok"}, "value": 3}]},
+            {"name": "datasteward_build_info", "type": "info", "help": "Build.", "samples": [{"labels": {"version": "1"}}]},
+            gauge(
+                "datasteward_ratio",
+                samples=[
+                    {"labels": {"k": "nan"}, "value": float("nan")},
+                    {"labels": {"k": "inf"}, "value": float("inf")},
+                    {"labels": {"k": "true"}, "value": True},
+                ],
+            ),
+        )
+    )
     found = parsed(text)
     samples = found["datasteward_x_bytes"].samples
     assert [(s.labels["mountpoint"], s.value) for s in samples] == [('/data "raw"\\x', 12.5), ("/line\nbreak", 7.0)]
@@ -53,8 +64,9 @@ def test_render_is_read_back_by_prometheus_client():
 
 
 def test_labels_are_sorted_and_common_labels_added():
-    text = tf.render(families(gauge(samples=[{"labels": {"b": "2", "a": "1"}, "value": 1},
-                                             {"labels": {"tree": "mine"}, "value": 2}]), labels={"tree": "/scratch"}))
+    text = tf.render(
+        families(gauge(samples=[{"labels": {"b": "2", "a": "1"}, "value": 1}, {"labels": {"tree": "mine"}, "value": 2}]), labels={"tree": "/scratch"})
+    )
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     assert lines == ['datasteward_x_bytes{a="1",b="2",tree="/scratch"} 1', 'datasteward_x_bytes{tree="mine"} 2']
 
@@ -66,20 +78,22 @@ def test_non_utf8_label_values_are_escaped():
     assert parsed(text)["datasteward_x_bytes"].samples[0].labels["mountpoint"] == "/data/caf\\xe9"
 
 
-@pytest.mark.parametrize("spec, message", [
-    (gauge("9starts_with_digit"), "is not a valid Prometheus name"),
-    (gauge("datasteward_runs_total"), "a counter's name ends in _total"),
-    ({"name": "datasteward_runs", "type": "counter", "samples": []}, "a counter's name ends in _total"),
-    ({"name": "datasteward_build", "type": "info", "samples": []}, "an info metric's name ends in _info"),
-    (gauge(type="histogram"), "type must be one of gauge, counter, info"),
-    (gauge(update="add"), "update add is for counters only"),
-    (gauge(samples=[{"labels": {"__name__": "x"}, "value": 1}]), "label name '__name__' is not valid"),
-    (gauge(samples=[{"labels": {"bad-name": "x"}, "value": 1}]), "label name 'bad-name' is not valid"),
-    (gauge(samples=[{"labels": {"a": "1"}, "value": 1}, {"labels": {"a": "1"}, "value": 2}]), "two samples with the labels"),
-    (gauge(samples=[{"labels": {}, "value": "many"}]), "value 'many' is not a number"),
-    ({"name": "datasteward_runs_total", "type": "counter", "samples": [{"labels": {}, "value": -1}]},
-     "a counter cannot be negative"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (gauge("9starts_with_digit"), "is not a valid Prometheus name"),
+        (gauge("datasteward_runs_total"), "a counter's name ends in _total"),
+        ({"name": "datasteward_runs", "type": "counter", "samples": []}, "a counter's name ends in _total"),
+        ({"name": "datasteward_build", "type": "info", "samples": []}, "an info metric's name ends in _info"),
+        (gauge(type="histogram"), "type must be one of gauge, counter, info"),
+        (gauge(update="add"), "update add is for counters only"),
+        (gauge(samples=[{"labels": {"__name__": "x"}, "value": 1}]), "label name '__name__' is not valid"),
+        (gauge(samples=[{"labels": {"bad-name": "x"}, "value": 1}]), "label name 'bad-name' is not valid"),
+        (gauge(samples=[{"labels": {"a": "1"}, "value": 1}, {"labels": {"a": "1"}, "value": 2}]), "two samples with the labels"),
+        (gauge(samples=[{"labels": {}, "value": "many"}]), "value 'many' is not a number"),
+        ({"name": "datasteward_runs_total", "type": "counter", "samples": [{"labels": {}, "value": -1}]}, "a counter cannot be negative"),
+    ],
+)
 def test_bad_families_are_refused_naming_the_metric(spec, message):
     with pytest.raises(tf.TextfileError, match=message):
         families(spec)
@@ -91,18 +105,20 @@ def test_a_family_given_twice_is_refused():
 
 
 def test_merge_keeps_old_series_and_add_accumulates():
-    counter = {"name": "datasteward_files_total", "type": "counter", "update": "add",
-               "samples": [{"labels": {"outcome": "copied"}, "value": 2}, {"labels": {"outcome": "failed"}, "value": 0}]}
-    last = gauge("datasteward_last_success_timestamp_seconds", update="merge",
-                 samples=[{"labels": {"job": "a"}, "value": 100}])
+    counter = {
+        "name": "datasteward_files_total",
+        "type": "counter",
+        "update": "add",
+        "samples": [{"labels": {"outcome": "copied"}, "value": 2}, {"labels": {"outcome": "failed"}, "value": 0}],
+    }
+    last = gauge("datasteward_last_success_timestamp_seconds", update="merge", samples=[{"labels": {"job": "a"}, "value": 100}])
     first = tf.render(families(counter, last))
     second_counter = dict(counter, samples=[{"labels": {"outcome": "copied"}, "value": 3}])
     second_last = dict(last, samples=[{"labels": {"job": "b"}, "value": 200}])
     second = tf.render(families(second_counter, second_last), tf.parse(first))
     found = parsed(second)
     assert dict((s.labels["outcome"], s.value) for s in found["datasteward_files"].samples) == {"copied": 5, "failed": 0}
-    assert dict((s.labels["job"], s.value) for s in found["datasteward_last_success_timestamp_seconds"].samples) == {
-        "a": 100, "b": 200}
+    assert dict((s.labels["job"], s.value) for s in found["datasteward_last_success_timestamp_seconds"].samples) == {"a": 100, "b": 200}
     third = tf.render(families(dict(last, update="replace", samples=[])), tf.parse(second))
     assert "datasteward_last_success_timestamp_seconds{" not in third
 
@@ -130,7 +146,7 @@ def test_write_atomic_sets_attributes_before_the_rename(tmp_path):
     tf.write_atomic(str(target), "a 1\n", prepare=prepare)
     assert target.read_text() == "a 1\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
-    (name, existed), = seen
+    ((name, existed),) = seen
     assert name.startswith(".datasteward_test.prom.") and name.endswith(".tmp") and existed is False
     assert sorted(os.listdir(tmp_path)) == ["datasteward_test.prom"]
 
@@ -149,7 +165,10 @@ def test_write_atomic_leaves_no_temporary_when_it_fails(tmp_path):
 
 def test_check_path(tmp_path):
     tf.check_path(str(tmp_path / "ok.prom"))
-    for bad, message in ((tmp_path / "x.txt", r"only files named \*.prom"), (tmp_path / ".hidden.prom", "not hidden"),
-                         (tmp_path / "no" / "x.prom", "the directory .* does not exist")):
+    for bad, message in (
+        (tmp_path / "x.txt", r"only files named \*.prom"),
+        (tmp_path / ".hidden.prom", "not hidden"),
+        (tmp_path / "no" / "x.prom", "the directory .* does not exist"),
+    ):
         with pytest.raises(tf.TextfileError, match=message):
             tf.check_path(str(bad))

@@ -32,10 +32,13 @@ def by_to(result):
 
 
 def test_one_mail_per_recipient_with_every_message_once():
-    result = plan([
-        {"to": ["alice", "bob"], "subject": "a", "lines": ["1"], "source": "scratch"},
-        {"to": ["alice", "alice"], "admins": True, "subject": "b", "body": "2\n3", "source": "smart"},
-    ], host="node1")
+    result = plan(
+        [
+            {"to": ["alice", "bob"], "subject": "a", "lines": ["1"], "source": "scratch"},
+            {"to": ["alice", "alice"], "admins": True, "subject": "b", "body": "2\n3", "source": "smart"},
+        ],
+        host="node1",
+    )
     mails = by_to(result)
     assert list(mails) == ["alice@example.org", "bob@example.org", "ops@example.org"]
     assert [m["subject"] for m in mails["alice@example.org"]["messages"]] == ["a", "b"]
@@ -46,16 +49,17 @@ def test_one_mail_per_recipient_with_every_message_once():
 
 
 def test_admins_given_as_text_is_read_as_ansible_reads_it():
-    result = plan([{"to": ["alice"], "admins": "false", "subject": "s", "lines": []},
-                   {"to": "bob", "admins": "yes", "subject": "t", "lines": "one line"}])
+    result = plan([{"to": ["alice"], "admins": "false", "subject": "s", "lines": []}, {"to": "bob", "admins": "yes", "subject": "t", "lines": "one line"}])
     mails = by_to(result)
     assert list(mails) == ["alice@example.org", "bob@example.org", "ops@example.org"]
     assert mails["ops@example.org"]["messages"][0]["lines"] == ["one line"]
 
 
 def test_address_map_wins_over_the_domain_and_addresses_are_kept():
-    result = plan([{"to": ["carol", "dave", "x@lab.example.net"], "subject": "s", "lines": []}],
-                  addresses={"carol": "carol@lab.example.net", "dave": ["d1@example.net", "d2@example.net"]})
+    result = plan(
+        [{"to": ["carol", "dave", "x@lab.example.net"], "subject": "s", "lines": []}],
+        addresses={"carol": "carol@lab.example.net", "dave": ["d1@example.net", "d2@example.net"]},
+    )
     assert sorted(by_to(result)) == ["carol@lab.example.net", "d1@example.net", "d2@example.net", "x@lab.example.net"]
 
 
@@ -78,21 +82,23 @@ def test_without_domain_an_unmapped_user_is_rejected_and_without_admins_nothing_
 def test_subjects_are_one_header_line_without_bars():
     assert header_text("a\r\nBcc: x@y | z\x00") == "a Bcc: x@y / z"
     assert len(header_text("x" * 500)) == 200
-    result = plan([{"admins": True, "subject": "full\nBcc: x@y", "lines": ["f\rake", "tab\tok"]}],
-                  subject_prefix="[ds]")
+    result = plan([{"admins": True, "subject": "full\nBcc: x@y", "lines": ["f\rake", "tab\tok"]}], subject_prefix="[ds]")
     (mail,) = result["mails"]
     assert mail["subject"] == "[ds] full Bcc: x@y"
     assert mail["messages"][0]["lines"] == ["f\\x0dake", "tab\tok"]
 
 
-@pytest.mark.parametrize("message, words", [
-    ({"to": ["a"], "lines": []}, "needs a subject"),
-    ({"subject": "s", "lines": []}, "no recipient"),
-    ({"to": ["a"], "subject": "s"}, "needs one of lines, body or template"),
-    ({"to": ["a"], "subject": "s", "lines": [], "severity": 1}, "unknown field(s) severity"),
-    ({"to": ["a"], "subject": "s", "template": "x.j2"}, "was not rendered"),
-    ("text", "must be a dict"),
-])
+@pytest.mark.parametrize(
+    "message, words",
+    [
+        ({"to": ["a"], "lines": []}, "needs a subject"),
+        ({"subject": "s", "lines": []}, "no recipient"),
+        ({"to": ["a"], "subject": "s"}, "needs one of lines, body or template"),
+        ({"to": ["a"], "subject": "s", "lines": [], "severity": 1}, "unknown field(s) severity"),
+        ({"to": ["a"], "subject": "s", "template": "x.j2"}, "was not rendered"),
+        ("text", "must be a dict"),
+    ],
+)
 def test_bad_messages_are_named(message, words):
     with pytest.raises(NotifyError, match=r"notify_messages\[0\]") as info:
         plan([message])
