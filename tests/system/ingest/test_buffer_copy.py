@@ -8,10 +8,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import time
@@ -23,6 +21,7 @@ from ansible_collections.datasteward.storage.plugins.module_utils._copy import e
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, IngestOptions, IngestRun
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
 from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import module_command, run_module_process
+from ansible_collections.datasteward.storage.tests.system.utils.kills import KillClock
 
 
 def sha512(path):
@@ -304,28 +303,19 @@ def test_sigkill_at_random_moments(tmp_path, buf, disks):
 
     arrive(24)
     args = base_args(tmp_path, buf, [p1, p2], [b1], remove_source=True)
-    kills = finished = index = 0
-    while kills < 55 and index < 200:
+    clock = KillClock(rng)
+    index = 0
+    while clock.kills < 55 and index < 200:
         index += 1
         arrive(rng.choice([1, 2, 3]))
-        cmd, env = module_command(tmp_path, "buffer_copy", args)
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.05, 0.3))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        else:
-            finished += 1
-            out = proc.stdout.read().decode()
-            assert "Traceback" not in out and not json.loads(out).get("failed"), out
-        proc.communicate()
+        clock.run(*module_command(tmp_path, "buffer_copy", args))
         # At every instant: every final-named file is a verified copy.
         for root in (p1, p2, b1):
             for rel, path in final_files(root).items():
                 if not os.path.basename(rel).startswith(copier.TEMP_PREFIX):
                     assert sha512(path) == sources[rel], (index, path)
-    assert kills >= 50, (kills, finished)
-    print("%d runs killed, %d finished, %d files" % (kills, finished, len(sources)))
+    assert clock.kills >= 50, (clock.kills, clock.finished)
+    print("%d runs killed, %d finished, %d files" % (clock.kills, clock.finished, len(sources)))
 
     res = run_module_process(tmp_path, "buffer_copy", args)
     assert not res.get("failed"), res

@@ -10,10 +10,8 @@ batching on."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +22,7 @@ import pytest
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestOptions, IngestRun
 from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import module_command, run_module_process
+from ansible_collections.datasteward.storage.tests.system.utils.kills import KillClock
 
 HOSTILE = [b"bad\xffname.dat", b"new\nline.dat", b"x" * 255, b"d\xe9j\xe0/vu\xff.dat", "réseau/ünï.dat".encode("utf-8")]
 
@@ -206,26 +205,18 @@ def test_kill_storm_over_many_small_files_with_batching(tmp_path, buf, disks):
 
     arrive(2000)  # a backlog, so that runs are killed while they work
     args = args_for(tmp_path, buf, [p1, p2], [b1], remove_source=True, batch_files=50)
-    kills = index = 0
-    while kills < 50 and index < 120:
+    clock = KillClock(rng)
+    index = 0
+    while clock.kills < 50 and index < 200:
         index += 1
         arrive(rng.choice([50, 150]))
-        cmd, env = module_command(tmp_path, "buffer_copy", args)
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.2, 0.45))  # module start-up is ~0.25 s; most kills land in the work
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        else:
-            out = proc.stdout.read().decode()
-            assert "Traceback" not in out and not json.loads(out).get("failed"), out
-        proc.communicate()
+        clock.run(*module_command(tmp_path, "buffer_copy", args))
         if index % 10 == 0:
             for root in (p1, p2, b1):
                 for rel, path in final_files(root).items():
                     if not copier.is_temp_name(os.path.basename(rel)):
                         assert sha512(path) == sources[rel], (index, path)
-    assert kills >= 50, kills
+    assert clock.kills >= 50, (clock.kills, clock.finished)
     res = run_module_process(tmp_path, "buffer_copy", args)
     assert not res.get("failed"), res
     conn = sqlite3.connect(str(tmp_path / "registry.sqlite"))
