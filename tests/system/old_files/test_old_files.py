@@ -13,7 +13,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ import pytest
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs import old_files as job
 from ansible_collections.datasteward.storage.tests.system.utils.as_nobody import NOBODY, run_as_nobody
+from ansible_collections.datasteward.storage.tests.system.utils.kills import KillClock
 from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import module_command, run_module_process
 
 DAY = 86400
@@ -195,20 +195,13 @@ def test_sigkill_during_relocation_loses_nothing(tmp_path, mount_tmpfs):
         rel = "d%02d/f%03d.dat" % (index % 12, index)
         digests[rel] = sha(put(root / rel, os.urandom(rng.choice([0, 100, 65536, 300000]))))
     args = dict(path=str(root), age="30d", state="relocated", dest=str(dest), host_folder="node1", manifest_dir=str(tmp_path / "manifests"))
-    kills = 0
+    clock = KillClock(rng)
     for dummy in range(12):
-        cmd, env = module_command(tmp_path, "old_files", args)
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.05, 0.4))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        out = proc.communicate()[0].decode()
-        assert "Traceback" not in out
+        clock.run(*module_command(tmp_path, "old_files", args))
         for rel, digest in digests.items():  # at every instant: each file whole at one place at least
             here, there = root / rel, dest / "node1" / rel
             assert (here.exists() and sha(here) == digest) or (there.exists() and sha(there) == digest), rel
-    assert kills >= 3
+    assert clock.kills >= 3, (clock.kills, clock.finished)
     final = run_module_process(tmp_path, "old_files", args)
     assert not any((root / rel).exists() for rel in digests)
     manifests = sorted(os.listdir(tmp_path / "manifests"))
@@ -228,4 +221,4 @@ def test_sigkill_during_relocation_loses_nothing(tmp_path, mount_tmpfs):
         assert sha(dest / "node1" / rel) == digests[rel]
     for rel in set(digests) - set(missing):
         assert sha(root / rel) == digests[rel]
-    assert len(missing) <= kills
+    assert len(missing) <= clock.kills
