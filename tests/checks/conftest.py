@@ -18,6 +18,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -40,20 +42,105 @@ def repo_files():
     return files
 
 
-@pytest.fixture(scope="session")
-def collection_copy():
-    if BUILD.exists():
-        shutil.rmtree(BUILD)
-    BUILD.mkdir(parents=True)
+def make_copy(dest):
+    """Copy what a commit would hold to ``dest`` (an
+    ``ansible_collections/<ns>/<name>`` path) and make it a git repository."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
     for name in repo_files():
-        target = BUILD / name
+        target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, target, follow_symlinks=False)
     git = ["git", "-c", "user.name=checks", "-c", "user.email=checks@localhost"]
-    subprocess.run(git + ["init", "-q"], cwd=BUILD, check=True)
-    subprocess.run(git + ["add", "-A"], cwd=BUILD, check=True)
-    subprocess.run(git + ["commit", "-q", "-m", "checks"], cwd=BUILD, check=True)
-    return BUILD
+    subprocess.run(git + ["init", "-q"], cwd=dest, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=dest, check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "checks"], cwd=dest, check=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def collection_copy():
+    return make_copy(BUILD)
+
+
+# The long tool runs (ansible-test sanity and units on every core and Python,
+# the molecule scenarios): each test module registers its runs here at import,
+# keyed by the test's name (with its parameter: "test_units_on_core[2.20]"),
+# as a function returning the command, or a Skip. The first test that asks
+# for `background` starts every selected run, JOBS at a time, each in a copy
+# of the collection of its own (ansible-test writes into the tree it runs
+# in); each test then waits for its own. One tool run keeps about one core
+# busy, and this machine has two.
+JOBS = 2
+BACKGROUND = {}
+
+
+class Skip:
+    def __init__(self, reason):
+        self.reason = reason
+
+
+def background_job(key):
+    """Decorator: register ``func(tmp)`` as the run of the test ``key``. It
+    returns a dict: ``args``, ``timeout`` and optionally ``env``, ``cwd``
+    (default: a copy of the collection), or a :class:`Skip`."""
+
+    def register(func):
+        BACKGROUND[key] = func
+        return func
+
+    return register
+
+
+def _run_job(func, tmp, copies):
+    tmp.mkdir(parents=True)
+    job = func(tmp)
+    if isinstance(job, Skip):
+        return job
+    cwd = job.get("cwd")
+    if cwd is None:
+        cwd = getattr(copies, "path", None)
+        if cwd is None:
+            copies.path = cwd = make_copy(tmp.parent / ("copy-%d" % threading.get_ident()) / "ansible_collections" / "datasteward" / "storage")
+    env = dict(os.environ)
+    env["PATH"] = "%s:%s" % (BIN, env.get("PATH", ""))
+    env.setdefault("ANSIBLE_NOCOLOR", "1")
+    env.update(job.get("env") or {})
+    args = [str(a) for a in job["args"]]
+    try:
+        proc = subprocess.run(
+            args, cwd=cwd, env=env, timeout=job["timeout"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8", errors="replace", check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        return (" ".join(args[:3]), "did not end within %d s" % job["timeout"], exc.output or "")
+    return (" ".join(args[:3]), "exited %d" % proc.returncode if proc.returncode else None, proc.stdout)
+
+
+class Background:
+    def __init__(self, keys, base):
+        self.pool = ThreadPoolExecutor(max_workers=JOBS)
+        copies = threading.local()
+        self.runs = {key: self.pool.submit(_run_job, BACKGROUND[key], base / ("job-%02d" % n), copies) for n, key in enumerate(keys)}
+
+    def check(self, key):
+        """Wait for the run of test ``key``; skip or fail the test as it went."""
+        outcome = self.runs[key].result()
+        if isinstance(outcome, Skip):
+            pytest.skip(outcome.reason)
+        command, failure, output = outcome
+        if failure:
+            lines = [line for line in output.splitlines() if "is ignored: it is neither" not in line]
+            pytest.fail("%s %s:\n%s" % (command, failure, "\n".join(lines[-150:])), pytrace=False)
+        return output
+
+
+@pytest.fixture(scope="session")
+def background(request, tmp_path_factory):
+    keys = [item.name for item in request.session.items if item.name in BACKGROUND]
+    runs = Background(keys, tmp_path_factory.mktemp("background"))
+    yield runs
+    runs.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_tool(args, cwd, timeout=900, env=None):

@@ -18,12 +18,13 @@ pylint, pep8, yamllint, ..., are the same code on every core and run once, on
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 
 import pytest
 
-from tests.checks.conftest import REPO, run_tool
+from tests.checks.conftest import REPO, Skip, background_job
 
 CORES = sorted(p.name[len("requirements-core") : -len(".txt")] for p in REPO.glob("requirements-core*.txt"))
 SANITY_TESTS = ("ansible-doc", "compile", "import", "validate-modules", "runtime-metadata")
@@ -37,10 +38,10 @@ def pythons(core):
 
 
 def core_venv(core):
-    """(bin directory, Python version) of the core's venv, or a skip saying why there is none."""
+    """(bin directory, Python version) of the core's venv, or a Skip saying why there is none."""
     venv = REPO / ".venvs" / ("core%s" % core)
     if not (venv / ".installed").is_file():
-        pytest.skip(
+        return Skip(
             "ansible-core %s not tested: no Python %s on this machine (make setup builds .venvs/core%s when one is)" % (core, " or ".join(pythons(core)), core)
         )
     out = subprocess.run(
@@ -58,14 +59,33 @@ def env_for(bin_dir):
     return {"PATH": "%s:%s" % (bin_dir, os.environ.get("PATH", ""))}
 
 
-@pytest.mark.parametrize("core", CORES)
-def test_units_on_core(collection_copy, core):
-    bin_dir, python = core_venv(core)
-    run_tool([bin_dir / "ansible-test", "units", "--color", "no", "--local", "--python", python], cwd=collection_copy, timeout=1200, env=env_for(bin_dir))
+def units_job(core, tmp):
+    venv = core_venv(core)
+    if isinstance(venv, Skip):
+        return venv
+    bin_dir, python = venv
+    return {"args": [bin_dir / "ansible-test", "units", "--color", "no", "--local", "--python", python], "timeout": 1200, "env": env_for(bin_dir)}
 
 
-@pytest.mark.parametrize("core", CORES)
-def test_sanity_on_core(collection_copy, core):
-    bin_dir, python = core_venv(core)
+def sanity_job(core, tmp):
+    venv = core_venv(core)
+    if isinstance(venv, Skip):
+        return venv
+    bin_dir, python = venv
     tests = [arg for name in SANITY_TESTS for arg in ("--test", name)]
-    run_tool([bin_dir / "ansible-test", "sanity", "--color", "no", "--python", python] + tests, cwd=collection_copy, timeout=1200, env=env_for(bin_dir))
+    return {"args": [bin_dir / "ansible-test", "sanity", "--color", "no", "--python", python] + tests, "timeout": 1200, "env": env_for(bin_dir)}
+
+
+for _core in CORES:
+    background_job("test_units_on_core[%s]" % _core)(functools.partial(units_job, _core))
+    background_job("test_sanity_on_core[%s]" % _core)(functools.partial(sanity_job, _core))
+
+
+@pytest.mark.parametrize("core", CORES)
+def test_units_on_core(background, core):
+    background.check("test_units_on_core[%s]" % core)
+
+
+@pytest.mark.parametrize("core", CORES)
+def test_sanity_on_core(background, core):
+    background.check("test_sanity_on_core[%s]" % core)

@@ -10,22 +10,20 @@ directories with a molecule.yml. `utils/` holds what scenarios share."""
 
 from __future__ import annotations
 
-import os
-import subprocess
+import functools
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.checks.conftest import background_job
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSIONS = REPO / "extensions"
 SCENARIOS = sorted(p.parent.name for p in (EXTENSIONS / "molecule").glob("*/molecule.yml"))
 BIN = Path(sys.executable).parent
-# Scenarios run at once (two cores here), and the time each may take.
-JOBS = 2
+# The time a scenario may take (they run in the background pool of conftest.py).
 TIMEOUT = 900
 
 
@@ -43,46 +41,21 @@ def test_scenario_config(scenario):
     assert config["provisioner"]["env"]["ANSIBLE_INJECT_FACT_VARS"] == "false"
 
 
-def run_scenario(scenario, tmp):
-    """`molecule test` of one scenario; its exit status and output."""
-    tmp.mkdir()
-    env = dict(os.environ)
-    env.update(
-        {
-            "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_NOCOLOR": "1",
-            "NO_COLOR": "1",
-            "PATH": "%s:%s" % (BIN, os.environ.get("PATH", "")),
-        }
-    )
-    cmd = [str(BIN / "molecule"), "test", "-s", scenario]
-    try:
-        proc = subprocess.run(
-            cmd, cwd=EXTENSIONS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8", errors="replace", timeout=TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        return None, "molecule test -s %s did not end within %d s:\n%s" % (scenario, TIMEOUT, exc.output or "")
-    return proc.returncode, proc.stdout
+def scenario_job(scenario, tmp):
+    """`molecule test` of one scenario, from extensions/ of the checkout."""
+    env = {
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "NO_COLOR": "1",
+    }
+    return {"args": [BIN / "molecule", "test", "-s", scenario], "cwd": EXTENSIONS, "env": env, "timeout": TIMEOUT}
 
 
-@pytest.fixture(scope="module")
-def molecule_runs(request, tmp_path_factory):
-    """The selected scenarios, JOBS at a time from the first test on: one
-    ansible-playbook on the local connection keeps about one core busy, and
-    each scenario works in its own ephemeral directory and root."""
-    selected = [item.callspec.params["scenario"] for item in request.session.items if getattr(item, "originalname", "") == "test_molecule"]
-    base = tmp_path_factory.mktemp("molecule")
-    pool = ThreadPoolExecutor(max_workers=JOBS)
-    runs = {scenario: pool.submit(run_scenario, scenario, base / scenario) for scenario in selected}
-    yield runs
-    pool.shutdown(wait=True, cancel_futures=True)
+for _scenario in SCENARIOS:
+    background_job("test_molecule[%s]" % _scenario)(functools.partial(scenario_job, _scenario))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule(scenario, molecule_runs):
-    returncode, output = molecule_runs[scenario].result()
-    if returncode != 0:
-        lines = [line for line in output.splitlines() if "is ignored: it is neither" not in line]
-        pytest.fail("molecule test -s %s exited %s:\n%s" % (scenario, returncode, "\n".join(lines[-150:])), pytrace=False)
+def test_molecule(scenario, background):
+    background.check("test_molecule[%s]" % scenario)

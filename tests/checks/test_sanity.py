@@ -7,6 +7,7 @@ what they may) on every other target Python this machine has."""
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 
 import pytest
 
-from tests.checks.conftest import BIN, REPO, run_tool
+from tests.checks.conftest import BIN, REPO, Skip, background_job
 
 TARGET_PYTHONS = ("3.8", "3.9", "3.10", "3.12", "3.13")
 
@@ -34,18 +35,31 @@ def test_ignore_files_are_empty():
         assert path.read_text().strip() == "", "%s must stay empty: fix the code instead" % path.name
 
 
-def test_sanity(collection_copy):
-    run_tool([BIN / "ansible-test", "sanity", "--color", "no", "--python", "3.11"], cwd=collection_copy, timeout=1200)
+@background_job("test_sanity")
+def sanity_job(tmp):
+    return {"args": [BIN / "ansible-test", "sanity", "--color", "no", "--python", "3.11"], "timeout": 1200}
+
+
+def test_sanity(background):
+    background.check("test_sanity")
+
+
+def other_python_job(version, tmp):
+    interpreter = find_python(version)
+    if interpreter is None:
+        return Skip("no Python %s on this machine" % version)
+    (tmp / ("python%s" % version)).symlink_to(interpreter)
+    return {
+        "args": [BIN / "ansible-test", "sanity", "--color", "no", "--test", "compile", "--test", "import", "--python", version],
+        "env": {"PATH": "%s:%s:%s" % (tmp, BIN, os.environ.get("PATH", ""))},
+        "timeout": 900,
+    }
+
+
+for _version in TARGET_PYTHONS:
+    background_job("test_sanity_other_python[%s]" % _version)(functools.partial(other_python_job, _version))
 
 
 @pytest.mark.parametrize("version", TARGET_PYTHONS)
-def test_sanity_other_python(collection_copy, version, tmp_path):
-    interpreter = find_python(version)
-    if interpreter is None:
-        pytest.skip("no Python %s on this machine" % version)
-    (tmp_path / ("python%s" % version)).symlink_to(interpreter)
-    run_tool(
-        [BIN / "ansible-test", "sanity", "--color", "no", "--test", "compile", "--test", "import", "--python", version],
-        cwd=collection_copy,
-        env={"PATH": "%s:%s:%s" % (tmp_path, BIN, os.environ.get("PATH", ""))},
-    )
+def test_sanity_other_python(background, version):
+    background.check("test_sanity_other_python[%s]" % version)

@@ -7,8 +7,13 @@ ansible_collections/datasteward/storage tree (the copy in .build, which has no
 
 from __future__ import annotations
 
-from tests.checks.conftest import BIN, run_tool
+from tests.checks.conftest import BIN, background_job
 
 
-def test_ansible_test_units(collection_copy):
-    run_tool([BIN / "ansible-test", "units", "--color", "no", "--local", "--python", "3.11"], cwd=collection_copy, timeout=1200)
+@background_job("test_ansible_test_units")
+def units_job(tmp):
+    return {"args": [BIN / "ansible-test", "units", "--color", "no", "--local", "--python", "3.11"], "timeout": 1200}
+
+
+def test_ansible_test_units(background):
+    background.check("test_ansible_test_units")

@@ -14,7 +14,8 @@ The inventory is the bundled one (inventory/local) as AWX would import it:
 its groups and group variables, with the fleet's hosts in place of
 localhost, spread over the groups, and host_vars that give each host its
 own data tree (every path in the bundled inventory hangs off
-`datasteward_demo_root`) and its own thresholds.
+`datasteward_demo_root`), its own thresholds and its schedule mode (host
+or controller, by group).
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ import yaml
 from tests.e2e.jobs import exported_inventory, inventory_groups
 
 HOSTS = 20
+# A mixed fleet, as sites run one: the storage nodes (station) keep their
+# recurring jobs on the host, since they must go on copying while the
+# controller is unreachable, and so do the hosts in no group (the disk
+# status job); the scratch and upload servers leave theirs to AWX
+# (datasteward_schedule_mode: controller). Both modes must converge and
+# stay unchanged on the second run.
+HOST_SCHEDULED_GROUPS = ("station", None)
 FIRST_ADDRESS = 10  # 127.0.0.10 .. 127.0.0.29
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
@@ -222,7 +230,10 @@ def write_inventory(fleet):
         group = groups[slot] if slot < len(groups) else None
         membership[host["name"]] = group
         (children[group]["hosts"] if group else top["all"]["hosts"])[host["name"]] = None
-        (inventory_dir / "host_vars" / ("%s.yml" % host["name"])).write_text(yaml.safe_dump(host_vars(fleet, host), sort_keys=True), encoding="utf-8")
+        variables = host_vars(fleet, host)
+        if group not in HOST_SCHEDULED_GROUPS:
+            variables["datasteward_schedule_mode"] = "controller"
+        (inventory_dir / "host_vars" / ("%s.yml" % host["name"])).write_text(yaml.safe_dump(variables, sort_keys=True), encoding="utf-8")
     (inventory_dir / "hosts.yml").write_text(yaml.safe_dump(top, sort_keys=False), encoding="utf-8")
     return inventory_dir / "hosts.yml", membership
 

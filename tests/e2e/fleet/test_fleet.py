@@ -3,7 +3,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """site.yml and a job playbook over real SSH to a fleet of 20 sshd hosts:
 every host configured, the second site.yml run changes nothing on any host,
-and each host worked on its own data tree only."""
+each host worked on its own data tree only, and the recurring jobs are on the
+hosts that schedule them (host mode) and on no other (controller mode)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import subprocess
 
 import pytest
 
+from tests.e2e.fleet.conftest import HOST_SCHEDULED_GROUPS
 from tests.e2e.jobs import BIN, REPO, ansible_env, job, load_table, play_recap
 
 FORKS = 20
-TIMEOUT = 900  # site.yml registers every recurring job on every host (schedule role)
+TIMEOUT = 900  # a site.yml run over 20 hosts on two cores
 
 
 def playbook(fleet, path):
@@ -79,6 +81,17 @@ def test_each_host_works_on_its_own_tree(fleet, site_runs):
             assert copied == ["%s.dat" % host["name"]] * 2, (host["name"], copied)  # a primary and the backup
         else:
             assert copied == [], (host["name"], copied)
+
+
+def test_jobs_are_on_the_hosts_that_schedule_them(fleet, site_runs):
+    for host in fleet.hosts:
+        units = sorted(p.name for p in (host["dir"] / "demo" / "system" / "etc" / "systemd" / "system").glob("datasteward-*.timer"))
+        if fleet.membership[host["name"]] in HOST_SCHEDULED_GROUPS:
+            assert "datasteward-disk_status.timer" in units, (host["name"], units)
+            if fleet.membership[host["name"]] == "station":
+                assert "datasteward-ingest.timer" in units, (host["name"], units)
+        else:
+            assert units == [], (host["name"], "controller mode leaves no job on the host", units)
 
 
 def test_job_playbook_runs_across_the_fleet(fleet, site_runs):

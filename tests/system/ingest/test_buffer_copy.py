@@ -20,8 +20,8 @@ import pytest
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestError, IngestOptions, IngestRun
 from ansible_collections.datasteward.storage.plugins.module_utils._registry.lock import Lock
-from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import module_command, run_module_process
 from ansible_collections.datasteward.storage.tests.system.utils.kills import KillClock
+from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import module_command, run_module_process
 
 
 def sha512(path):

@@ -21,8 +21,8 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.ingest import IngestOptions, IngestRun
-from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import module_command, run_module_process
 from ansible_collections.datasteward.storage.tests.system.utils.kills import KillClock
+from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import module_command, run_module_process
 
 HOSTILE = [b"bad\xffname.dat", b"new\nline.dat", b"x" * 255, b"d\xe9j\xe0/vu\xff.dat", "réseau/ünï.dat".encode("utf-8")]
 
