@@ -502,19 +502,6 @@ def _spawn_slices(tally, root_index, start):
         tally.spawned.append((root_index, start, (index, tally.cfg.split)))
 
 
-def _slice_keep(cfg, piece):
-    """The walker's ``keep_first`` for one slice of a big directory."""
-    if piece is None:
-        return None
-    index, count = piece
-    keep = cfg.keep
-    # Asked once per entry of the big directory, in every slice: a plain
-    # modulo (inode numbers of one directory's files spread evenly over it).
-    if keep is None:
-        return lambda ino, is_dir: ino % count == index
-    return lambda ino, is_dir: ino % count == index and keep(ino, is_dir)
-
-
 def _offer_top(tally, uid, size, blocks, stamp, path):
     """Offer a regular file to its owner's largest and oldest heaps; keep
     the floors (what a file must beat to enter a full heap) up to date.
@@ -606,7 +593,7 @@ def _scan_task(task, cfg, partial, hungry=None, check_every=_CHECK_EVERY, on_ent
             start=start,
             keep=cfg.keep,
             on_enter=enter,
-            keep_first=_slice_keep(cfg, piece),
+            first_slice=piece,  # (index, count): the inode numbers of one directory's files spread evenly
         )
     except WalkError as exc:
         partial.note("vanished" if isinstance(exc, FileNotFoundError) else "errors", (root_index, b""), str(exc))
@@ -664,7 +651,9 @@ def _publish(root_index, relpath):
 
 def _worker_task(tasks):
     partial = _Partial()
-    left = _scan_tasks(list(tasks), _WORKER["cfg"], partial, _WORKER["hungry"], _CHECK_EVERY, _publish)
+    cfg = _WORKER["cfg"]
+    # What a worker reads is asked for only at a deadline: published only then.
+    left = _scan_tasks(list(tasks), cfg, partial, _WORKER["hungry"], _CHECK_EVERY, _publish if cfg.deadline is not None else None)
     _WORKER["slots"][_WORKER["slot"]] = 0
     return partial, left
 

@@ -272,11 +272,11 @@ class Walker:
         start=None,
         keep=None,
         on_enter=None,
-        keep_first=None,
+        first_slice=None,
     ):
         self.root = os.fsencode(root)
         self.keep = keep
-        self.keep_first = keep_first
+        self.first_slice = first_slice
         self.on_enter = on_enter
         self.match = match if match is not None and match.excludes_anything else None
         self.one_file_system = one_file_system
@@ -571,16 +571,17 @@ class Walker:
         an entry (its type and inode number) before it is lstat'ed."""
         self.current = frame.relpath
         descend = self.max_depth is None or frame.depth < self.max_depth
-        keep = self.keep_first if self.keep_first is not None and frame is self._first else self.keep
-        by_name = keep is None and self.match is None and frame.st.st_size <= _LISTDIR_BYTES
+        keep = self.keep
+        part = self.first_slice if frame is self._first else None
+        by_name = keep is None and part is None and self.match is None and frame.st.st_size <= _LISTDIR_BYTES
         try:
             source = os.listdir(frame.fd) if by_name else os.scandir(frame.fd)
         except OSError as exc:
             self.report(frame.relpath, UNREADABLE if isinstance(exc, PermissionError) else ERROR, "cannot be listed: %s" % (exc.strerror or exc))
             return iter(())
-        return self._listing(frame, source, descend, keep)
+        return self._listing(frame, source, descend, (keep, part))
 
-    def _listing(self, frame, source, descend, keep):
+    def _listing(self, frame, source, descend, keeping):
         """The generator of ``list_entries``: chunks of at most
         ``_DEADLINE_EVERY`` entries, each filled by a plain loop (no
         generator resumed per entry), the clock looked at between two."""
@@ -589,7 +590,7 @@ class Walker:
         try:
             while True:
                 chunk = []
-                more = fill(frame, items, descend, keep, chunk)
+                more = fill(frame, items, descend, keeping, chunk)
                 if chunk:
                     yield chunk
                 if not more or self._past_deadline(frame.relpath):
@@ -599,20 +600,26 @@ class Walker:
                 source.close()
             frame.subdirs.reverse()  # walked in listing order
 
-    def _fill(self, frame, iterator, descend, keep, chunk):
+    def _fill(self, frame, iterator, descend, keeping, chunk):
         """Read entries of ``frame`` (a scandir iterator) into ``chunk``, up
         to ``_DEADLINE_EVERY``: True if the listing may go on, False when it
-        is over (or cannot)."""
+        is over (or cannot). ``keeping``: ``(keep, (index, count) of the
+        first directory's slice or None)``."""
         relpath, match = frame.relpath, self.match
-        filtered = keep is not None or match is not None
+        keep, part = keeping
+        index, count = part if part is not None else (0, 0)
         root_dev = self.root_st.st_dev if self.one_file_system else None
         append, encode, encoding = chunk.append, str.encode, _FS_ENCODING
         left = _DEADLINE_EVERY
         try:
             for item in iterator:  # a hot loop of every walk
+                if count and item.inode() % count != index:
+                    continue
+                if keep is not None and not keep(item.inode(), item.is_dir(follow_symlinks=False)):
+                    continue
                 text = item.name
                 name = encode(text, encoding, "surrogateescape")  # os.fsencode, inlined
-                if filtered and _left_out(item, relpath, name, keep, match):
+                if match is not None and match.excluded_entry(relpath, name, item.is_dir(follow_symlinks=False)):
                     continue
                 try:
                     st = item.stat(follow_symlinks=False)
@@ -632,7 +639,7 @@ class Walker:
             self.report(relpath, ERROR, "listing failed part way: %s" % (exc.strerror or exc))
         return False
 
-    def _fill_by_name(self, frame, names, descend, _keep, chunk):
+    def _fill_by_name(self, frame, names, descend, _keeping, chunk):
         """``_fill`` for a directory read at once (an iterator over its
         names): each lstat'ed relative to the directory's descriptor, no
         DirEntry made (the cheapest way in Python: most directories)."""
@@ -686,14 +693,6 @@ class Walker:
             self.report(_join(relpath, name), NON_UTF8, "name is not valid UTF-8 (shown with \\x escapes)", stat.S_ISDIR(st.st_mode))
 
 
-def _left_out(item, relpath, name, keep, match):
-    """Whether ``keep`` (asked before any lstat) or the excludes leave this
-    entry out of the listing."""
-    if keep is not None and not keep(item.inode(), item.is_dir(follow_symlinks=False)):
-        return True
-    return match is not None and match.excluded_entry(relpath, name, item.is_dir(follow_symlinks=False))
-
-
 def walk_dirs(
     root,
     match=None,
@@ -706,7 +705,7 @@ def walk_dirs(
     start=None,
     keep=None,
     on_enter=None,
-    keep_first=None,
+    first_slice=None,
 ):
     """Walk the tree under ``root`` a directory at a time: a :class:`Walker`
     yielding :class:`Directory` objects. Raises WalkError if ``root`` cannot
@@ -716,10 +715,11 @@ def walk_dirs(
     only that subtree (reached from the root without following symlinks,
     identity-checked; relpaths stay relative to the root); ``keep(ino,
     is_dir)`` is asked before an entry is stat'ed (False: skipped, not
-    descended; ``keep_first`` instead of ``keep`` for the first directory
-    only: the scanner splits one huge directory that way); ``on_enter(relpath)``
+    descended); ``first_slice=(index, count)``: of the first directory only
+    the entries whose inode number modulo ``count`` is ``index`` (asked
+    before any lstat too: the scanner splits one huge directory that way); ``on_enter(relpath)``
     is called before a directory is opened."""
-    return Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds, start, keep, on_enter, keep_first)
+    return Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds, start, keep, on_enter, first_slice)
 
 
 class _EntryWalk:
