@@ -19,6 +19,13 @@ How it walks (as CPython's ``os.fwalk`` and ``shutil._rmtree_safe_fd`` do):
   walk is deeper, the shallowest ones (never the root's) are closed and
   reopened later from the nearest open ancestor, one ``openat`` per level,
   each identity-checked again.
+* Each entry is lstat'ed relative to its directory's descriptor
+  (``fstatat``). A small directory with nothing to filter is read at once
+  (``listdir``: no ``DirEntry`` made, the cheapest way in Python); a big one
+  (``st_size`` past ``_LISTDIR_BYTES``), or one with ``keep``, a slice or
+  excludes to apply before the lstat, entry by entry (``scandir``). Either
+  way the entries are handed out in chunks of at most ``_CHUNK``,
+  the deadline looked at between two.
 * Symlinks are never followed; with ``one_file_system`` a directory on
   another device than the root's is listed but not descended (``other_fs``).
 * Names are bytes end to end. ``display(relpath)`` turns one into a str for
@@ -43,7 +50,7 @@ from itertools import chain
 
 _OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 MAX_OPEN_FDS = 32  # directory descriptors open at once (the root's included)
-_DEADLINE_EVERY = 4096  # entries between looks at the clock inside one directory (and per chunk of a listing)
+_CHUNK = 1024  # entries per chunk of a listing (the memory it holds); the clock is looked at between two
 _LISTDIR_BYTES = 1 << 18  # st_size of a directory up to which it is listed at once (some thousands of entries)
 _S_IFMT = 0o170000
 _S_IFDIR = 0o040000
@@ -583,7 +590,7 @@ class Walker:
 
     def _listing(self, frame, source, descend, keeping):
         """The generator of ``list_entries``: chunks of at most
-        ``_DEADLINE_EVERY`` entries, each filled by a plain loop (no
+        ``_CHUNK`` entries, each filled by a plain loop (no
         generator resumed per entry), the clock looked at between two."""
         by_name = isinstance(source, list)
         fill, items = (self._fill_by_name, iter(source)) if by_name else (self._fill, source)
@@ -602,7 +609,7 @@ class Walker:
 
     def _fill(self, frame, iterator, descend, keeping, chunk):
         """Read entries of ``frame`` (a scandir iterator) into ``chunk``, up
-        to ``_DEADLINE_EVERY``: True if the listing may go on, False when it
+        to ``_CHUNK``: True if the listing may go on, False when it
         is over (or cannot). ``keeping``: ``(keep, (index, count) of the
         first directory's slice or None)``."""
         relpath, match = frame.relpath, self.match
@@ -610,7 +617,7 @@ class Walker:
         index, count = part if part is not None else (0, 0)
         root_dev = self.root_st.st_dev if self.one_file_system else None
         append, encode, encoding = chunk.append, str.encode, _FS_ENCODING
-        left = _DEADLINE_EVERY
+        left = _CHUNK
         try:
             for item in iterator:  # a hot loop of every walk
                 if count and item.inode() % count != index:
@@ -646,7 +653,7 @@ class Walker:
         relpath, fd = frame.relpath, frame.fd
         root_dev = self.root_st.st_dev if self.one_file_system else None
         append, encode, encoding, lstat = chunk.append, str.encode, _FS_ENCODING, os.lstat
-        left = _DEADLINE_EVERY
+        left = _CHUNK
         for text in names:  # the hot loop of most walks
             name = encode(text, encoding, "surrogateescape")
             try:
