@@ -86,6 +86,7 @@ COUNTERS = (
 )
 _NCOUNT = len(COUNTERS)
 _NO_FLOOR = float("-inf")
+_INF = float("inf")
 _I_FILES, _I_DIRS, _I_LINKS, _I_OTHERS, _I_SIZE, _I_BLOCKS, _I_OLD, _I_OLDSIZE, _I_OLDBLOCKS = range(_NCOUNT)
 
 AGE_STAMPS = ("atime", "mtime", "ctime")
@@ -392,60 +393,105 @@ def _count_link(tally, path, bucket, st):
 
 def _count_directory(tally, root_index, directory, root_dev):
     """Count the entries of one directory (the hot loop). Returns how many
-    were examined."""
+    were examined.
+
+    Most entries are regular files with one link, on the root's device, in
+    runs of one owner: those are added up in local variables, and into the
+    owner's counters when the run ends (``_flush``). Anything else (another
+    kind, a hard link, another device) is counted one at a time
+    (``_count_entry``). A file is offered to its owner's top lists only when
+    it can enter them: at least the smallest of a full largest list, or no
+    newer than the newest of a full oldest list (the floors, kept here)."""
     cfg = tally.cfg
-    maxdepth, xdev, cutoff, stamp_index, top = cfg.depth, cfg.one_file_system, cfg.cutoff, cfg.stamp_index, cfg.top
+    cutoff, stamp_index = cfg.cutoff, cfg.stamp_index
     relpath = directory.relpath
-    child_depth = directory.depth + 1
-    bucket = (root_index, _bucket_of(relpath, directory.depth, maxdepth))
+    bucket = (root_index, _bucket_of(relpath, directory.depth, cfg.depth))
     accs = tally.partial.buckets.setdefault(bucket, {})
     prefix = relpath + b"/" if relpath else b""
-    examined = 0
-    run_pair = counts = None
-    floors_of = tally.floors
-    # module constants as locals: this loop runs once per entry
-    ifmt, ifdir, ifreg, iflnk, big, split = _S_IFMT, _S_IFDIR, _S_IFREG, _S_IFLNK, BIG_DIR_BYTES, cfg.split
+    where = (root_index, directory, bucket, accs, prefix, root_dev)
+    examined = files = size_sum = blocks_sum = old = old_size = old_blocks = 0
+    run_uid = run_gid = floor_size = floor_stamp = None
+    ifmt, ifreg = _S_IFMT, _S_IFREG  # module constants as locals: this loop runs once per entry
     for name, st in directory.stream():
         mode, _ino, st_dev, nlink, uid, gid, size, _atime, _mtime, _ctime = st
-        if xdev and st_dev != root_dev:
+        if mode & ifmt != ifreg or nlink != 1 or st_dev != root_dev:
+            examined += _count_entry(tally, where, name, st)
             continue
-        examined += 1
-        fmt = mode & ifmt
-        if fmt == ifdir:
-            child = (root_index, prefix + name) if child_depth <= maxdepth else None
-            _count_dir_entry(tally, bucket, child, st)
-            if size >= big and split > 1:
-                directory.prune(name)
-                _spawn_slices(tally, root_index, (prefix + name, st_dev, st.st_ino, child_depth))
-            continue
-        if nlink > 1:
-            _count_link(tally, (root_index, prefix + name), bucket, st)
-            continue
-        pair = uid << 32 | gid
-        if pair != run_pair:
-            counts = accs.get(pair)
-            if counts is None:
-                counts = accs[pair] = [0] * _NCOUNT
-            run_pair = pair
+        if uid != run_uid or gid != run_gid:
+            if files:
+                examined += _flush(accs, run_uid, run_gid, (files, size_sum, blocks_sum, old, old_size, old_blocks))
+                files = size_sum = blocks_sum = old = old_size = old_blocks = 0
+            run_uid, run_gid = uid, gid
+            floor_size, floor_stamp = _floors(tally, uid)
         blocks = st.st_blocks
-        counts[4] += size  # _I_SIZE (literal indexes: see COUNTERS)
-        counts[5] += blocks  # _I_BLOCKS
-        if fmt == ifreg:
-            counts[0] += 1  # _I_FILES
-            stamp = st[stamp_index]
-            if stamp < cutoff:
-                counts[6] += 1  # _I_OLD
-                counts[7] += size  # _I_OLDSIZE
-                counts[8] += blocks  # _I_OLDBLOCKS
-            if top:
-                floors = floors_of.get(uid)
-                if floors is None or size >= floors[0] or -stamp >= floors[1]:
-                    _offer_top(tally, uid, size, blocks, stamp, (root_index, prefix + name))
-        elif fmt == iflnk:
-            counts[_I_LINKS] += 1
-        else:
-            counts[_I_OTHERS] += 1
+        files += 1
+        size_sum += size
+        blocks_sum += blocks
+        stamp = st[stamp_index]
+        if stamp < cutoff:
+            old += 1
+            old_size += size
+            old_blocks += blocks
+        if size >= floor_size or stamp <= floor_stamp:
+            _offer_top(tally, uid, size, blocks, stamp, (root_index, prefix + name))
+            floor_size, floor_stamp = _floors(tally, uid)
+    if files:
+        examined += _flush(accs, run_uid, run_gid, (files, size_sum, blocks_sum, old, old_size, old_blocks))
     return examined
+
+
+def _flush(accs, uid, gid, run):
+    """Add a run of one owner's regular files (``files, size, blocks, old,
+    old size, old blocks``) into its counters; returns the number of files."""
+    files, size, blocks, old, old_size, old_blocks = run
+    pair = uid << 32 | gid
+    counts = accs.get(pair)
+    if counts is None:
+        counts = accs[pair] = [0] * _NCOUNT
+    counts[_I_FILES] += files
+    counts[_I_SIZE] += size
+    counts[_I_BLOCKS] += blocks
+    counts[_I_OLD] += old
+    counts[_I_OLDSIZE] += old_size
+    counts[_I_OLDBLOCKS] += old_blocks
+    return files
+
+
+def _floors(tally, uid):
+    """What a file of ``uid`` must reach to be offered to its top lists:
+    ``(size at least, stamp at most)``; nothing reaches them with top 0."""
+    if not tally.cfg.top:
+        return _INF, _NO_FLOOR
+    floors = tally.floors.get(uid)
+    if floors is None:
+        return -1, _INF
+    return floors[0], -floors[1]
+
+
+def _count_entry(tally, where, name, st):
+    """One entry off the fast path of ``_count_directory``: a directory, a
+    symlink or other special file, a file with several links, or anything
+    on another device than the root's (skipped with one_file_system: 0 is
+    returned; else 1)."""
+    root_index, directory, bucket, accs, prefix, root_dev = where
+    cfg = tally.cfg
+    st_dev = st.st_dev
+    if cfg.one_file_system and st_dev != root_dev:
+        return 0
+    fmt = st.st_mode & _S_IFMT
+    if fmt == _S_IFDIR:
+        child_depth = directory.depth + 1
+        child = (root_index, prefix + name) if child_depth <= cfg.depth else None
+        _count_dir_entry(tally, bucket, child, st)
+        if st.st_size >= BIG_DIR_BYTES and cfg.split > 1:
+            directory.prune(name)
+            _spawn_slices(tally, root_index, (prefix + name, st_dev, st.st_ino, child_depth))
+    elif st.st_nlink > 1:
+        _count_link(tally, (root_index, prefix + name), bucket, st)
+    else:
+        path = (root_index, prefix + name)
+        _add_record(tally.partial, (path, bucket, st.st_uid, st.st_gid, st.st_size, st.st_blocks, st[cfg.stamp_index], fmt), cfg, tally)
+    return 1
 
 
 def _spawn_slices(tally, root_index, start):
@@ -454,19 +500,6 @@ def _spawn_slices(tally, root_index, start):
     hashes to its slice: one directory of 300,000 files uses every CPU."""
     for index in range(tally.cfg.split):
         tally.spawned.append((root_index, start, (index, tally.cfg.split)))
-
-
-def _slice_keep(cfg, piece):
-    """The walker's ``keep_first`` for one slice of a big directory."""
-    if piece is None:
-        return None
-    index, count = piece
-    keep = cfg.keep
-    # Asked once per entry of the big directory, in every slice: a plain
-    # modulo (inode numbers of one directory's files spread evenly over it).
-    if keep is None:
-        return lambda ino, is_dir: ino % count == index
-    return lambda ino, is_dir: ino % count == index and keep(ino, is_dir)
 
 
 def _offer_top(tally, uid, size, blocks, stamp, path):
@@ -486,8 +519,9 @@ def _offer_top(tally, uid, size, blocks, stamp, path):
     tally.floors[uid] = [largest[0][0] if len(largest) >= top else -1, oldest[0][0] if len(oldest) >= top else _NO_FLOOR]
 
 
-def _add_record(partial, record, cfg):
-    """Count one (deduplicated) hard-linked inode into ``partial``."""
+def _add_record(partial, record, cfg, tally=None):
+    """Count one (deduplicated) hard-linked inode, or any entry off the hot
+    loop's fast path, into ``partial`` (``tally``: the scan's, if any)."""
     path, bucket, uid, gid, size, blocks, stamp, fmt = record
     accs = partial.buckets.setdefault(bucket, {})
     counts = accs.get(uid << 32 | gid)
@@ -502,8 +536,7 @@ def _add_record(partial, record, cfg):
             counts[_I_OLDSIZE] += size
             counts[_I_OLDBLOCKS] += blocks
         if cfg.top:
-            tally = _Tally(cfg, partial)
-            _offer_top(tally, uid, size, blocks, stamp, path)
+            _offer_top(tally if tally is not None else _Tally(cfg, partial), uid, size, blocks, stamp, path)
     elif fmt == _S_IFLNK:
         counts[_I_LINKS] += 1
     else:
@@ -560,7 +593,7 @@ def _scan_task(task, cfg, partial, hungry=None, check_every=_CHECK_EVERY, on_ent
             start=start,
             keep=cfg.keep,
             on_enter=enter,
-            keep_first=_slice_keep(cfg, piece),
+            first_slice=piece,  # (index, count): the inode numbers of one directory's files spread evenly
         )
     except WalkError as exc:
         partial.note("vanished" if isinstance(exc, FileNotFoundError) else "errors", (root_index, b""), str(exc))
@@ -618,7 +651,9 @@ def _publish(root_index, relpath):
 
 def _worker_task(tasks):
     partial = _Partial()
-    left = _scan_tasks(list(tasks), _WORKER["cfg"], partial, _WORKER["hungry"], _CHECK_EVERY, _publish)
+    cfg = _WORKER["cfg"]
+    # What a worker reads is asked for only at a deadline: published only then.
+    left = _scan_tasks(list(tasks), cfg, partial, _WORKER["hungry"], _CHECK_EVERY, _publish if cfg.deadline is not None else None)
     _WORKER["slots"][_WORKER["slot"]] = 0
     return partial, left
 

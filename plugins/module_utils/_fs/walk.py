@@ -19,6 +19,13 @@ How it walks (as CPython's ``os.fwalk`` and ``shutil._rmtree_safe_fd`` do):
   walk is deeper, the shallowest ones (never the root's) are closed and
   reopened later from the nearest open ancestor, one ``openat`` per level,
   each identity-checked again.
+* Each entry is lstat'ed relative to its directory's descriptor
+  (``fstatat``). A small directory with nothing to filter is read at once
+  (``listdir``: no ``DirEntry`` made, the cheapest way in Python); a big one
+  (``st_size`` past ``_LISTDIR_BYTES``), or one with ``keep``, a slice or
+  excludes to apply before the lstat, entry by entry (``scandir``). Either
+  way the entries are handed out in chunks of at most ``_CHUNK``,
+  the deadline looked at between two.
 * Symlinks are never followed; with ``one_file_system`` a directory on
   another device than the root's is listed but not descended (``other_fs``).
 * Names are bytes end to end. ``display(relpath)`` turns one into a str for
@@ -39,10 +46,14 @@ import os
 import stat
 import sys
 import time
+from itertools import chain
 
 _OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 MAX_OPEN_FDS = 32  # directory descriptors open at once (the root's included)
-_DEADLINE_EVERY = 4096  # entries between looks at the clock inside one directory
+_CHUNK = 1024  # entries per chunk of a listing (the memory it holds); the clock is looked at between two
+_LISTDIR_BYTES = 1 << 18  # st_size of a directory up to which it is listed at once (some thousands of entries)
+_S_IFMT = 0o170000
+_S_IFDIR = 0o040000
 
 # Issue kinds. Only OTHER_FS and NON_UTF8 are not errors (nothing was missed).
 UNREADABLE = "unreadable"
@@ -159,7 +170,7 @@ class Directory:
     same pairs without keeping them (use one or the other, once).
     ``prune(name)``: do not descend into that subdirectory."""
 
-    __slots__ = ("relpath", "name", "depth", "st", "fd", "parent_fd", "leaving", "_walker", "_frame", "_entries", "_stream")
+    __slots__ = ("relpath", "name", "depth", "st", "fd", "parent_fd", "leaving", "_walker", "_frame", "_entries", "_stream", "_chunks")
 
     def __init__(self, walker, frame, parent_fd, leaving=False):
         self.relpath = frame.relpath
@@ -173,6 +184,7 @@ class Directory:
         self._frame = frame
         self._entries = [] if leaving else None
         self._stream = None
+        self._chunks = None  # the listing's generator (of lists of pairs) behind _stream
 
     def __repr__(self):
         return "Directory(%r, depth=%d%s)" % (self.relpath, self.depth, ", leaving" if self.leaving else "")
@@ -190,7 +202,8 @@ class Directory:
         if self._entries is not None:
             return iter(self._entries)
         if self._stream is None:
-            self._stream = self._walker.list_entries(self._frame)
+            self._chunks = self._walker.list_entries(self._frame)
+            self._stream = chain.from_iterable(self._chunks)  # no Python frame resumed per entry
         return self._stream
 
     def _drain(self):
@@ -266,11 +279,11 @@ class Walker:
         start=None,
         keep=None,
         on_enter=None,
-        keep_first=None,
+        first_slice=None,
     ):
         self.root = os.fsencode(root)
         self.keep = keep
-        self.keep_first = keep_first
+        self.first_slice = first_slice
         self.on_enter = on_enter
         self.match = match if match is not None and match.excludes_anything else None
         self.one_file_system = one_file_system
@@ -370,8 +383,8 @@ class Walker:
     def close(self):
         """Close every descriptor still open; the walk ends."""
         current = getattr(self, "_current", None)
-        if current is not None and current._stream is not None:
-            current._stream.close()
+        if current is not None and current._chunks is not None:
+            current._chunks.close()
         gen = getattr(self, "_gen", None)
         if gen is not None:
             gen.close()
@@ -479,7 +492,7 @@ class Walker:
         self._low = min(self._low, index)
         if index + 1 < len(stack) and stack[index + 1].fd is not None:
             child = stack[index + 1]
-            fd = self._openat(child.fd, child.relpath, b"..", frame.dev, frame.ino, moved=True)
+            fd, _st = self._openat(child.fd, child.relpath, b"..", frame.dev, frame.ino, moved=True)
             if fd is not None:
                 self._opened(frame, fd, index)
                 return True
@@ -491,7 +504,7 @@ class Walker:
         self._low = min(self._low, base + 1)
         for level in range(base + 1, index + 1):
             current = stack[level]
-            fd = self._openat(stack[level - 1].fd, current.relpath, current.name, current.dev, current.ino)
+            fd, _st = self._openat(stack[level - 1].fd, current.relpath, current.name, current.dev, current.ino)
             if fd is None:
                 for dead in stack[level:]:
                     dead.dead = True
@@ -506,20 +519,21 @@ class Walker:
 
     def _openat(self, parent_fd, relpath, name, dev, ino, moved=False):
         """Open ``name`` below ``parent_fd`` and check it is still the
-        directory (dev, ino) seen (samestat); None (issue reported) if not.
+        directory (dev, ino) seen (samestat): ``(fd, its fstat)``, or
+        ``(None, None)`` (issue reported) if not.
         With ``moved``, ``name`` is ``..`` of ``relpath``: a mismatch means
         ``relpath`` was moved away from its parent."""
         try:
             fd = os.open(name, _OPEN_DIR, dir_fd=parent_fd)
         except OSError as exc:
             self.on_error(_open_issue(relpath, exc, name, parent_fd))
-            return None
+            return None, None
         try:
             st = os.fstat(fd)
         except OSError as exc:
             os.close(fd)
             self.report(relpath, ERROR, "cannot be examined: %s" % (exc.strerror or exc))
-            return None
+            return None, None
         if st.st_dev != dev or st.st_ino != ino:
             os.close(fd)
             self.report(
@@ -529,8 +543,8 @@ class Walker:
                 if moved
                 else "was replaced by another directory during the walk; not descended",
             )
-            return None
-        return fd
+            return None, None
+        return fd, st
 
     def _descend(self, frame, name, dev, ino):
         """Open the subdirectory ``name`` of ``frame``: its new frame, or None."""
@@ -544,10 +558,10 @@ class Walker:
             self.on_enter(relpath)
         if not self._ensure_open(len(self._stack) - 1):
             return None
-        fd = self._openat(frame.fd, relpath, name, dev, ino)
+        fd, st = self._openat(frame.fd, relpath, name, dev, ino)
         if fd is None:
             return None
-        child = _Frame(relpath, name, frame.depth + 1, os.fstat(fd), fd)
+        child = _Frame(relpath, name, frame.depth + 1, st, fd)
         self._stack.append(child)
         self._opened(child, fd, len(self._stack) - 2)
         return child
@@ -555,65 +569,123 @@ class Walker:
     # -- listing
 
     def list_entries(self, frame):
-        """Yield ``(name, lstat)`` of the entries of ``frame`` (excluded ones
-        left out) and remember its subdirectories to walk."""
+        """Yield lists of ``(name, lstat)`` of the entries of ``frame``
+        (excluded ones left out), and remember its subdirectories to walk.
+        A small directory with nothing to filter is read at once
+        (``listdir``) and each name lstat'ed relative to its descriptor;
+        any other is read entry by entry (``scandir``), so that a huge one
+        is never held in memory and ``keep`` and the excludes can look at
+        an entry (its type and inode number) before it is lstat'ed."""
         self.current = frame.relpath
         descend = self.max_depth is None or frame.depth < self.max_depth
+        keep = self.keep
+        part = self.first_slice if frame is self._first else None
+        by_name = keep is None and part is None and self.match is None and frame.st.st_size <= _LISTDIR_BYTES
         try:
-            iterator = os.scandir(frame.fd)
+            source = os.listdir(frame.fd) if by_name else os.scandir(frame.fd)
         except OSError as exc:
             self.report(frame.relpath, UNREADABLE if isinstance(exc, PermissionError) else ERROR, "cannot be listed: %s" % (exc.strerror or exc))
             return iter(())
-        return self._listing(frame, iterator, descend)
+        return self._listing(frame, source, descend, (keep, part))
 
-    def _listing(self, frame, iterator, descend):
-        """The generator of ``list_entries`` (one generator, not two: it runs
-        once per entry)."""
-        relpath, match, keep = frame.relpath, self.match, self.keep
-        encode, encoding = str.encode, _FS_ENCODING
-        if self.keep_first is not None and frame is self._first:
-            keep = self.keep_first
-        subdirs, root_dev = frame.subdirs, self.root_st.st_dev
-        xdev = self.one_file_system
-        is_dir = stat.S_ISDIR
-        countdown = _DEADLINE_EVERY
+    def _listing(self, frame, source, descend, keeping):
+        """The generator of ``list_entries``: chunks of at most
+        ``_CHUNK`` entries, each filled by a plain loop (no
+        generator resumed per entry), the clock looked at between two."""
+        by_name = isinstance(source, list)
+        fill, items = (self._fill_by_name, iter(source)) if by_name else (self._fill, source)
         try:
-            for item in iterator:  # the hot loop of every walk
-                countdown -= 1
-                if not countdown:
-                    countdown = _DEADLINE_EVERY
-                    if self._past_deadline(relpath):
-                        return
+            while True:
+                chunk = []
+                more = fill(frame, items, descend, keeping, chunk)
+                if chunk:
+                    yield chunk
+                if not more or self._past_deadline(frame.relpath):
+                    return
+        finally:
+            if not by_name:
+                source.close()
+            frame.subdirs.reverse()  # walked in listing order
+
+    def _fill(self, frame, iterator, descend, keeping, chunk):
+        """Read entries of ``frame`` (a scandir iterator) into ``chunk``, up
+        to ``_CHUNK``: True if the listing may go on, False when it
+        is over (or cannot). ``keeping``: ``(keep, (index, count) of the
+        first directory's slice or None)``."""
+        relpath, match = frame.relpath, self.match
+        keep, part = keeping
+        index, count = part if part is not None else (0, 0)
+        root_dev = self.root_st.st_dev if self.one_file_system else None
+        append, encode, encoding = chunk.append, str.encode, _FS_ENCODING
+        left = _CHUNK
+        try:
+            for item in iterator:  # a hot loop of every walk
+                if count and item.inode() % count != index:
+                    continue
                 if keep is not None and not keep(item.inode(), item.is_dir(follow_symlinks=False)):
                     continue
-                name = encode(item.name, encoding, "surrogateescape")  # os.fsencode, inlined
+                text = item.name
+                name = encode(text, encoding, "surrogateescape")  # os.fsencode, inlined
                 if match is not None and match.excluded_entry(relpath, name, item.is_dir(follow_symlinks=False)):
                     continue
                 try:
                     st = item.stat(follow_symlinks=False)
                 except OSError as exc:
                     if self._lstat_failed(item, relpath, name, exc):
-                        return
+                        return False
                     continue
-                if not name.isascii():
+                if not text.isascii():  # a str flag: no scan of the name
                     self._check_name(relpath, name, st)
-                if descend and is_dir(st.st_mode):
-                    if xdev and st.st_dev != root_dev:
-                        self.report(_join(relpath, name), OTHER_FS, "is on another file system; not descended")
-                    else:
-                        subdirs.append((name, st.st_dev, st.st_ino))
-                yield name, st
+                if descend and st.st_mode & _S_IFMT == _S_IFDIR:
+                    self._found_dir(frame, name, st, root_dev)
+                append((name, st))
+                left -= 1
+                if not left:
+                    return True
         except OSError as exc:
             self.report(relpath, ERROR, "listing failed part way: %s" % (exc.strerror or exc))
-        finally:
-            iterator.close()
-            subdirs.reverse()  # walked in listing order
+        return False
+
+    def _fill_by_name(self, frame, names, descend, _keeping, chunk):
+        """``_fill`` for a directory read at once (an iterator over its
+        names): each lstat'ed relative to the directory's descriptor, no
+        DirEntry made (the cheapest way in Python: most directories)."""
+        relpath, fd = frame.relpath, frame.fd
+        root_dev = self.root_st.st_dev if self.one_file_system else None
+        append, encode, encoding, lstat = chunk.append, str.encode, _FS_ENCODING, os.lstat
+        left = _CHUNK
+        for text in names:  # the hot loop of most walks
+            name = encode(text, encoding, "surrogateescape")
+            try:
+                st = lstat(name, dir_fd=fd)
+            except OSError as exc:
+                if self._lstat_failed(None, relpath, name, exc):
+                    return False
+                continue
+            if not text.isascii():
+                self._check_name(relpath, name, st)
+            if descend and st.st_mode & _S_IFMT == _S_IFDIR:
+                self._found_dir(frame, name, st, root_dev)
+            append((name, st))
+            left -= 1
+            if not left:
+                return True
+        return False
+
+    def _found_dir(self, frame, name, st, root_dev):
+        """A subdirectory listed: to walk, unless it is on another file
+        system than the root's (``root_dev``, None: no matter)."""
+        if root_dev is not None and st.st_dev != root_dev:
+            self.report(_join(frame.relpath, name), OTHER_FS, "is on another file system; not descended")
+        else:
+            frame.subdirs.append((name, st.st_dev, st.st_ino))
 
     def _lstat_failed(self, item, relpath, name, exc):
-        """Report an entry whose lstat failed; True if the directory cannot
-        be searched at all (reported once: the listing stops)."""
+        """Report an entry whose lstat failed (``item``: its DirEntry, None
+        if listed by name); True if the directory cannot be searched at all
+        (reported once: the listing stops)."""
         if isinstance(exc, FileNotFoundError):
-            self.report(_join(relpath, name), VANISHED, "vanished during the walk", item.is_dir(follow_symlinks=False))
+            self.report(_join(relpath, name), VANISHED, "vanished during the walk", item.is_dir(follow_symlinks=False) if item is not None else None)
         elif isinstance(exc, PermissionError):
             self.report(relpath, UNREADABLE, "its entries cannot be examined: %s" % (exc.strerror or exc))
             return True
@@ -640,7 +712,7 @@ def walk_dirs(
     start=None,
     keep=None,
     on_enter=None,
-    keep_first=None,
+    first_slice=None,
 ):
     """Walk the tree under ``root`` a directory at a time: a :class:`Walker`
     yielding :class:`Directory` objects. Raises WalkError if ``root`` cannot
@@ -650,10 +722,11 @@ def walk_dirs(
     only that subtree (reached from the root without following symlinks,
     identity-checked; relpaths stay relative to the root); ``keep(ino,
     is_dir)`` is asked before an entry is stat'ed (False: skipped, not
-    descended; ``keep_first`` instead of ``keep`` for the first directory
-    only: the scanner splits one huge directory that way); ``on_enter(relpath)``
+    descended); ``first_slice=(index, count)``: of the first directory only
+    the entries whose inode number modulo ``count`` is ``index`` (asked
+    before any lstat too: the scanner splits one huge directory that way); ``on_enter(relpath)``
     is called before a directory is opened."""
-    return Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds, start, keep, on_enter, keep_first)
+    return Walker(root, match, one_file_system, deadline, on_error, post_order, max_depth, max_open_fds, start, keep, on_enter, first_slice)
 
 
 class _EntryWalk:

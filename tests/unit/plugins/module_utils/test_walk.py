@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from ansible_collections.datasteward.storage.plugins.module_utils._fs import walk as walk_module
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import (
     WalkError,
@@ -244,6 +245,33 @@ def test_vanished_entries_while_listing(tmp_path):
             rest = list(stream)
     assert len(rest) + len([i for i in walker.issues if i.kind == "vanished"]) == 99
     assert all(i.kind == "vanished" for i in walker.issues)
+
+
+def test_entry_listed_by_name_then_gone_is_vanished(tmp_path, monkeypatch):
+    """A small directory is listed at once (listdir) and each name lstat'ed
+    afterwards: a name gone in between is reported, the walk goes on."""
+    root = os.path.join(str(tmp_path), "few")
+    os.mkdir(root)
+    open(os.path.join(root, "here"), "wb").close()
+    listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda fd: listdir(fd) + ["gone"])
+    with walk_dirs(root) as walker:
+        names = [name for directory in walker for name, _st in directory.stream()]
+    assert names == [b"here"]
+    assert [(i.relpath, i.kind, i.is_dir) for i in walker.issues] == [(b"gone", "vanished", None)]
+
+
+def test_listing_is_the_same_by_name_and_by_entry(tmp_path, monkeypatch):
+    """Both ways of reading a directory (by name for a small one, entry by
+    entry for a big one) give the same entries, lstat results and walk."""
+    root = _tree(tmp_path)
+
+    def listing():
+        return sorted((d.relpath, name, st.st_ino, st.st_mode) for d in walk_dirs(root) for name, st in d.stream())
+
+    by_name = listing()
+    monkeypatch.setattr(walk_module, "_LISTDIR_BYTES", -1)  # every directory read entry by entry
+    assert listing() == by_name and by_name
 
 
 def test_directory_swapped_for_another_is_not_descended(tmp_path):
