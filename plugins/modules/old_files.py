@@ -252,6 +252,14 @@ dirs_removed:
   type: list
   elements: str
   sample: [/scratch/alice/run1]
+temps_removed:
+  description:
+    - Stale temporaries of the copy engine (names starting with C(.dstmp.)) that an earlier, killed relocation left
+      in the relocation directories this run wrote to, and that this run removed (regular files older than its start
+      only).
+  returned: always
+  type: int
+  sample: 0
 manifest:
   description: The manifest this run wrote, or V(null) when it acted on nothing.
   returned: always

@@ -712,13 +712,23 @@ def close_temps(copy, flush=True):
                 tgt.fd = None
 
 
+def _open_to_verify(name, dir_fd):
+    """Open a copy to read it back, without moving its access time (the
+    source's, kept on the copy) where the kernel allows it."""
+    flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC
+    try:
+        return os.open(name, flags | _O_NOATIME, dir_fd=dir_fd)
+    except PermissionError:
+        return os.open(name, flags, dir_fd=dir_fd)
+
+
 def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE, size=None):
     """Re-read a copy (its temporary, or the existing final file) from the
     device and compare it with ``digest``."""
     name = tgt.temp if tgt.temp is not None else tgt.name
     where = os.path.join(os.path.dirname(tgt.path), name)
     try:
-        fd = os.open(name, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=tgt.dir_fd)
+        fd = _open_to_verify(name, tgt.dir_fd)
     except OSError as exc:
         if exc.errno in DISK_ERRNOS:
             raise tgt.failed("re-open to verify", exc)
@@ -1002,6 +1012,39 @@ def remove_temp(root, relpath, dry_run=False):
         except SourceVanished:
             return False
     return True
+
+
+def remove_stale_temps(dir_fd, names=None, older_than=None):
+    """Remove this engine's temporaries left by killed runs from the open
+    directory ``dir_fd``: the names in ``names`` (default: its listing) that
+    start with TEMP_PREFIX and are regular files (never through a symlink),
+    with ``older_than`` only those whose ctime is before it (a live copy's
+    temporary is newer: every write, chmod and utime moves its ctime).
+    Returns how many were removed (the directory is fsynced then)."""
+    if names is None:
+        try:
+            names = [entry.name for entry in os.scandir(dir_fd) if entry.name.startswith(TEMP_PREFIX)]
+        except OSError:
+            return 0
+    removed = 0
+    for name in names:
+        raw = fsbytes(name)
+        if not raw.startswith(_TEMP_PREFIX_B):
+            continue
+        try:
+            st = os.stat(raw, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or (older_than is not None and st.st_ctime >= older_than):
+                continue
+            os.unlink(raw, dir_fd=dir_fd)
+        except OSError:  # gone, or not ours to remove: left alone
+            continue
+        removed += 1
+    if removed:
+        try:
+            os.fsync(dir_fd)
+        except OSError:
+            pass
+    return removed
 
 
 def regular_file_stat(root, relpath):
