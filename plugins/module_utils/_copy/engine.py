@@ -497,6 +497,7 @@ class PendingCopy:
         self.source_stat = None
         self.verified_at = None
         self.own_dirs = False  # the target directories were opened for this copy alone
+        self.data = None  # a file read in one piece: its bytes (a batch may compare the copies with them)
 
     def writers(self):
         return [tgt for tgt in self.targets if tgt.temp is not None]
@@ -583,6 +584,7 @@ def _stream(copy, src_fd, algorithm, chunk_size, pool):
         if len(data) <= expected:  # the whole file (a change shows in the stat after)
             copy.digest = hasher.hexdigest()
             copy.size = len(data)
+            copy.data = data
             return
         copy.size = len(data)
     _stream_chunks(copy, src_fd, hasher, writers, chunk_size, pool if expected >= PARALLEL_MIN_BYTES else None)
@@ -722,9 +724,22 @@ def _open_to_verify(name, dir_fd):
         return os.open(name, flags, dir_fd=dir_fd)
 
 
-def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE, size=None):
+def _read_back(fd, algorithm, digest, data):
+    """The digest of a copy read back from the device, compared byte for
+    byte with ``data``, the source's bytes (no second hash when they match)."""
+    drop_cache(fd)
+    back = os.pread(fd, len(data) + 1, 0)
+    if back == data:
+        return digest
+    hasher = new_hasher(algorithm)
+    hasher.update(back)
+    return hasher.hexdigest()
+
+
+def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE, size=None, data=None):
     """Re-read a copy (its temporary, or the existing final file) from the
-    device and compare it with ``digest``."""
+    device and compare it with ``digest`` (with ``data``, the source's bytes:
+    with them, byte for byte)."""
     name = tgt.temp if tgt.temp is not None else tgt.name
     where = os.path.join(os.path.dirname(tgt.path), name)
     try:
@@ -737,7 +752,10 @@ def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE, size=None):
         if tgt.temp is None and not stat.S_ISREG(_fstat(fd, where).st_mode):
             raise TargetConflict("%s is not a regular file" % display(where), where)
         try:
-            got, dummy = hash_fd(fd, algorithm, chunk_size, size_hint=size)
+            if data is not None:
+                got = _read_back(fd, algorithm, digest, data)
+            else:
+                got, dummy = hash_fd(fd, algorithm, chunk_size, size_hint=size)
         except OSError as exc:
             if exc.errno in DISK_ERRNOS:
                 raise tgt.failed("read back", exc)

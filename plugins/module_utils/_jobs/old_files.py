@@ -535,7 +535,7 @@ class _Actor:
         self.manifest = manifest
         self.now = now
         self.outcome = Outcome()
-        self.prefix = os.fsdecode(tree.root.rstrip(b"/") or b"/") + "/"
+        self.prefix_q = quote(os.fsdecode(tree.root.rstrip(b"/") or b"/") + "/")[:-1]  # JSON-escaped per character: joins as is
         self.root_q = quote(opts.path)
         self.mover = _Mover(opts, tree, dirs, now) if opts.state == "relocated" else None
 
@@ -576,12 +576,13 @@ class _Actor:
 
     def body(self, cand, head):
         """The manifest record of ``cand`` (``head``: the action's own members), encoded."""
-        st, rel = cand.st, os.fsdecode(cand.relpath)
-        return '%s,"path":%s,"root":%s,"relpath":%s,"bytes":%d,"uid":%d,"gid":%d,"mtime":%r' % (
+        st, rel_q = cand.st, quote(os.fsdecode(cand.relpath))
+        return '%s,"path":%s%s,"root":%s,"relpath":%s,"bytes":%d,"uid":%d,"gid":%d,"mtime":%r' % (
             head,
-            quote(self.prefix + rel),
+            self.prefix_q,
+            rel_q[1:],
             self.root_q,
-            quote(rel),
+            rel_q,
             st.st_size,
             st.st_uid,
             st.st_gid,
@@ -964,11 +965,11 @@ class _Mover:
         """The verified copy engine, a batch at a time (``_copy/batch``: one
         flush and one from-disk verification pass per batch), then the
         batch's records, then the originals removed and their directory synced."""
-        opts = self.opts
-        with copy_batch.Batch(opts.path, ALGORITHM, preserve=True) as batch:
+        opts, src_root, dest_root = self.opts, actor.tree.root, self.dest.root
+        with copy_batch.Batch(src_root, ALGORITHM, preserve=True, keep_data=True) as batch:
             for cand, cur in live:
-                rel = os.fsdecode(cand.relpath)
-                item = batch.plan(rel, [(opts.dest_root, rel)], expect_stat=cur, data=cand)
+                rel = cand.relpath
+                item = batch.plan(rel, [(dest_root, rel)], expect_stat=cur, data=cand)
                 batch.copy(item)
                 if isinstance(item.error, copier.TargetFull):
                     break  # the rest stays where it is; the run stops after this batch
