@@ -400,6 +400,7 @@ def _open_source_dir(root, parts, where, doing):
 
 
 def _open_source(dir_fd, name, where):
+    """``(fd, fstat)`` of a regular source file, opened without following a symlink."""
     # O_NONBLOCK: a source swapped for a FIFO after the scan must not block the
     # open (it is refused below); it changes nothing for a regular file.
     flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK
@@ -422,7 +423,7 @@ def _open_source(dir_fd, name, where):
     if not stat.S_ISREG(st.st_mode):
         _close(fd)
         raise UnsafePath("%s is not a regular file" % display(where), where)
-    return fd
+    return fd, st
 
 
 def hash_file(root, relpath, algorithm, from_disk=True):
@@ -433,9 +434,8 @@ def hash_file(root, relpath, algorithm, from_disk=True):
     where = _join(root, relpath)
     dfd = _open_source_dir(root, parts, where, "read")
     try:
-        fd = _open_source(dfd, parts[-1], where)
+        fd, before = _open_source(dfd, parts[-1], where)
         try:
-            before = _fstat(fd, where)
             try:
                 digest, size = hash_fd(fd, algorithm, from_disk=from_disk, size_hint=before.st_size)
             except OSError as exc:
@@ -661,8 +661,7 @@ def start_copy(
                 raise SourceVanished("%s vanished before it could be read" % display(src_path), src_path)
         else:
             src_dir_fd = _open_source_dir(src_root, src_parts, src_path, "read")
-        src_fd = _open_source(src_dir_fd, src_parts[-1], src_path)
-        copy.source_stat = _fstat(src_fd, src_path)
+        src_fd, copy.source_stat = _open_source(src_dir_fd, src_parts[-1], src_path)
         if expect_stat is not None and not same_scan_stat(copy.source_stat, expect_stat):
             raise SourceChanged("%s changed since it was scanned" % display(src_path), src_path)
         _advise_sequential(src_fd, copy.source_stat.st_size)

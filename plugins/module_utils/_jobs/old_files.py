@@ -559,15 +559,24 @@ class _Actor:
                 self.mover.move(self, dir_fd, dir_rel, batch)
 
     def _delete(self, dir_fd, batch):
-        opts, now, done, bodies = self.opts, self.now, self.outcome.done, []
+        opts, now, done, bodies, body = self.opts, self.now, self.outcome.done, [], self.body
+        lstat, is_reg, age, stamp_of_st = os.stat, stat.S_ISREG, opts.age, _STAMPS[opts.age_stamp]
         for cand in batch:
+            st = cand.st
+            try:  # the re-check, inline (recheck() again only to say why not)
+                cur = lstat(cand.name, dir_fd=dir_fd, follow_symlinks=False)
+                same = is_reg(cur.st_mode) and cur.st_ino == st.st_ino and cur.st_dev == st.st_dev and cur.st_size == st.st_size
+                fresh = same and cur.st_mtime_ns == st.st_mtime_ns and now - stamp_of_st(cur) >= age
+            except OSError:
+                fresh = False
             try:
-                recheck(dir_fd, cand, opts, now)
+                if not fresh:
+                    recheck(dir_fd, cand, opts, now)
                 _unlink(dir_fd, cand.name, None)
             except Skip as exc:
                 self.skip(cand, exc)
                 continue
-            bodies.append(self.body(cand, '"action":"deleted"'))
+            bodies.append(body(cand, '"action":"deleted"'))
             done.append((cand, "deleted"))
         self.write(bodies)
 
