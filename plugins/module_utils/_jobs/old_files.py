@@ -918,12 +918,17 @@ class _Mover:
         return actor.body(cand, self.head % (quote(self.prefix + os.fsdecode(cand.relpath)), quote(digest)))
 
     def move(self, actor, dir_fd, dir_rel, batch):
-        live = []
-        for cand in batch:
-            try:
-                live.append((cand, recheck(dir_fd, cand, actor.opts, actor.now)))
-            except Skip as exc:
-                actor.skip(cand, exc)
+        if self.opts.age_stamp == "mtime" and not self.same_fs:
+            # the copy's own fstat must match the walk's (inode, size, mtime) and the re-check right
+            # before the original goes must match that fstat (ctime too): the age by mtime is re-checked there
+            live = [(cand, cand.st) for cand in batch]
+        else:
+            live = []
+            for cand in batch:
+                try:
+                    live.append((cand, recheck(dir_fd, cand, actor.opts, actor.now)))
+                except Skip as exc:
+                    actor.skip(cand, exc)
         if not live:
             return
         try:
