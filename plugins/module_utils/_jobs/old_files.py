@@ -686,7 +686,8 @@ def apply_fused(opts, manifest, now, workers=WORKERS):
             if "failed" in piece:
                 summary["stopped"] = summary["stopped"] or "a worker of the run failed: %s" % piece["failed"]
                 continue
-            manifest.records += piece["ok"]["records"]
+            if not piece.get("here"):
+                manifest.records += piece["ok"]["records"]  # appended by another process
             _merge(summary, piece["ok"])
     elif summary["stopped"] is None:
         _merge(summary, _work_share(opts, now, manifest, result.root_st, shares[0], None))
@@ -793,16 +794,23 @@ def _forked(calls):
     """Run each call in a forked child process (SIGKILLed if this process
     dies, so a kill of the run is a kill of all of it); their results, in
     order: ``{"ok": value}`` or ``{"failed": message}``."""
-    parent, children = os.getpid(), []
+    parent, children, inline = os.getpid(), [], []
     for call in calls:
         rfd, wfd = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to be had (EAGAIN, ENOMEM): this one runs here, after the others
+            os.close(rfd)
+            os.close(wfd)
+            inline.append(call)
+            continue
         if pid == 0:  # pragma: no cover - the child
             os.close(rfd)
             _child(call, wfd, parent)
         os.close(wfd)
         children.append((pid, rfd))
-    return [_collect(pid, rfd) for pid, rfd in children]
+    here = [{"ok": call(), "here": True} for call in inline]
+    return [_collect(pid, rfd) for pid, rfd in children] + here
 
 
 def _child(call, wfd, parent):  # pragma: no cover - runs in the child

@@ -389,3 +389,18 @@ def test_stale_temporaries_in_the_directories_written_are_removed(tree):
     assert later["temps_removed"] == 1 and later["totals"]["files"] == 1
     assert sorted(os.listdir(area / "alice")) == sorted([copier.TEMP_PREFIX + "link.1", "notes.txt", "old.dat", "older.dat"])
     assert os.listdir(area / "elsewhere") == [copier.TEMP_PREFIX + "x.1"]
+
+
+def test_a_run_without_limits_works_when_no_process_can_be_forked(tmp_path, monkeypatch):
+    root = tmp_path / "scratch"
+    for index in range(8):
+        put(root, "d%d/f%d.dat" % (index % 4, index), b"x", 400)
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    result = job.run(opts(root, state="absent"))
+    assert result["totals"]["files"] == 8 and result["stopped"] is None
+    records, problems = mf.read_manifest(result["manifest"])
+    assert len(records) == 8 and problems == []
