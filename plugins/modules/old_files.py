@@ -27,8 +27,15 @@ description:
     collection's verified copy engine, keeping owner, group, mode and time stamps; the original is removed only
     after the copy was read back from disk and matched. A full destination stops the run with the file being moved
     intact, and the module fails naming O(dest).
-  - Every action is appended to a manifest (one JSON object per line) in O(manifest_dir), written and flushed
-    before the next action, so a crash leaves a valid file.
+  - Every action is recorded in a manifest (one JSON object per line) in O(manifest_dir), a batch of records (at most
+    256, those of one directory) per write; a relocation's records are written before its originals are removed,
+    the records of a batch of deletes right after that batch and before the next one, so a crash leaves a valid file
+    and loses at most the records of the batch of deletes under way (see C(docs/old_files.md)).
+  - Without O(max_files), O(max_bytes) and O(free_bytes), each directory is planned and acted on in turn, the
+    subdirectories of O(path) split between two worker processes; with a limit, the whole tree is planned first
+    and the plan is applied by one process.
+  - A relocation removes the stale temporaries (C(.dstmp.*)) that a killed earlier run left in the relocation
+    directories it writes to (RV(temps_removed)).
 extends_documentation_fragment:
   - datasteward.storage._attributes
 attributes:
@@ -252,6 +259,14 @@ dirs_removed:
   type: list
   elements: str
   sample: [/scratch/alice/run1]
+temps_removed:
+  description:
+    - Stale temporaries of the copy engine (names starting with C(.dstmp.)) that an earlier, killed relocation left
+      in the relocation directories this run wrote to, and that this run removed (regular files older than its start
+      only).
+  returned: always
+  type: int
+  sample: 0
 manifest:
   description: The manifest this run wrote, or V(null) when it acted on nothing.
   returned: always

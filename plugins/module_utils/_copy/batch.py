@@ -10,7 +10,8 @@ runs each step once for the whole batch: the temporaries of every file are
 journalled in one call, written (source read once per file), then flushed
 with one ``syncfs(2)`` per target file system (``fsync`` of every file where
 ``syncfs`` is missing), then re-read from disk and verified by one thread
-per target disk (the disks' reads run in parallel), then renamed, then
+per target disk (hashed again, or with ``keep_data`` a small file compared
+byte for byte with the source's bytes read once) (the disks' reads run in parallel), then renamed, then
 each directory is fsynced once. The caller then commits every verified
 file in one transaction and only after that removes sources.
 
@@ -89,8 +90,9 @@ class Batch:
     ``journal``: as for :func:`engine.copy_verified`; ``add_all`` is called
     once for the whole batch (:meth:`journal_all`)."""
 
-    def __init__(self, src_root, algorithm="sha512", journal=None, preserve=True, use_syncfs=True):
+    def __init__(self, src_root, algorithm="sha512", journal=None, preserve=True, use_syncfs=True, keep_data=False):
         self.src_root = src_root
+        self.keep_data = keep_data  # compare small copies with the source's bytes kept in memory (a small batch)
         self.algorithm = algorithm
         self.journal = journal
         self.preserve = preserve
@@ -140,6 +142,8 @@ class Batch:
                 tokens=item.tokens,
             )
             self.bytes += item.copy.size
+            if not self.keep_data:
+                item.copy.data = None
             engine.close_temps(item.copy, flush=not self.use_syncfs)
         except engine.CopyError as exc:
             item.error = exc
@@ -201,7 +205,7 @@ class Batch:
                 if item.error is not None:
                     continue
                 try:
-                    engine.verify_copy(tgt, self.algorithm, item.copy.digest, size=item.copy.size)
+                    engine.verify_copy(tgt, self.algorithm, item.copy.digest, size=item.copy.size, data=item.copy.data)
                 except engine.CopyError as exc:
                     item.error = item.error or exc
 

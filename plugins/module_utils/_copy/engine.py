@@ -400,6 +400,7 @@ def _open_source_dir(root, parts, where, doing):
 
 
 def _open_source(dir_fd, name, where):
+    """``(fd, fstat)`` of a regular source file, opened without following a symlink."""
     # O_NONBLOCK: a source swapped for a FIFO after the scan must not block the
     # open (it is refused below); it changes nothing for a regular file.
     flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK
@@ -422,7 +423,7 @@ def _open_source(dir_fd, name, where):
     if not stat.S_ISREG(st.st_mode):
         _close(fd)
         raise UnsafePath("%s is not a regular file" % display(where), where)
-    return fd
+    return fd, st
 
 
 def hash_file(root, relpath, algorithm, from_disk=True):
@@ -433,9 +434,8 @@ def hash_file(root, relpath, algorithm, from_disk=True):
     where = _join(root, relpath)
     dfd = _open_source_dir(root, parts, where, "read")
     try:
-        fd = _open_source(dfd, parts[-1], where)
+        fd, before = _open_source(dfd, parts[-1], where)
         try:
-            before = _fstat(fd, where)
             try:
                 digest, size = hash_fd(fd, algorithm, from_disk=from_disk, size_hint=before.st_size)
             except OSError as exc:
@@ -497,6 +497,7 @@ class PendingCopy:
         self.source_stat = None
         self.verified_at = None
         self.own_dirs = False  # the target directories were opened for this copy alone
+        self.data = None  # a file read in one piece: its bytes (a batch may compare the copies with them)
 
     def writers(self):
         return [tgt for tgt in self.targets if tgt.temp is not None]
@@ -583,6 +584,7 @@ def _stream(copy, src_fd, algorithm, chunk_size, pool):
         if len(data) <= expected:  # the whole file (a change shows in the stat after)
             copy.digest = hasher.hexdigest()
             copy.size = len(data)
+            copy.data = data
             return
         copy.size = len(data)
     _stream_chunks(copy, src_fd, hasher, writers, chunk_size, pool if expected >= PARALLEL_MIN_BYTES else None)
@@ -659,8 +661,7 @@ def start_copy(
                 raise SourceVanished("%s vanished before it could be read" % display(src_path), src_path)
         else:
             src_dir_fd = _open_source_dir(src_root, src_parts, src_path, "read")
-        src_fd = _open_source(src_dir_fd, src_parts[-1], src_path)
-        copy.source_stat = _fstat(src_fd, src_path)
+        src_fd, copy.source_stat = _open_source(src_dir_fd, src_parts[-1], src_path)
         if expect_stat is not None and not same_scan_stat(copy.source_stat, expect_stat):
             raise SourceChanged("%s changed since it was scanned" % display(src_path), src_path)
         _advise_sequential(src_fd, copy.source_stat.st_size)
@@ -712,13 +713,36 @@ def close_temps(copy, flush=True):
                 tgt.fd = None
 
 
-def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE, size=None):
+def _open_to_verify(name, dir_fd):
+    """Open a copy to read it back, without moving its access time (the
+    source's, kept on the copy) where the kernel allows it."""
+    flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC
+    try:
+        return os.open(name, flags | _O_NOATIME, dir_fd=dir_fd)
+    except PermissionError:
+        return os.open(name, flags, dir_fd=dir_fd)
+
+
+def _read_back(fd, algorithm, digest, data):
+    """The digest of a copy read back from the device, compared byte for
+    byte with ``data``, the source's bytes (no second hash when they match)."""
+    drop_cache(fd)
+    back = os.pread(fd, len(data) + 1, 0)
+    if back == data:
+        return digest
+    hasher = new_hasher(algorithm)
+    hasher.update(back)
+    return hasher.hexdigest()
+
+
+def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE, size=None, data=None):
     """Re-read a copy (its temporary, or the existing final file) from the
-    device and compare it with ``digest``."""
+    device and compare it with ``digest`` (with ``data``, the source's bytes:
+    with them, byte for byte)."""
     name = tgt.temp if tgt.temp is not None else tgt.name
     where = os.path.join(os.path.dirname(tgt.path), name)
     try:
-        fd = os.open(name, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=tgt.dir_fd)
+        fd = _open_to_verify(name, tgt.dir_fd)
     except OSError as exc:
         if exc.errno in DISK_ERRNOS:
             raise tgt.failed("re-open to verify", exc)
@@ -727,7 +751,10 @@ def verify_copy(tgt, algorithm, digest, chunk_size=CHUNK_SIZE, size=None):
         if tgt.temp is None and not stat.S_ISREG(_fstat(fd, where).st_mode):
             raise TargetConflict("%s is not a regular file" % display(where), where)
         try:
-            got, dummy = hash_fd(fd, algorithm, chunk_size, size_hint=size)
+            if data is not None:
+                got = _read_back(fd, algorithm, digest, data)
+            else:
+                got, dummy = hash_fd(fd, algorithm, chunk_size, size_hint=size)
         except OSError as exc:
             if exc.errno in DISK_ERRNOS:
                 raise tgt.failed("read back", exc)
@@ -1002,6 +1029,39 @@ def remove_temp(root, relpath, dry_run=False):
         except SourceVanished:
             return False
     return True
+
+
+def remove_stale_temps(dir_fd, names=None, older_than=None):
+    """Remove this engine's temporaries left by killed runs from the open
+    directory ``dir_fd``: the names in ``names`` (default: its listing) that
+    start with TEMP_PREFIX and are regular files (never through a symlink),
+    with ``older_than`` only those whose ctime is before it (a live copy's
+    temporary is newer: every write, chmod and utime moves its ctime).
+    Returns how many were removed (the directory is fsynced then)."""
+    if names is None:
+        try:
+            names = [entry.name for entry in os.scandir(dir_fd) if entry.name.startswith(TEMP_PREFIX)]
+        except OSError:
+            return 0
+    removed = 0
+    for name in names:
+        raw = fsbytes(name)
+        if not raw.startswith(_TEMP_PREFIX_B):
+            continue
+        try:
+            st = os.stat(raw, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or (older_than is not None and st.st_ctime >= older_than):
+                continue
+            os.unlink(raw, dir_fd=dir_fd)
+        except OSError:  # gone, or not ours to remove: left alone
+            continue
+        removed += 1
+    if removed:
+        try:
+            os.fsync(dir_fd)
+        except OSError:
+            pass
+    return removed
 
 
 def regular_file_stat(root, relpath):

@@ -705,13 +705,11 @@ def versions_of(name, names):
 def remove_leftover_temps(opts, delivery_dirs):
     """Temporaries of a killed copy in the destination directories of a resumed entry."""
     removed = 0
-    for key, (fd, names) in delivery_dirs.items():
-        for name in list(names):
-            if name.startswith(copier.TEMP_PREFIX):
-                rel = os.path.join(key, name) if key != "." else name
-                if copier.remove_temp(opts.dest_root, rel):
-                    removed += 1
-                names.discard(name)
+    for dummy, (fd, names) in delivery_dirs.items():
+        temps = [name for name in names if name.startswith(copier.TEMP_PREFIX)]
+        if fd is not None and temps:
+            removed += copier.remove_stale_temps(fd, temps)  # the run's lock: none of them is in use
+        names.difference_update(temps)
     return removed
 
 

@@ -40,6 +40,7 @@ def utc_now(clock=None):
 
 
 _quote = json.encoder.encode_basestring_ascii  # the C encoder json.dumps uses for str
+quote = _quote
 
 
 def _value(value):
@@ -50,6 +51,12 @@ def _value(value):
     if isinstance(value, (int, float)):
         return repr(value)
     return json.dumps(value, separators=(",", ":"))
+
+
+def encode(record):
+    """The members of ``record`` as JSON text (``"key":value,...``), for
+    :meth:`Manifest.append_encoded`."""
+    return ",".join(["%s:%s" % (_quote(key), _value(value)) for key, value in record.items()])
 
 
 def to_line(record, stamp):
@@ -77,9 +84,19 @@ class Manifest:
         self._stamp_second, self._stamp_text = None, None
 
     def _open(self):
+        """Create the file; a name taken already (a run of the same process
+        in the same second) gets a ``.N`` suffix."""
+        base, number = self.path[: -len(".jsonl")], 1
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            self._fd = os.open(self.path, _FLAGS, 0o600)
+            while self._fd is None:
+                try:
+                    self._fd = os.open(self.path, _FLAGS, 0o600)
+                except FileExistsError:
+                    number += 1
+                    if number > 100:
+                        raise
+                    self.path = "%s.%d.jsonl" % (base, number)
         except OSError as exc:
             raise ManifestError("manifest_dir: cannot create the manifest %s: %s" % (self.path, exc.strerror or exc))
 
@@ -97,6 +114,40 @@ class Manifest:
         except OSError as exc:
             raise ManifestError("cannot write the manifest %s: %s" % (self.path, exc.strerror or exc))
         self.records += 1
+
+    def append_encoded(self, bodies):
+        """Write many records with one ``write(2)``: ``bodies`` are their JSON
+        members already encoded (``"key":value,...``, see :func:`encode`);
+        ``time`` is added. A crash leaves either none or all of them (or a cut
+        last line, which :func:`read_manifest` skips)."""
+        if not bodies:
+            return
+        if self._fd is None:
+            self._open()
+        tail = ',"time":%s}\n' % _quote(self._stamp())
+        data = ("{" + (tail + "{").join(bodies) + tail).encode("ascii")
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            if time.monotonic() >= self._sync_due:
+                self.sync()
+        except OSError as exc:
+            raise ManifestError("cannot write the manifest %s: %s" % (self.path, exc.strerror or exc))
+        self.records += len(bodies)
+
+    def open(self):
+        """Create the file now (before workers are forked, so that they all
+        append to the one file); :meth:`remove_if_empty` undoes it."""
+        if self._fd is None:
+            self._open()
+
+    def remove_if_empty(self):
+        """Remove the file made by :meth:`open` when no record was written."""
+        if self._fd is not None and self.records == 0 and os.fstat(self._fd).st_size == 0:
+            os.close(self._fd)
+            self._fd = None
+            os.unlink(self.path)
 
     def _stamp(self):
         """utc_now(), formatted once per second."""

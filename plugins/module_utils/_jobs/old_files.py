@@ -22,22 +22,30 @@ appended to the run's manifest (``_jobs/manifest``) before the next one.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import grp
 import hashlib
+import heapq
+import mmap
+import operator
 import os
+import pickle
 import pwd
+import signal
 import stat
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
+from ansible_collections.datasteward.storage.plugins.module_utils._copy import batch as copy_batch
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.match import Match, MatchError
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, parse_age
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import display, walk_dirs
-from ansible_collections.datasteward.storage.plugins.module_utils._jobs.manifest import Manifest, ManifestError, read_manifest
+from ansible_collections.datasteward.storage.plugins.module_utils._jobs.manifest import Manifest, ManifestError, quote, read_manifest
 
 STATES = ("reported", "relocated", "absent", "restored")
 AGE_STAMPS = ("atime", "mtime", "ctime", "max")
@@ -48,6 +56,7 @@ _O_NOATIME = getattr(os, "O_NOATIME", 0)
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 MAX_ERRORS = 100
+STALE_MARGIN = 1.0  # seconds before the run's start a temporary must be older than to count as stale
 
 
 class OldFilesError(Exception):
@@ -227,6 +236,11 @@ class Plan:
         self.errors = []
         self.error_count = 0
         self.empty_dirs = []  # directories the run would leave empty (remove_empty_dirs)
+        self.matched = self.chosen = 0  # len(eligible), len(selected)
+
+    def issue(self, issue):
+        """``on_error`` of the walk."""
+        self.error(issue.relpath, issue.kind, issue.message, issue.is_error)
 
     def error(self, relpath, kind, message, counts=True):
         self.error_count += 1 if counts else 0
@@ -240,73 +254,91 @@ class Plan:
             )
 
 
+def _root_stat(opts):
+    """The lstat of ``opts.path``; OldFilesError unless it is a directory (never a symlink)."""
+    try:
+        st = os.lstat(os.fsencode(opts.path))
+    except OSError as exc:
+        raise OldFilesError("path: cannot read %s: %s" % (opts.path, exc.strerror or exc))
+    if not stat.S_ISDIR(st.st_mode):
+        raise OldFilesError("path: %s is %s, not a directory" % (opts.path, "a symlink (never followed)" if stat.S_ISLNK(st.st_mode) else "not a directory"))
+    return st
+
+
+def _walker(result, start=None, deadline=None):
+    return walk_dirs(os.fsencode(result.opts.path), one_file_system=True, deadline=deadline, start=start, on_error=result.issue)
+
+
 def plan(opts, now=None, deadline=None):
     """Walk ``opts.path`` and decide what to act on. Raises OldFilesError
     when the root itself cannot be opened."""
     now = time.time() if now is None else now
     result = Plan(opts, now)
-    root = os.fsencode(opts.path)
+    result.root_st = _root_stat(opts)
     try:
-        result.root_st = os.lstat(root)
-    except OSError as exc:
-        raise OldFilesError("path: cannot read %s: %s" % (opts.path, exc.strerror or exc))
-    if not stat.S_ISDIR(result.root_st.st_mode):
-        raise OldFilesError(
-            "path: %s is %s, not a directory" % (opts.path, "a symlink (never followed)" if stat.S_ISLNK(result.root_st.st_mode) else "not a directory")
-        )
-    walker = walk_dirs(
-        root, one_file_system=True, deadline=deadline, on_error=lambda issue: result.error(issue.relpath, issue.kind, issue.message, issue.is_error)
-    )
-    try:
-        for directory in walker:
-            _select_in(result, directory)
+        for directory in _walker(result, deadline=deadline):
+            _select_in(result, directory, result.eligible)
     except OSError as exc:
         raise OldFilesError("path: cannot walk %s: %s" % (opts.path, exc.strerror or exc))
     result.selected = _limit(_ordered(result.eligible, opts.order), opts)
+    result.matched, result.chosen = len(result.eligible), len(result.selected)
     if opts.remove_empty_dirs and opts.state in ("relocated", "absent"):
         result.empty_dirs = _emptied(result)
     return result
 
 
-def _select_in(result, directory):
+_STAMPS = {
+    "atime": operator.attrgetter("st_atime"),
+    "mtime": operator.attrgetter("st_mtime"),
+    "ctime": operator.attrgetter("st_ctime"),
+    "max": lambda st: max(st.st_atime, st.st_mtime, st.st_ctime),
+}
+
+
+def _select_in(result, directory, out):
+    """Select the old files of one directory (appended to ``out``); the
+    walk's counts go to ``result``."""
     opts = result.opts
     rel = directory.relpath
     result.dirs[rel] = directory.st
     match, protect, exclude_owners, owners = opts.match, opts.protect, opts.exclude_owners, opts.owners
-    min_size, age, now, age_stamp = opts.min_size, opts.age, result.now, opts.age_stamp
-    temp_prefix = copier.TEMP_PREFIX.encode()
+    min_size, now, age, stamp_of_st = opts.min_size, result.now, opts.age, _STAMPS[opts.age_stamp]
+    temp_prefix, is_dir, is_reg, append = copier.TEMP_PREFIX.encode(), stat.S_ISDIR, stat.S_ISREG, out.append
     seen = kept = 0
     for name, st in directory.stream():
         seen += 1
         mode = st.st_mode
-        if match is not None and match.excluded_entry(rel, name, stat.S_ISDIR(mode)):
+        if match is not None and match.excluded_entry(rel, name, is_dir(mode)):
             kept += 1  # excluded (not walked here, so that its parent is known not to become empty)
-            if stat.S_ISDIR(mode):
+            if is_dir(mode):
                 directory.prune(name)
             continue
-        if protect is not None and protect.excluded_entry(rel, name, stat.S_ISDIR(mode)):
+        if protect is not None and protect.excluded_entry(rel, name, is_dir(mode)):
             result.protected += 1
             kept += 1  # a protected entry: its directory never becomes empty
-            if stat.S_ISDIR(mode):
+            if is_dir(mode):
                 directory.prune(name)
             continue
-        if not stat.S_ISREG(mode) or st.st_size < min_size or name.startswith(temp_prefix):
+        if not is_reg(mode) or st.st_size < min_size or name.startswith(temp_prefix):
             continue
         if st.st_uid in exclude_owners or (owners is not None and st.st_uid not in owners):
             continue
-        stamp = stamp_of(st, age_stamp)
+        stamp = stamp_of_st(st)
         if now - stamp >= age:
-            result.eligible.append(Candidate(rel, name, st, stamp))
+            append(Candidate(rel, name, st, stamp))
     result.examined += seen
     result.dir_entries[rel] = seen + kept
 
 
+_KEYS = {
+    "largest": lambda c: (-c.st.st_size, c.stamp, c.relpath),
+    "oldest": lambda c: (c.stamp, -c.st.st_size, c.relpath),
+    "path": lambda c: c.relpath,
+}
+
+
 def _ordered(candidates, order):
-    if order == "largest":
-        return sorted(candidates, key=lambda c: (-c.st.st_size, c.stamp, c.relpath))
-    if order == "oldest":
-        return sorted(candidates, key=lambda c: (c.stamp, -c.st.st_size, c.relpath))
-    return sorted(candidates, key=lambda c: c.relpath)
+    return sorted(candidates, key=_KEYS[order])
 
 
 def _limit(candidates, opts):
@@ -446,11 +478,12 @@ class Outcome:
     """What ``apply``/``restore`` did."""
 
     def __init__(self):
-        self.done = []  # (Candidate-like dict) acted on
+        self.done = []  # (Candidate, action) acted on
         self.skipped = []  # {"path", "reason"}
         self.dirs_removed = []
         self.stopped = None  # message when the run stopped early
         self.manifest = None
+        self.temps_removed = 0  # stale temporaries of earlier runs removed from the relocation area
 
 
 def recheck(dir_fd, cand, opts, now):
@@ -461,76 +494,136 @@ def recheck(dir_fd, cand, opts, now):
         raise Skip("vanished since it was selected")
     except OSError as exc:
         raise Skip("cannot stat: %s" % _strerror(exc))
-    if not stat.S_ISREG(cur.st_mode) or (cur.st_dev, cur.st_ino) != (cand.st.st_dev, cand.st.st_ino):
+    st = cand.st
+    if not stat.S_ISREG(cur.st_mode) or cur.st_ino != st.st_ino or cur.st_dev != st.st_dev:
         raise Skip("replaced by another file since it was selected")
-    if cur.st_size != cand.st.st_size or cur.st_mtime_ns != cand.st.st_mtime_ns:
+    if cur.st_size != st.st_size or cur.st_mtime_ns != st.st_mtime_ns:
         raise Skip("modified since it was selected")
     if now - stamp_of(cur, opts.age_stamp) < opts.age:
         raise Skip("used since it was selected (%s is recent now)" % opts.age_stamp)
     return cur
 
 
-def apply(the_plan, manifest, now=None, pool=None):
-    """Act on ``the_plan.selected`` (state relocated or absent)."""
-    now = time.time() if now is None else now
-    outcome = Outcome()
-    own_pool = None
-    if pool is None and the_plan.opts.state == "relocated":
-        pool = own_pool = ThreadPoolExecutor(max_workers=2)
-    try:
-        return _apply(the_plan, manifest, now, pool, outcome)
-    finally:
-        if own_pool is not None:
-            own_pool.shutdown(wait=True)
+BATCH_FILES = 256  # files acted on between two manifest writes (and per relocation batch)
+BATCH_BYTES = 64 * 1024 * 1024  # bytes copied per relocation batch (one syncfs, one verification pass)
+WORKERS = 2  # forked workers of a run without limits (the root's subdirectories split between them)
 
 
-def _apply(the_plan, manifest, now, pool, outcome):
-    opts = the_plan.opts
-    order = sorted(the_plan.selected, key=lambda c: c.dir_rel)  # one directory open at a time
-    with _Tree(opts.path, the_plan.root_st) as tree:
-        mover = _Mover(opts, tree, the_plan, pool) if opts.state == "relocated" else None
+def batches(cands):
+    """``cands`` in runs of at most BATCH_FILES files and (unless one file is
+    larger) BATCH_BYTES bytes."""
+    run, size = [], 0
+    for cand in cands:
+        if run and (len(run) >= BATCH_FILES or size + cand.st.st_size > BATCH_BYTES):
+            yield run
+            run, size = [], 0
+        run.append(cand)
+        size += cand.st.st_size
+    if run:
+        yield run
+
+
+class _Actor:
+    """Acts on the selected files of one directory at a time, relative to
+    that directory reopened from the root (``_Tree``), a batch at a time: the
+    deletes of a batch, then their records in one manifest write; for a
+    relocation, the records of a batch before its originals are removed."""
+
+    def __init__(self, opts, tree, manifest, now, dirs):
+        self.opts = opts
+        self.tree = tree
+        self.manifest = manifest
+        self.now = now
+        self.outcome = Outcome()
+        self.prefix_q = quote(os.fsdecode(tree.root.rstrip(b"/") or b"/") + "/")[:-1]  # JSON-escaped per character: joins as is
+        self.root_q = quote(opts.path)
+        self.mover = _Mover(opts, tree, dirs, now) if opts.state == "relocated" else None
+
+    def close(self):
+        if self.mover is not None:
+            self.outcome.temps_removed = self.mover.temps_removed
+            self.mover.close()
+
+    def act(self, dir_rel, dir_st, cands):
+        """Act on ``cands`` (all in directory ``dir_rel``, seen as ``dir_st``); raises StopRun."""
         try:
-            for cand in order:
-                _act_one(tree, mover, cand, the_plan, now, manifest, outcome)
-        except StopRun as exc:
-            outcome.stopped = str(exc)
-        finally:
-            if mover is not None:
-                mover.close()
-        if opts.remove_empty_dirs and outcome.stopped is None:
-            _remove_empty(tree, the_plan, outcome)
-    return outcome
+            dir_fd = self.tree.open_dir(dir_rel, expect=dir_st)
+        except Skip as exc:
+            for cand in cands:
+                self.skip(cand, exc)
+            return
+        for batch in batches(cands):
+            if self.mover is None:
+                self._delete(dir_fd, batch)
+            else:
+                self.mover.move(self, dir_fd, dir_rel, batch)
+
+    def _delete(self, dir_fd, batch):
+        opts, now, done, bodies, body = self.opts, self.now, self.outcome.done, [], self.body
+        lstat, is_reg, age, stamp_of_st = os.stat, stat.S_ISREG, opts.age, _STAMPS[opts.age_stamp]
+        for cand in batch:
+            st = cand.st
+            try:  # the re-check, inline (recheck() again only to say why not)
+                cur = lstat(cand.name, dir_fd=dir_fd, follow_symlinks=False)
+                same = is_reg(cur.st_mode) and cur.st_ino == st.st_ino and cur.st_dev == st.st_dev and cur.st_size == st.st_size
+                fresh = same and cur.st_mtime_ns == st.st_mtime_ns and now - stamp_of_st(cur) >= age
+            except OSError:
+                fresh = False
+            try:
+                if not fresh:
+                    recheck(dir_fd, cand, opts, now)
+                _unlink(dir_fd, cand.name, None)
+            except Skip as exc:
+                self.skip(cand, exc)
+                continue
+            bodies.append(body(cand, '"action":"deleted"'))
+            done.append((cand, "deleted"))
+        self.write(bodies)
+
+    def skip(self, cand, exc):
+        self.outcome.skipped.append({"path": display(self.tree.path(cand.relpath)), "reason": str(exc)})
+
+    def body(self, cand, head):
+        """The manifest record of ``cand`` (``head``: the action's own members), encoded."""
+        st, rel_q = cand.st, quote(os.fsdecode(cand.relpath))
+        return '%s,"path":%s%s,"root":%s,"relpath":%s,"bytes":%d,"uid":%d,"gid":%d,"mtime":%r' % (
+            head,
+            self.prefix_q,
+            rel_q[1:],
+            self.root_q,
+            rel_q,
+            st.st_size,
+            st.st_uid,
+            st.st_gid,
+            st.st_mtime,
+        )
+
+    def write(self, bodies):
+        try:
+            self.manifest.append_encoded(bodies)
+        except ManifestError as exc:
+            raise StopRun(str(exc))
 
 
-def _act_one(tree, mover, cand, the_plan, now, manifest, outcome):
+def apply(the_plan, manifest, now=None, pool=None):
+    """Act on ``the_plan.selected`` (state relocated or absent), directory by directory."""
+    now = time.time() if now is None else now
     opts = the_plan.opts
-    where = tree.path(cand.relpath)
-    try:
-        dir_fd = tree.open_dir(cand.dir_rel, expect=the_plan.dirs.get(cand.dir_rel))
-        cur = recheck(dir_fd, cand, opts, now)
-        if mover is None:
-            _unlink(dir_fd, cand.name, where)
-            record = {"action": "deleted"}
-        else:
-            record = mover.move(dir_fd, cand, cur)
-    except Skip as exc:
-        outcome.skipped.append({"path": display(where), "reason": str(exc)})
-        return
-    record.update(
-        path=os.fsdecode(where),
-        root=opts.path,
-        relpath=os.fsdecode(cand.relpath),
-        bytes=cand.st.st_size,
-        uid=cand.st.st_uid,
-        gid=cand.st.st_gid,
-        mtime=cand.st.st_mtime,
-    )
-    try:
-        manifest.append(record)
-    except ManifestError as exc:
-        outcome.done.append((cand, record))
-        raise StopRun(str(exc))
-    outcome.done.append((cand, record))
+    groups = {}
+    for cand in the_plan.selected:
+        groups.setdefault(cand.dir_rel, []).append(cand)
+    with _Tree(opts.path, the_plan.root_st) as tree:
+        actor = _Actor(opts, tree, manifest, now, the_plan.dirs)
+        try:
+            for dir_rel in sorted(groups):  # one directory open at a time
+                actor.act(dir_rel, the_plan.dirs.get(dir_rel), groups[dir_rel])
+        except StopRun as exc:
+            actor.outcome.stopped = str(exc)
+        finally:
+            actor.close()
+        if opts.remove_empty_dirs and actor.outcome.stopped is None:
+            _remove_empty(tree, the_plan, actor.outcome)
+    return actor.outcome
 
 
 def _unlink(dir_fd, name, where):
@@ -560,13 +653,250 @@ def _remove_empty(tree, the_plan, outcome):
         outcome.dirs_removed.append(display(tree.path(rel)))
 
 
-class _Mover:
-    """Relocation into ``dest/<host_folder>``, mirroring the path below ``path``."""
+# --- a run without limits: each directory planned and acted on in turn, in workers
 
-    def __init__(self, opts, tree, the_plan, pool):
+
+def fused_allowed(opts):
+    """Without ``max_files``, ``max_bytes`` and ``free_bytes`` the plan is
+    every eligible file, whatever the order: each directory can be planned
+    and acted on in turn, by several workers."""
+    return opts.state in ("absent", "relocated") and opts.max_files is None and opts.max_bytes is None and opts.free_bytes is None
+
+
+def apply_fused(opts, manifest, now, workers=WORKERS):
+    """Walk, plan and act one directory at a time: the root's own files
+    here, its subdirectories split between ``workers`` forked processes
+    (all appending to the one manifest). Returns ``(plan, outcome, tally)``."""
+    result = Plan(opts, now)
+    result.root_st = _root_stat(opts)
+    try:
+        walker = _walker(result)
+    except OSError as exc:
+        raise OldFilesError("path: cannot walk %s: %s" % (opts.path, exc.strerror or exc))
+    with walker:
+        part = _Part(opts, now, manifest, result)
+        part.directory(next(walker))
+        tasks = walker.take_pending()
+    summary = part.finish()
+    shares = [tasks[index::workers] for index in range(workers)] if len(tasks) >= workers > 1 else [tasks]
+    if summary["stopped"] is None and len(shares) > 1:
+        manifest.open()  # one file for every worker
+        stop = mmap.mmap(-1, 1)
+        for piece in _forked([functools.partial(_work_share, opts, now, manifest, result.root_st, share, stop) for share in shares]):
+            if "failed" in piece:
+                summary["stopped"] = summary["stopped"] or "a worker of the run failed: %s" % piece["failed"]
+                continue
+            if not piece.get("here"):
+                manifest.records += piece["ok"]["records"]  # appended by another process
+            _merge(summary, piece["ok"])
+    elif summary["stopped"] is None:
+        _merge(summary, _work_share(opts, now, manifest, result.root_st, shares[0], None))
+    return _fused_result(result, summary)
+
+
+def _work_share(opts, now, manifest, root_st, tasks, stop):
+    """One worker: walk each task (a subtree), planning and acting per directory."""
+    result = Plan(opts, now)
+    result.root_st = root_st
+    part = _Part(opts, now, manifest, result)
+    for task in tasks:
+        if part.stopped or (stop is not None and stop[0]):
+            break
+        try:
+            with _walker(result, start=task) as walker:
+                for directory in walker:
+                    if (stop is not None and stop[0]) or not part.directory(directory):
+                        break
+        except OSError as exc:
+            result.error(task[0], "error", "cannot walk: %s" % _strerror(exc))
+    if part.stopped and stop is not None:
+        stop[0] = 1
+    return part.finish()
+
+
+class _Part:
+    """The plan and the acts of one process of a run without limits."""
+
+    def __init__(self, opts, now, manifest, result):
         self.opts = opts
-        self.plan = the_plan
-        self.pool = pool
+        self.result = result
+        self.tree = _Tree(opts.path, result.root_st)
+        try:
+            self.actor = _Actor(opts, self.tree, manifest, now, result.dirs)
+        except BaseException:
+            self.tree.close()
+            raise
+        self.manifest = manifest
+        self.records = manifest.records
+        self.stopped = None
+
+    def directory(self, directory):
+        """Plan and act on one directory; False once the run must stop."""
+        cands = []
+        _select_in(self.result, directory, cands)
+        self.result.selected.extend(cands)
+        if cands:
+            try:
+                self.actor.act(directory.relpath, directory.st, cands)
+            except StopRun as exc:
+                self.stopped = str(exc)
+                return False
+        return True
+
+    def finish(self):
+        """The picklable summary of this part (its directories emptied and removed first)."""
+        result, outcome = self.result, self.actor.outcome
+        try:
+            self.actor.close()
+            if self.opts.remove_empty_dirs and self.stopped is None:
+                result.empty_dirs = _emptied(result)
+                _remove_empty(self.tree, result, outcome)
+        finally:
+            self.tree.close()
+        return {
+            "examined": result.examined,
+            "protected": result.protected,
+            "matched": len(result.selected),
+            "errors": result.errors,
+            "error_count": result.error_count,
+            "tally": Tally.of(self.opts, [cand for cand, dummy in outcome.done]),
+            "skipped": outcome.skipped,
+            "dirs_removed": outcome.dirs_removed,
+            "stopped": self.stopped,
+            "records": self.manifest.records - self.records,
+            "temps_removed": outcome.temps_removed,
+        }
+
+
+def _merge(summary, piece):
+    for key in ("examined", "protected", "matched", "error_count", "temps_removed"):
+        summary[key] += piece[key]
+    summary["errors"] = (summary["errors"] + piece["errors"])[:MAX_ERRORS]
+    summary["tally"].merge(piece["tally"])
+    summary["skipped"] += piece["skipped"]
+    summary["dirs_removed"] += piece["dirs_removed"]
+    summary["stopped"] = summary["stopped"] or piece["stopped"]
+
+
+def _fused_result(result, summary):
+    result.examined, result.protected = summary["examined"], summary["protected"]
+    result.matched = result.chosen = summary["matched"]
+    result.errors, result.error_count = summary["errors"], summary["error_count"]
+    result.selected = []
+    outcome = Outcome()
+    outcome.skipped, outcome.stopped = summary["skipped"], summary["stopped"]
+    outcome.dirs_removed = sorted(summary["dirs_removed"], key=lambda d: (-d.count("/"), d))  # deepest first, as the plan
+    outcome.temps_removed = summary["temps_removed"]
+    return result, outcome, summary["tally"]
+
+
+def _forked(calls):
+    """Run each call in a forked child process (SIGKILLed if this process
+    dies, so a kill of the run is a kill of all of it); their results, in
+    order: ``{"ok": value}`` or ``{"failed": message}``."""
+    parent, children, inline = os.getpid(), [], []
+    for call in calls:
+        rfd, wfd = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to be had (EAGAIN, ENOMEM): this one runs here, after the others
+            os.close(rfd)
+            os.close(wfd)
+            inline.append(call)
+            continue
+        if pid == 0:  # pragma: no cover - the child
+            os.close(rfd)
+            _child(call, wfd, parent)
+        os.close(wfd)
+        children.append((pid, rfd))
+    here = [{"ok": call(), "here": True} for call in inline]
+    return [_collect(pid, rfd) for pid, rfd in children] + here
+
+
+def _child(call, wfd, parent):  # pragma: no cover - runs in the child
+    code = 1
+    try:
+        _die_with_parent(parent)
+        try:
+            payload = {"ok": call()}
+        except BaseException as exc:  # handed to the parent, never a traceback of the child
+            payload = {"failed": "%s: %s" % (type(exc).__name__, exc)}
+        with os.fdopen(wfd, "wb") as out:
+            pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _die_with_parent(parent):  # pragma: no cover - runs in the child
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _collect(pid, rfd):
+    with os.fdopen(rfd, "rb") as handle:
+        data = handle.read()
+    os.waitpid(pid, 0)
+    try:
+        return pickle.loads(data)
+    except Exception:  # pickle raises many kinds; a dead worker sent nothing whole
+        return {"failed": "worker %d ended without a result" % pid}
+
+
+class Tally:
+    """What a run acted on (or would), as the result needs it: ``files``,
+    ``bytes``, per owner ``[files, bytes, relpaths]`` and ``top``, the first
+    ``max_listed`` files in the order of ``order``."""
+
+    def __init__(self, opts):
+        self.order = opts.order
+        self.limit = opts.max_listed
+        self.files = self.bytes = 0
+        self.users = {}
+        self.top = []
+
+    @classmethod
+    def of(cls, opts, cands, ordered=False):
+        tally = cls(opts)
+        users, total = tally.users, 0
+        for cand in cands:
+            st = cand.st
+            entry = users.get(st.st_uid)
+            if entry is None:
+                entry = users[st.st_uid] = [0, 0, []]
+            entry[0] += 1
+            entry[1] += st.st_size
+            entry[2].append(_join(cand.dir_rel, cand.name))
+            total += st.st_size
+        tally.files, tally.bytes = len(cands), total
+        tally.top = list(cands[: tally.limit]) if ordered else heapq.nsmallest(tally.limit, cands, key=_KEYS[tally.order])
+        return tally
+
+    def merge(self, other):
+        self.files += other.files
+        self.bytes += other.bytes
+        for uid, (files, size, paths) in other.users.items():
+            entry = self.users.setdefault(uid, [0, 0, []])
+            entry[0] += files
+            entry[1] += size
+            entry[2].extend(paths)
+        self.top = heapq.nsmallest(self.limit, self.top + other.top, key=_KEYS[self.order])
+
+
+class _Mover:
+    """Relocation into ``dest/<host_folder>``, mirroring the path below
+    ``path``, a batch of one directory at a time: the batch's records are
+    written once its copies are verified (or linked) and before any of its
+    originals is removed."""
+
+    def __init__(self, opts, tree, dirs, now):
+        self.opts = opts
+        self.like = dirs  # relpath -> stat of the source directories, to create their mirrors like them
+        self.now = now
         if not os.path.isdir(opts.dest):
             raise OldFilesError("dest: %s does not exist or is not a directory" % opts.dest)
         try:
@@ -575,58 +905,132 @@ class _Mover:
             raise OldFilesError("dest: cannot create %s: %s" % (opts.dest_root, _strerror(exc)))
         self.dest = _Tree(opts.dest_root)
         self.same_fs = self.dest.st.st_dev == tree.st.st_dev
+        self.prefix = os.fsdecode(self.dest.root.rstrip(b"/") or b"/") + "/"
+        self.head = '"action":"relocated","dest":%%s,"dest_root":%s,"digest":%%s,"algorithm":%s' % (quote(opts.dest_root), quote(ALGORITHM))
+        self.swept = set()
+        self.temps_removed = 0
 
     def close(self):
         self.dest.close()
 
-    def move(self, dir_fd, cand, cur):
-        dest_fd = self.dest.open_dir(cand.dir_rel, create_like=self.plan.dirs)
-        where = self.dest.path(cand.relpath)
-        if self.same_fs:
-            digest = self._link_move(dir_fd, dest_fd, cand, cur, where)
+    def _dest_dir(self, dir_rel):
+        """The relocation directory of ``dir_rel`` (created like the original),
+        cleared of the stale temporaries of earlier runs the first time."""
+        fd = self.dest.open_dir(dir_rel, create_like=self.like)
+        if dir_rel not in self.swept:
+            self.swept.add(dir_rel)
+            self.temps_removed += copier.remove_stale_temps(fd, older_than=self.now - STALE_MARGIN)
+        return fd
+
+    def _body(self, actor, cand, digest):
+        return actor.body(cand, self.head % (quote(self.prefix + os.fsdecode(cand.relpath)), quote(digest)))
+
+    def move(self, actor, dir_fd, dir_rel, batch):
+        if self.opts.age_stamp == "mtime" and not self.same_fs:
+            # the copy's own fstat must match the walk's (inode, size, mtime) and the re-check right
+            # before the original goes must match that fstat (ctime too): the age by mtime is re-checked there
+            live = [(cand, cand.st) for cand in batch]
         else:
-            digest = self._copy_move(dir_fd, cand, cur, where)
-        return {"action": "relocated", "dest": os.fsdecode(where), "dest_root": self.opts.dest_root, "digest": digest, "algorithm": ALGORITHM}
+            live = []
+            for cand in batch:
+                try:
+                    live.append((cand, recheck(dir_fd, cand, actor.opts, actor.now)))
+                except Skip as exc:
+                    actor.skip(cand, exc)
+        if not live:
+            return
+        try:
+            dest_fd = self._dest_dir(dir_rel)
+        except Skip as exc:
+            for cand, dummy in live:
+                actor.skip(cand, exc)
+            return
+        if self.same_fs:
+            live = [pair for pair in live if not self._link_move(actor, dir_fd, dest_fd, *pair)]
+        if live:
+            self._copy_move(actor, dir_fd, live)
 
-    def _link_move(self, dir_fd, dest_fd, cand, cur, where):
-        digest = digest_at(dir_fd, cand.name, cur)
+    def _link_move(self, actor, dir_fd, dest_fd, cand, cur):
+        """``linkat`` into the relocation area, the record, ``unlinkat`` of
+        the original; False when no hard link can be made there (copy it)."""
+        where = self.dest.path(cand.relpath)
         try:
-            os.link(cand.name, cand.name, src_dir_fd=dir_fd, dst_dir_fd=dest_fd, follow_symlinks=False)
-        except FileExistsError:
-            there = os.stat(cand.name, dir_fd=dest_fd, follow_symlinks=False)
-            if (there.st_dev, there.st_ino) != (cur.st_dev, cur.st_ino):
-                raise Skip("%s already exists in the relocation area; left in place" % display(where))
-        except OSError as exc:
-            if exc.errno in _FULL:
-                raise StopRun("dest: %s is full: %s" % (self.opts.dest, _strerror(exc)))
-            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                return self._copy_move(dir_fd, cand, cur, where)  # a bind mount, no hard links there: copy
-            raise Skip("cannot link to %s: %s" % (display(where), _strerror(exc)))
-        os.fsync(dest_fd)
-        try:
-            recheck_same(dir_fd, cand.name, cur, ctime=False)
-        except Skip:
-            _unlink_if(dest_fd, cand.name, cur)  # our own second link; the original stays
-            raise
-        _unlink(dir_fd, cand.name, display(where))
-        os.fsync(dir_fd)
-        return digest
+            digest = digest_at(dir_fd, cand.name, cur)
+            try:
+                os.link(cand.name, cand.name, src_dir_fd=dir_fd, dst_dir_fd=dest_fd, follow_symlinks=False)
+            except FileExistsError:
+                there = os.stat(cand.name, dir_fd=dest_fd, follow_symlinks=False)
+                if (there.st_dev, there.st_ino) != (cur.st_dev, cur.st_ino):
+                    raise Skip("%s already exists in the relocation area; left in place" % display(where))
+            except OSError as exc:
+                if exc.errno in _FULL:
+                    raise StopRun("dest: %s is full: %s" % (self.opts.dest, _strerror(exc)))
+                if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    return False  # a bind mount, no hard links there: copy
+                raise Skip("cannot link to %s: %s" % (display(where), _strerror(exc)))
+            os.fsync(dest_fd)
+            try:
+                recheck_same(dir_fd, cand.name, cur, ctime=False)
+            except Skip:
+                _unlink_if(dest_fd, cand.name, cur)  # our own second link; the original stays
+                raise
+            actor.write([self._body(actor, cand, digest)])
+            _unlink(dir_fd, cand.name, display(where))
+            os.fsync(dir_fd)
+        except Skip as exc:
+            actor.skip(cand, exc)
+            return True
+        actor.outcome.done.append((cand, "relocated"))
+        return True
 
-    def _copy_move(self, dir_fd, cand, cur, where):
-        rel = os.fsdecode(cand.relpath)
-        try:
-            result = copier.copy_verified(
-                self.opts.path, rel, [(self.opts.dest_root, rel)], algorithm=ALGORITHM, expect_stat=cur, preserve=True, **copy_tuning(cur.st_size, self.pool)
-            )
-        except copier.TargetFull as exc:
-            raise StopRun("dest: %s is full; stopped with %s intact: %s" % (self.opts.dest, os.fsdecode(where), exc))
-        except copier.CopyError as exc:
-            raise Skip("not relocated: %s" % exc)
-        keep_times(self.dest.open_dir(cand.dir_rel), cand.name, result.source_stat)
-        recheck_same(dir_fd, cand.name, result.source_stat)
-        _unlink(dir_fd, cand.name, display(where))
-        os.fsync(dir_fd)
-        return result.digest
+    def _copy_move(self, actor, dir_fd, live):
+        """The verified copy engine, a batch at a time (``_copy/batch``: one
+        flush and one from-disk verification pass per batch), then the
+        batch's records, then the originals removed and their directory synced."""
+        opts, src_root, dest_root = self.opts, actor.tree.root, self.dest.root
+        with copy_batch.Batch(src_root, ALGORITHM, preserve=True, keep_data=True) as batch:
+            for cand, cur in live:
+                rel = cand.relpath
+                item = batch.plan(rel, [(dest_root, rel)], expect_stat=cur, data=cand)
+                batch.copy(item)
+                if isinstance(item.error, copier.TargetFull):
+                    break  # the rest stays where it is; the run stops after this batch
+            batch.finish()
+            full, ready = self._verified(actor, dir_fd, batch.items)
+            actor.write([self._body(actor, item.data, item.copy.digest) for item in ready])  # before any original goes
+            for item in ready:
+                try:
+                    _unlink(dir_fd, item.data.name, None)
+                except Skip as exc:
+                    actor.skip(item.data, exc)
+                    continue
+                actor.outcome.done.append((item.data, "relocated"))
+            if ready:
+                os.fsync(dir_fd)
+        if full is not None:
+            where = display(actor.tree.path(full.data.relpath))
+            raise StopRun("dest: %s is full; stopped with %s intact: %s" % (opts.dest, where, full.error))
+
+    def _verified(self, actor, dir_fd, items):
+        """``(the item a full destination stopped or None, the items whose
+        copy verified and whose original is still unchanged)``."""
+        full, ready = None, []
+        for item in items:
+            if item.copy is None and item.error is None:
+                continue  # not copied: the run stops before it
+            if not item.ok:
+                if isinstance(item.error, copier.TargetFull):
+                    full = full or item
+                else:
+                    actor.skip(item.data, Skip("not relocated: %s" % item.error))
+                continue
+            try:
+                recheck_same(dir_fd, item.data.name, item.copy.source_stat)
+            except Skip as exc:
+                actor.skip(item.data, exc)
+                continue
+            ready.append(item)
+        return full, ready
 
 
 def keep_times(dir_fd, name, seen):
@@ -900,16 +1304,20 @@ def user_table(rows, names):
     """``[(uid, size, relpath), ...]`` -> sorted per-owner dicts."""
     users = {}
     for uid, size, relpath in rows:
-        entry = users.setdefault(uid, {"uid": uid, "name": names.user(uid), "files": 0, "bytes": 0, "_paths": []})
-        entry["files"] += 1
-        entry["bytes"] += size
-        entry["_paths"].append(relpath)
+        entry = users.setdefault(uid, [0, 0, []])
+        entry[0] += 1
+        entry[1] += size
+        entry[2].append(relpath)
+    return users_of(users, names)
+
+
+def users_of(users, names):
+    """``{uid: [files, bytes, relpaths]}`` (a Tally's) -> sorted per-owner dicts."""
     table = []
     for uid in sorted(users):
-        entry = users[uid]
-        paths = sorted(entry.pop("_paths"))
-        entry["fingerprint"] = hashlib.sha256(b"\0".join(paths)).hexdigest()[:16]
-        table.append(entry)
+        files, size, paths = users[uid]
+        fingerprint = hashlib.sha256(b"\0".join(sorted(paths))).hexdigest()[:16]
+        table.append({"uid": uid, "name": names.user(uid), "files": files, "bytes": size, "fingerprint": fingerprint})
     return table
 
 
@@ -970,38 +1378,41 @@ def run(opts, check_mode=False, diff=False, now=None, clock=None):
     now = time.time() if now is None else now
     if opts.state == "restored":
         return _run_restore(opts, check_mode, diff, clock)
-    the_plan = plan(opts, now=now)
     names = Names()
-    warnings = []
     if opts.state == "reported" or check_mode:
-        acted = [(cand, None) for cand in the_plan.selected]
+        the_plan = plan(opts, now=now)
+        tally = Tally.of(opts, the_plan.selected, ordered=True)
         outcome = Outcome()
         outcome.dirs_removed = [display(_join(os.fsencode(opts.path), rel)) for rel in the_plan.empty_dirs]
     else:
         manifest = Manifest(opts.manifest_dir, opts.host_folder, opts.state, clock)
         with manifest:
-            outcome = apply(the_plan, manifest, now=now)
+            if fused_allowed(opts):
+                the_plan, outcome, tally = apply_fused(opts, manifest, now)
+            else:
+                the_plan = plan(opts, now=now)
+                outcome = apply(the_plan, manifest, now=now)
+                tally = Tally.of(opts, [cand for cand, dummy in outcome.done])
+            manifest.remove_if_empty()
         outcome.manifest = manifest.path if manifest.records else None
-        acted = outcome.done
-    rows = [file_row(opts, cand, now, names) for cand, dummy in acted[: opts.max_listed]]
-    result = _result(opts, the_plan, acted, outcome, rows, names)
-    result["changed"] = opts.state != "reported" and bool(acted or outcome.dirs_removed)
-    result["warnings"] = warnings
+    rows = [file_row(opts, cand, now, names) for cand in tally.top]
+    result = _result(opts, the_plan, tally, outcome, rows, names)
+    result["changed"] = opts.state != "reported" and bool(tally.files or outcome.dirs_removed)
+    result["warnings"] = []
     if diff and opts.state != "reported":
         result["diff"] = _diff(opts, rows)
     return result
 
 
-def _result(opts, the_plan, acted, outcome, rows, names):
-    users = user_table([(cand.st.st_uid, cand.st.st_size, cand.relpath) for cand, dummy in acted], names)
+def _result(opts, the_plan, tally, outcome, rows, names):
     return {
         "files": rows,
-        "users": users,
+        "users": users_of(tally.users, names),
         "totals": {
-            "files": len(acted),
-            "bytes": sum(cand.st.st_size for cand, dummy in acted),
-            "matched": len(the_plan.eligible),
-            "selected": len(the_plan.selected),
+            "files": tally.files,
+            "bytes": tally.bytes,
+            "matched": the_plan.matched,
+            "selected": the_plan.chosen,
             "examined": the_plan.examined,
             "protected": the_plan.protected,
             "skipped": len(outcome.skipped),
@@ -1011,6 +1422,7 @@ def _result(opts, the_plan, acted, outcome, rows, names):
         "skipped": outcome.skipped[: opts.max_listed],
         "errors": the_plan.errors,
         "dirs_removed": outcome.dirs_removed,
+        "temps_removed": outcome.temps_removed,
         "manifest": outcome.manifest,
         "dest_root": opts.dest_root,
         "stopped": outcome.stopped,
@@ -1064,6 +1476,7 @@ def _run_restore(opts, check_mode, diff, clock):
         "skipped": outcome.skipped[: opts.max_listed],
         "errors": [{"path": opts.manifest, "kind": "manifest", "error": p} for p in problems[:MAX_ERRORS]],
         "dirs_removed": [],
+        "temps_removed": 0,
         "manifest": outcome.manifest,
         "dest_root": None,
         "stopped": outcome.stopped,

@@ -189,9 +189,9 @@ def test_unreadable_part_is_reported_as_nobody(open_tmp):
 def test_sigkill_during_relocation_loses_nothing(tmp_path, mount_tmpfs):
     rng = random.Random(int(os.environ.get("DATASTEWARD_FAULT_SEED", "20261202")))
     root = tmp_path / "scratch"
-    dest = mount_tmpfs(tmp_path / "dest", "64m")
+    dest = mount_tmpfs(tmp_path / "dest", "256m")
     digests = {}
-    for index in range(120):
+    for index in range(480):  # enough that most runs are killed part way
         rel = "d%02d/f%03d.dat" % (index % 12, index)
         digests[rel] = sha(put(root / rel, os.urandom(rng.choice([0, 100, 65536, 300000]))))
     args = dict(path=str(root), age="30d", state="relocated", dest=str(dest), host_folder="node1", manifest_dir=str(tmp_path / "manifests"))

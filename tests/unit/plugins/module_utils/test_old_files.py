@@ -355,3 +355,52 @@ def test_check_mode_dirs_removed_equal_the_real_run_with_excluded_entries(tmp_pa
     done = job.run(opts(root, **kwargs))
     assert planned["dirs_removed"] == done["dirs_removed"] == [str(root / "b")]
     assert (root / "a/keep.tmp").exists()
+
+
+def test_run_without_limits_in_workers_equals_its_plan(tmp_path):
+    root = tmp_path / "scratch"
+    for index in range(60):
+        put(root, "u%d/run%d/f%02d.dat" % (index % 3, index % 4, index), b"x" * (index + 1), 400 if index % 3 else 1)
+    kwargs = dict(state="absent", order="largest", max_listed=5, remove_empty_dirs=True)
+    planned = job.run(opts(root, **kwargs), check_mode=True)
+    done = job.run(opts(root, **kwargs))  # no limit: the root's subdirectories split between two workers
+    assert done["totals"] == planned["totals"] and done["totals"]["files"] == 40
+    assert [f["path"] for f in done["files"]] == [f["path"] for f in planned["files"]]  # largest first, 5 listed
+    assert done["users"] == planned["users"] and done["dirs_removed"] == planned["dirs_removed"]
+    records, problems = mf.read_manifest(done["manifest"])
+    assert problems == [] and len(records) == 40 and {r["action"] for r in records} == {"deleted"}
+    assert all(r["path"] == os.path.join(r["root"], r["relpath"]) and not os.path.exists(r["path"]) for r in records)
+    assert job.run(opts(root, **kwargs))["manifest"] is None  # nothing to do: no manifest file
+    assert len(os.listdir(str(root) + ".manifests")) == 1
+
+
+def test_stale_temporaries_in_the_directories_written_are_removed(tree):
+    from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine as copier
+
+    area = tree.parent / "dest/node1"
+    put(area, "alice/" + copier.TEMP_PREFIX + "old.dat.0123456789ab", b"half a copy")  # a killed run's
+    put(area, "alice/notes.txt", b"not ours")
+    os.symlink("/etc/hostname", str(area / "alice" / (copier.TEMP_PREFIX + "link.1")))  # not a regular file
+    put(area, "elsewhere/" + copier.TEMP_PREFIX + "x.1", b"a directory this run does not write to")
+    fresh = job.run(opts(tree, state="relocated", dest=str(tree.parent / "dest"), max_files=1, order="path"))
+    assert fresh["temps_removed"] == 0 and fresh["totals"]["files"] == 1  # alice/old.dat; the temporary is not older than the run
+    put(tree, "alice/older.dat", b"o", 200)
+    later = job.run(opts(tree, state="relocated", dest=str(tree.parent / "dest"), max_files=1, order="path"), now=time.time() + 5)
+    assert later["temps_removed"] == 1 and later["totals"]["files"] == 1
+    assert sorted(os.listdir(area / "alice")) == sorted([copier.TEMP_PREFIX + "link.1", "notes.txt", "old.dat", "older.dat"])
+    assert os.listdir(area / "elsewhere") == [copier.TEMP_PREFIX + "x.1"]
+
+
+def test_a_run_without_limits_works_when_no_process_can_be_forked(tmp_path, monkeypatch):
+    root = tmp_path / "scratch"
+    for index in range(8):
+        put(root, "d%d/f%d.dat" % (index % 4, index), b"x", 400)
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    result = job.run(opts(root, state="absent"))
+    assert result["totals"]["files"] == 8 and result["stopped"] is None
+    records, problems = mf.read_manifest(result["manifest"])
+    assert len(records) == 8 and problems == []

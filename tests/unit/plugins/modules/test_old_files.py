@@ -38,7 +38,7 @@ def args(tree, **kwargs):
 def test_reported_is_never_changed(run_module, tree):
     result = run_module(old_files, args(tree))
     assert result["changed"] is False and result["totals"]["files"] == 2
-    assert set(result) == {"changed", "files", "users", "totals", "skipped", "errors", "dirs_removed", "manifest", "dest_root", "msg"}
+    assert set(result) == {"changed", "files", "users", "totals", "skipped", "errors", "dirs_removed", "temps_removed", "manifest", "dest_root", "msg"}
     json.dumps(result)
 
 
