@@ -156,10 +156,15 @@ def test_network_and_disk_counters_bracketed_by_proc(bracketed):
         assert before["disk"][name][0] <= disk["read_count"] <= after["disk"][name][0]
 
 
-def test_partitions_are_disk_usage_file_systems(bracketed):
-    _before, taken, _after = bracketed
-    expected = _filesystems.disk_usage()["filesystems"]
-    assert [p["mount"] for p in taken["partitions"]] == [fs["mount"] for fs in expected]
+def test_partitions_are_disk_usage_file_systems():
+    # Other tests may mount and unmount file systems meanwhile (make test runs
+    # some at once): compare a snapshot taken while the mount table held still.
+    for dummy in range(20):
+        expected = [fs["mount"] for fs in _filesystems.disk_usage()["filesystems"]]
+        taken = snap.take_snapshot(psutil, interval=0.01)
+        if [fs["mount"] for fs in _filesystems.disk_usage()["filesystems"]] == expected:
+            break
+    assert [p["mount"] for p in taken["partitions"]] == expected
     root = [p for p in taken["partitions"] if p["mount"] == "/"][0]
     st = os.statvfs("/")
     assert root["total_bytes"] == st.f_blocks * st.f_frsize
