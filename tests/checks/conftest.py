@@ -71,7 +71,8 @@ def collection_copy():
 # for `background` starts every selected run, JOBS at a time, each in a copy
 # of the collection of its own (ansible-test writes into the tree it runs
 # in); each test then waits for its own. One tool run keeps about one core
-# busy, and this machine has two.
+# busy, and this machine has two. The runs need no root and change nothing
+# outside their copy, except the held ones (see background_job).
 JOBS = 2
 BACKGROUND = {}
 
@@ -81,19 +82,28 @@ class Skip:
         self.reason = reason
 
 
-def background_job(key):
+def background_job(key, hold=None):
     """Decorator: register ``func(tmp)`` as the run of the test ``key``. It
     returns a dict: ``args``, ``timeout`` and optionally ``env``, ``cwd``
-    (default: a copy of the collection), or a :class:`Skip`."""
+    (default: a copy of the collection), or a :class:`Skip`.
+
+    ``hold`` names a group of runs that wait until the first test of the
+    group asks for its result, and then all go: the molecule scenarios change
+    this machine (roles, units, mail spools), so they wait until the tests
+    before them (the integration targets, which mount file systems) are done."""
 
     def register(func):
-        BACKGROUND[key] = func
+        BACKGROUND[key] = (func, hold)
         return func
 
     return register
 
 
-def _run_job(func, tmp, copies):
+def _run_job(func, tmp, copies, release=None, closing=None):
+    if release is not None:
+        release.wait()
+    if closing is not None and closing.is_set():
+        return Skip("the session ended before this run started")
     tmp.mkdir(parents=True)
     job = func(tmp)
     if isinstance(job, Skip):
@@ -121,10 +131,27 @@ class Background:
     def __init__(self, keys, base):
         self.pool = ThreadPoolExecutor(max_workers=JOBS)
         copies = threading.local()
-        self.runs = {key: self.pool.submit(_run_job, BACKGROUND[key], base / ("job-%02d" % n), copies) for n, key in enumerate(keys)}
+        self.releases = {hold: threading.Event() for dummy, hold in BACKGROUND.values() if hold}
+        self.closing = threading.Event()
+        # held runs last, so that no worker waits on a hold while others could run
+        keys = sorted(keys, key=lambda key: BACKGROUND[key][1] is not None)
+        self.runs = {}
+        for n, key in enumerate(keys):
+            func, hold = BACKGROUND[key]
+            self.runs[key] = self.pool.submit(_run_job, func, base / ("job-%02d" % n), copies, self.releases.get(hold), self.closing)
+
+    def close(self):
+        """Runs not started yet never start (a session stopped early, -x)."""
+        self.closing.set()
+        for event in self.releases.values():
+            event.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     def check(self, key):
         """Wait for the run of test ``key``; skip or fail the test as it went."""
+        hold = BACKGROUND[key][1]
+        if hold:
+            self.releases[hold].set()
         outcome = self.runs[key].result()
         if isinstance(outcome, Skip):
             pytest.skip(outcome.reason)
@@ -140,7 +167,7 @@ def background(request, tmp_path_factory):
     keys = [item.name for item in request.session.items if item.name in BACKGROUND]
     runs = Background(keys, tmp_path_factory.mktemp("background"))
     yield runs
-    runs.pool.shutdown(wait=True, cancel_futures=True)
+    runs.close()
 
 
 def run_tool(args, cwd, timeout=900, env=None):

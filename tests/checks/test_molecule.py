@@ -52,7 +52,7 @@ def scenario_job(scenario, tmp):
 
 
 for _scenario in SCENARIOS:
-    background_job("test_molecule[%s]" % _scenario)(functools.partial(scenario_job, _scenario))
+    background_job("test_molecule[%s]" % _scenario, hold="molecule")(functools.partial(scenario_job, _scenario))
 
 
 @pytest.mark.slow
