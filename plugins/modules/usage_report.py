@@ -173,40 +173,20 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    for option in ("days", "window_days", "min_days", "top", "forecast_days"):
-        if p[option] < 1:
-            module.fail_json(msg="%s must be at least 1, got %d" % (option, p[option]))
-    if not 0 < p["warn_percent"] <= p["critical_percent"] <= 100:
-        module.fail_json(
-            msg="warn_percent (%d) and critical_percent (%d) must satisfy 0 < warn <= critical <= 100" % (p["warn_percent"], p["critical_percent"])
-        )
     dest = p["dest"]
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        module.fail_json(msg="dest %s is not a directory" % dest, path=dest)
     try:
+        report.check_options(p["days"], p["window_days"], p["min_days"], p["top"], p["forecast_days"], p["warn_percent"], p["critical_percent"])
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise report.ReportError("dest %s is not a directory" % dest)
         with open_from_params(p, readonly=True) as store:
             data = report.build(
                 store,
-                days=p["days"],
-                window_days=p["window_days"],
-                min_days=p["min_days"],
-                warn_percent=p["warn_percent"],
-                critical_percent=p["critical_percent"],
-                forecast_days=p["forecast_days"],
-                top=p["top"],
-                title=p["title"],
+                **dict((name, p[name]) for name in ("days", "window_days", "min_days", "warn_percent", "critical_percent", "forecast_days", "top", "title")),
             )
         texts = report.render_all(data)
-        old = {name: report.read_existing(dest, name) if os.path.isdir(dest) else None for name in report.FILES}
-        files = [{"path": os.path.join(dest, name), "changed": old[name] != texts[name]} for name in report.FILES]
-        if not module.check_mode and any(f["changed"] for f in files):
-            if not os.path.isdir(dest):
-                os.makedirs(dest, mode=0o755)
-            for name in report.FILES:
-                if old[name] != texts[name]:
-                    report.write_atomic(dest, name, texts[name])
+        files, old = report.write_report(dest, texts, check_mode=module.check_mode)
     except (HistoryError, QueryError, report.ReportError) as exc:
-        module.fail_json(msg=str(exc), database=getattr(exc, "where", None))
+        module.fail_json(msg=str(exc), database=getattr(exc, "where", None), path=dest)
     except OSError as exc:
         module.fail_json(msg="dest %s: cannot create it: %s" % (dest, exc.strerror), path=dest)
     result = dict(

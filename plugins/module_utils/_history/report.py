@@ -590,3 +590,29 @@ def write_atomic(directory, name, text, mode=0o644):
     finally:
         os.close(dir_fd)
     return path
+
+
+def check_options(days, window_days, min_days, top, forecast_days, warn_percent, critical_percent):
+    """Raise ReportError naming the first option out of range."""
+    for option, value in (("days", days), ("window_days", window_days), ("min_days", min_days), ("top", top), ("forecast_days", forecast_days)):
+        if value < 1:
+            raise ReportError("%s must be at least 1, got %d" % (option, value))
+    if not 0 < warn_percent <= critical_percent <= 100:
+        raise ReportError("warn_percent (%d) and critical_percent (%d) must satisfy 0 < warn <= critical <= 100" % (warn_percent, critical_percent))
+
+
+def write_report(dest, texts, check_mode=False):
+    """Write the files of ``texts`` whose content differs into ``dest``
+    (created when missing), each atomically; nothing in check mode.
+    Returns ``(files, old)``: ``[{"path", "changed"}]`` in FILES order and
+    the previous content of each file (None when there was none).
+    Raises ReportError, or OSError when ``dest`` cannot be created."""
+    old = {name: read_existing(dest, name) if os.path.isdir(dest) else None for name in FILES}
+    files = [{"path": os.path.join(dest, name), "changed": old[name] != texts[name]} for name in FILES]
+    if not check_mode and any(f["changed"] for f in files):
+        if not os.path.isdir(dest):
+            os.makedirs(dest, mode=0o755)
+        for name in FILES:
+            if old[name] != texts[name]:
+                write_atomic(dest, name, texts[name])
+    return files, old
