@@ -7,11 +7,13 @@
 1. Delete 200,000 old files among 400,000 (dirs of 100 files; quick: 20,000
    among 40,000): ours (state absent, walk + plan + re-check + unlinkat +
    manifest) against `find PATH -mtime +30 -delete`, each on its own copy of
-   the tree, warm cache (each tree is walked once before). Target ratio <= 1.5.
+   the tree, warm cache (each tree is walked once before), best of 3
+   interleaved pairs. Target ratio <= 1.5.
 2. Relocate 50,000 files (1 to 16 KiB; quick: 5,000) from one tmpfs to another
    (two file systems): ours (verified copy engine: read once, write, fsync,
    read back, compare, rename, then unlinkat of the original) against `rsync -a
-   --remove-source-files SRC/ DEST/`. Target ratio <= 1.2.
+   --remove-source-files SRC/ DEST/`, best of 3 interleaved pairs. Target
+   ratio <= 1.2.
 Needs root (tmpfs mounts) for the second; the first runs anywhere.
 """
 
@@ -31,6 +33,8 @@ sys.path[:0] = [str(REPO / ".collections"), str(REPO)]
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs import old_files as job  # noqa: E402
 
 DAY = 86400
+# Interleaved pairs per row (a fresh tree each); the best of each side counts.
+REPEATS = 3
 
 
 def make_tree(root, files, old_every=2, size=lambda i: 0, per_dir=100):
@@ -89,13 +93,14 @@ def timed(call):
     return time.perf_counter() - started, result
 
 
-def bench_delete(workdir, quick):
-    files = 40000 if quick else 400000
+def delete_once(workdir, files):
+    """One interleaved pair: (ours_s, find_s), each on a fresh copy of the tree."""
     ours_tree, ref_tree = workdir / "delete-ours", workdir / "delete-find"
     for tree in (ours_tree, ref_tree, Path(str(ours_tree) + ".manifests")):
         shutil.rmtree(str(tree), ignore_errors=True)
     make_tree(ours_tree, files)
     make_tree(ref_tree, files)
+    os.sync()  # the trees' creation is not written back during the timed runs
     warm(ref_tree)
     ref_s, dummy = timed(lambda: subprocess.run(["find", str(ref_tree), "-mtime", "+30", "-delete"], check=True))
     warm(ours_tree)
@@ -108,6 +113,13 @@ def bench_delete(workdir, quick):
         raise RuntimeError("ours left %d files, find left %d" % (left_ours, left_ref))
     for tree in (ours_tree, ref_tree, Path(str(ours_tree) + ".manifests")):
         shutil.rmtree(str(tree), ignore_errors=True)
+    return ours_s, ref_s
+
+
+def bench_delete(workdir, quick):
+    files = 40000 if quick else 400000
+    pairs = [delete_once(workdir, files) for dummy in range(1 if quick else REPEATS)]
+    ours_s, ref_s = min(p[0] for p in pairs), min(p[1] for p in pairs)
     ratio = ours_s / ref_s
     return {
         "name": "old_files delete %d of %d" % (files // 2, files),
@@ -117,7 +129,7 @@ def bench_delete(workdir, quick):
         "ratio": ratio,
         "target": "<= 1.5",
         "ok": ratio <= 1.5,
-        "notes": "warm cache, dirs of 100 files, manifest included",
+        "notes": "warm cache, dirs of 100 files, manifest included; best of %d interleaved" % len(pairs),
     }
 
 
@@ -131,16 +143,8 @@ def spread_size(index):
     return 1024 + (index * 7919) % 15360
 
 
-def bench_relocate(workdir, quick):
-    files = 5000 if quick else 50000
-    if os.geteuid() != 0:
-        return {
-            "name": "old_files relocate %d files" % files,
-            "ratio": None,
-            "target": "<= 1.2",
-            "ok": False,
-            "notes": "skipped: needs root for the tmpfs mounts",
-        }
+def relocate_once(workdir, files):
+    """One interleaved pair: (ours_s, rsync_s), each from a fresh tmpfs tree to an empty tmpfs."""
     points = [workdir / name for name in ("src-ours", "src-rsync", "dest-ours", "dest-rsync")]
     for point in points:
         mount_tmpfs(point, "2g")
@@ -160,6 +164,21 @@ def bench_relocate(workdir, quick):
         for point in points:
             subprocess.run(["umount", "-l", str(point)], check=False)
         shutil.rmtree(str(workdir / "manifests"), ignore_errors=True)
+    return ours_s, ref_s
+
+
+def bench_relocate(workdir, quick):
+    files = 5000 if quick else 50000
+    if os.geteuid() != 0:
+        return {
+            "name": "old_files relocate %d files" % files,
+            "ratio": None,
+            "target": "<= 1.2",
+            "ok": False,
+            "notes": "skipped: needs root for the tmpfs mounts",
+        }
+    pairs = [relocate_once(workdir, files) for dummy in range(1 if quick else REPEATS)]
+    ours_s, ref_s = min(p[0] for p in pairs), min(p[1] for p in pairs)
     ratio = ours_s / ref_s
     return {
         "name": "old_files relocate %d files" % files,
@@ -169,7 +188,7 @@ def bench_relocate(workdir, quick):
         "ratio": ratio,
         "target": "<= 1.2",
         "ok": ratio <= 1.2,
-        "notes": "tmpfs to tmpfs, our from-disk verification included",
+        "notes": "tmpfs to tmpfs, our from-disk verification included; best of %d interleaved" % len(pairs),
     }
 
 
