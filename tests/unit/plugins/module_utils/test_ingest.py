@@ -494,6 +494,7 @@ def test_the_next_batch_is_read_while_the_batch_before_is_verified(tree, monkeyp
     for name in "abcd":
         make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
     reading_next, dummy = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"))
+    monkeypatch.setattr(ingest, "OVERLAP_MIN_MEAN_BYTES", 0)  # overlap even for small files
     real_verify = copier.verify_copy
     seen = []
 
@@ -518,6 +519,7 @@ def test_disk_failing_in_one_batch_sends_the_next_batch_written_there_to_the_nex
     for name in "abcd":
         make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
     dummy, next_written = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"))
+    monkeypatch.setattr(ingest, "OVERLAP_MIN_MEAN_BYTES", 0)  # overlap even for small files
     real_verify = copier.verify_copy
     p1 = str(tree / "P1")
     on_p1 = []
@@ -558,3 +560,21 @@ def test_limit_reached_while_a_batch_is_verified_is_decided_after_it(tree, monke
     result, dummy = run(tree, batch_files=2, max_files=3)
     assert [(f["path"], f["status"]) for f in result["files"]] == [("a.dat", "unsettled"), ("b.dat", "copied"), ("c.dat", "copied"), ("d.dat", "copied")]
     assert result["deferred_files"] == 0 and result["copied_files"] == 3
+
+
+def test_small_files_are_verified_before_the_next_batch_is_read(tree, monkeypatch):
+    """Batches of small files: no overlap (threads would only contend for the GIL)."""
+    for name in "abcd":
+        make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
+    reading_next, dummy = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"))
+    real_verify = copier.verify_copy
+    seen = []
+
+    def verify_copy(tgt, *args, **kwargs):
+        if tgt.relpath in (b"a.dat", b"b.dat"):
+            seen.append(reading_next.is_set())
+        return real_verify(tgt, *args, **kwargs)
+
+    monkeypatch.setattr(copier, "verify_copy", verify_copy)
+    result, dummy = run(tree, batch_files=2)
+    assert seen == [False] * 4 and result["copied_files"] == 4
