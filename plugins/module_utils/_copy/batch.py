@@ -15,6 +15,12 @@ byte for byte with the source's bytes read once) (the disks' reads run in parall
 each directory is fsynced once. The caller then commits every verified
 file in one transaction and only after that removes sources.
 
+:meth:`Batch.finish` runs the last steps in a row; a pipeline splits it:
+:meth:`Batch.start_verify` flushes and starts the re-reads in background
+threads (they only read files and set item errors), the caller reads and
+writes the next batch meanwhile, then :meth:`Batch.complete` waits for them
+and renames.
+
 A final name still only ever holds a verified copy; a kill at any instant
 leaves temporaries (journalled first, swept by the next run) or verified
 final copies (reused by the next run). No AnsibleModule.
@@ -82,6 +88,26 @@ class Item:
         return self.copy.result()
 
 
+class Verification:
+    """The re-reads of a batch's copies, under way in threads."""
+
+    def __init__(self, items, futures):
+        self.items = items
+        self.futures = futures
+
+    def wait(self, raise_errors=True):
+        """Until every re-read is done; re-raises a thread's unexpected error."""
+        futures, self.futures = self.futures, []
+        errors = []
+        for future in futures:
+            try:
+                future.result()
+            except BaseException as exc:  # waited for all, then raised
+                errors.append(exc)
+        if errors and raise_errors:
+            raise errors[0]
+
+
 class Batch:
     """Copy a batch of files to their targets with one flush, one parallel
     verification pass and one rename pass. Use as a context manager (the
@@ -100,11 +126,18 @@ class Batch:
         self.dirs = engine.DirCache()
         self.items = []
         self.bytes = 0
+        self.verification = None  # the re-reads under way (start_verify)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Wait for re-reads under way, discard what was not completed and close the directories."""
+        if self.verification is not None:
+            self.verification.wait(raise_errors=False)
         for item in self.items:
             if item.copy is not None:
                 engine.discard(item.copy)
@@ -154,11 +187,29 @@ class Batch:
     def finish(self):
         """Flush, verify and rename every copied item; the items that failed
         carry their error. Returns the items that are complete."""
+        return self.complete(self.start_verify())
+
+    def start_verify(self, background=False):
+        """Flush every copied item and start re-reading the copies from disk,
+        one thread per disk; with ``background`` the threads run even for
+        one disk and the caller goes on meanwhile. Returns the
+        :class:`Verification` that :meth:`complete` waits for."""
         live = [item for item in self.items if item.ok]
         self._flush(live)
-        self._verify([item for item in live if item.ok])
+        live = [item for item in live if item.ok]
+        self.verification = Verification(live, self._start_checks(live, background))
+        return self.verification
+
+    def complete(self, verification):
+        """Wait for the re-reads, then rename every verified copy and make the
+        renames durable. Returns the items that are complete."""
+        verification.wait()
+        self.verification = None
+        for item in verification.items:
+            if item.error is not None:
+                self._fail(item, item.error)
         renamed = []
-        for item in live:
+        for item in verification.items:
             if not item.ok:
                 continue
             try:
@@ -169,6 +220,10 @@ class Batch:
                 self._fail(item, exc)
         self._fsync_dirs(renamed)
         return [item for item in self.items if item.ok]
+
+    def drop(self, item, exc):
+        """Give up a copied item before its verification (its temporaries are removed)."""
+        self._fail(item, exc)
 
     def _fail(self, item, exc):
         item.error = item.error or exc
@@ -196,8 +251,9 @@ class Batch:
                 for other, dummy in pairs:
                     self._fail(other, error)
 
-    def _verify(self, items):
-        """Re-read every copy from its disk, one thread per disk."""
+    def _start_checks(self, items, background):
+        """Re-read every copy from its disk, one thread per disk (inline for
+        one disk unless ``background``); returns the threads' futures."""
         groups = self._by_root(items, lambda tgt: tgt.temp is not None or tgt.existing is not None)
 
         def check(pairs):
@@ -209,16 +265,15 @@ class Batch:
                 except engine.CopyError as exc:
                     item.error = item.error or exc
 
-        if len(groups) > 1 and ThreadPoolExecutor is not None:
-            with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-                for future in [pool.submit(check, pairs) for pairs in groups.values()]:
-                    future.result()
-        else:
+        if ThreadPoolExecutor is None or not groups or (len(groups) == 1 and not background):
             for pairs in groups.values():
                 check(pairs)
-        for item in items:
-            if item.error is not None:
-                self._fail(item, item.error)
+            return []
+        pool = ThreadPoolExecutor(max_workers=len(groups))
+        try:
+            return [pool.submit(check, pairs) for pairs in groups.values()]
+        finally:
+            pool.shutdown(wait=False)  # the threads end with their work
 
     def _fsync_dirs(self, targets):
         """Make the renames durable: one ``syncfs`` per target file system

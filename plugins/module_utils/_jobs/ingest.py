@@ -12,7 +12,9 @@ every target disk is checked to still be the mounted disk it was, the
 batch's files and copies are registered in one committed transaction, and
 only then (``remove_source``) are the buffer files removed, each re-checked
 first. A disk that fails (I/O error, read-only, gone) leaves the run and the
-next disk of its series takes over; the file is retried there. No AnsibleModule.
+next disk of its series takes over; the file is retried there. Two batches
+are alive at once: while one batch's copies are re-read from disk (threads),
+the next batch is read and written (:meth:`_Ingest.copy_all`). No AnsibleModule.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ REPORT_LIMIT = 1000
 # Open directories a batch may hold (source and target directories).
 MAX_BATCH_DIRS = 256
 COUNT_KEYS = ("copied", "skipped", "conflicts", "failed", "removed", "deferred", "unsettled")
+# A batch whose files average less than this is verified before the next batch
+# is read: per small file the work is mostly Python code and short system calls
+# that hold the interpreter lock (GIL), so threads would only contend for it
+# (measured slower). Larger files are read, written and hashed in big buffers,
+# which release the GIL: there the verification overlaps the next batch.
+OVERLAP_MIN_MEAN_BYTES = copier.PARALLEL_MIN_BYTES
 
 
 @dataclasses.dataclass
@@ -515,6 +523,17 @@ class _Planner:
         return None
 
 
+class _Stage:
+    """A batch between its copy and its completion: its journal, its
+    re-reads under way, and the IngestError to raise once it is done."""
+
+    def __init__(self, batch, journal, stop):
+        self.batch = batch
+        self.journal = journal
+        self.stop = stop
+        self.verification = None
+
+
 class _Ingest:
     """The real run: batches of files through :class:`_copy.batch.Batch`."""
 
@@ -525,24 +544,69 @@ class _Ingest:
         self.attempts = len(run.opts.primary) + len(run.opts.backup) + 1
 
     def copy_all(self, todo):
-        while todo:
-            started = time.time()
-            try:
-                self._one_batch(todo)
-            finally:
-                self.run.copy_seconds += time.time() - started
-                self.run.planned = {}
+        """A two-stage pipeline: while the copies of one batch are re-read
+        from disk (background threads), the next batch is read and written;
+        then the first is completed, the second flushed and its re-reads
+        started, and so on."""
+        started = time.time()
+        pending = None
+        try:
+            while todo or pending is not None:
+                stage = self._start(todo, waiting=pending is not None)
+                if pending is not None:
+                    done, pending = pending, None
+                    self._complete(done, todo, stage)
+                if stage is not None:
+                    pending = stage
+                    self._verify(stage)
+        finally:
+            if pending is not None:
+                pending.batch.close()
+            self.run.copy_seconds += time.time() - started
+            self.run.planned = {}
 
-    def _fill(self, batch, todo):
+    def _start(self, todo, waiting):
+        """Plan the next batch and copy it (read each source once, write its
+        temporaries, not flushed); None when nothing was planned. ``waiting``:
+        a batch is being verified, whose files may yet come back."""
+        run = self.run
+        run.planned = {}  # the batch before is written: statvfs counts it
+        journal = Journal(run.registry)
+        batch = batching.Batch(run.opts.src, run.opts.checksum_algorithm, journal)
+        try:
+            stop = self._fill(batch, todo, waiting)
+            if not batch.items:
+                batch.close()
+                if stop is not None:
+                    raise stop
+                return None
+            batch.journal_all()
+            deadline = time.monotonic() + run.opts.batch_seconds
+            for index, item in enumerate(batch.items):
+                if time.monotonic() > deadline:  # the rest waits for the next batch
+                    self._put_back(batch.items[index:], todo, journal)
+                    del batch.items[index:]
+                    break
+                batch.copy(item)
+        except BaseException:
+            batch.close()
+            raise
+        return _Stage(batch, journal, stop)
+
+    def _fill(self, batch, todo, waiting=False):
         """Plan files into ``batch`` up to its bounds; an IngestError (no disk
-        left) is returned to be raised once the batch is done."""
+        left) is returned to be raised once the batch is done. While another
+        batch is ``waiting`` to complete, what depends on its outcome (a
+        limit reached, no disk left) ends the batch and is decided after it."""
         run, opts = self.run, self.run.opts
         planned_bytes = 0
-        dirs = set()  # each directory holds three descriptors in a batch: source and two targets
-        while todo and len(batch.items) < opts.batch_files and planned_bytes < opts.batch_bytes and len(dirs) * 3 < MAX_BATCH_DIRS:
+        dirs = set()  # each directory holds three descriptors in a batch (source and two targets); two batches are open at once
+        while todo and len(batch.items) < opts.batch_files and planned_bytes < opts.batch_bytes and len(dirs) * 3 < MAX_BATCH_DIRS // 2:
             relpath, st, attempt = todo[0]
             dirs.add(os.path.dirname(relpath))
             if run.over_limits(self.files, self.size_bytes, st.st_size):
+                if waiting:
+                    break
                 todo.popleft()
                 run.outcome(relpath, "deferred", st.st_size, "left for the next run (max_files/max_bytes)")
                 continue
@@ -551,7 +615,7 @@ class _Ingest:
             try:
                 disks = run.choose_disks(relpath, st.st_size)
             except IngestError as exc:
-                return exc
+                return None if waiting else exc
             todo.popleft()
             for disk in disks:
                 run.planned[disk["mount_point"]] = run.planned.get(disk["mount_point"], 0) + st.st_size + SLACK_BYTES
@@ -561,33 +625,52 @@ class _Ingest:
             self.size_bytes += st.st_size
         return None
 
-    def _one_batch(self, todo):
+    def _verify(self, stage):
+        """Flush the batch and start re-reading its copies in the background.
+        Its files written to a disk that left the run meanwhile (the batch
+        before found it failing) are not verified: they go back to be copied
+        to the next disk. A batch of small files is verified before the next is read."""
         run = self.run
-        journal = Journal(run.registry)
-        with batching.Batch(run.opts.src, run.opts.checksum_algorithm, journal) as batch:
-            stop = self._fill(batch, todo)
-            if not batch.items:
-                if stop is not None:
-                    raise stop
-                return
-            batch.journal_all()
-            deadline = time.monotonic() + run.opts.batch_seconds
-            for index, item in enumerate(batch.items):
-                if time.monotonic() > deadline:  # the rest waits for the next batch
-                    self._put_back(batch.items[index:], todo, journal)
-                    del batch.items[index:]
+        for item in stage.batch.items:
+            for index, disk in enumerate(item.data[0] if item.ok else ()):
+                why = run.disks.unusable.get(disk["mount_point"])
+                if why:
+                    exc = copier.TargetFailed(
+                        "%s disk %s (%s) left the run while this file was written to it: %s" % (disk["role"], disk["mount_point"], disk["label"], why),
+                        disk["mount_point"],
+                        index,
+                    )
+                    stage.batch.drop(item, exc)
                     break
-                batch.copy(item)
-            batch.finish()
+        stage.verification = stage.batch.start_verify(background=True)
+        if stage.batch.bytes < OVERLAP_MIN_MEAN_BYTES * len(stage.batch.items):
+            stage.verification.wait()  # small files: nothing to gain (see OVERLAP_MIN_MEAN_BYTES)
+
+    def _complete(self, stage, todo, following=None):
+        """Wait for the batch's re-reads, rename, check its disks are still
+        there, settle failures, register it in one transaction, then remove
+        its sources; outcomes in file order. ``following``: the next batch,
+        already written (a failing disk found here leaves it too)."""
+        run, batch = self.run, stage.batch
+        try:
+            batch.complete(stage.verification)
             good = self._still_there(batch.items)
-            self._settle_failures(batch.items, todo, journal)
-            ids = self._register(good, journal)
+            self._settle_failures(batch.items, todo, stage.journal)
+            ids = self._register(good, stage.journal)
             self._remove_sources(good, ids, batch)
             for item in batch.items:  # in file order
                 if item.report is not None:
                     run.outcome(item.src_relpath, *item.report)
-        if stop is not None:
-            raise stop
+        except BaseException:
+            if following is not None:
+                following.batch.close()
+            raise
+        finally:
+            batch.close()
+        if stage.stop is not None:
+            if following is not None:
+                following.batch.close()
+            raise stage.stop
 
     def _put_back(self, items, todo, journal):
         for item in reversed(items):
@@ -632,6 +715,9 @@ class _Ingest:
             size = item.expect_stat.st_size
             self.files -= 1
             self.size_bytes -= size
+            if isinstance(exc, (copier.TargetFull, copier.TargetFailed)) and exc.index is not None and self._left(disks[exc.index]):
+                retry.append((item.src_relpath, item.expect_stat, attempt))  # the disk had left the run: not this file's attempt
+                continue
             if isinstance(exc, (copier.TargetFull, copier.TargetFailed)) and exc.index is not None and attempt + 1 < self.attempts:
                 self._disk_failed(disks[exc.index], exc, item.src_relpath)
                 retry.append((item.src_relpath, item.expect_stat, attempt + 1))
@@ -651,6 +737,10 @@ class _Ingest:
             else:
                 item.report = ("failed", size, str(exc), copies)
         todo.extendleft(reversed(retry))
+
+    def _left(self, disk):
+        """Whether ``disk`` is out of the run already (failed or full)."""
+        return disk["mount_point"] in self.run.disks.unusable or disk["mount_point"] in self.run.set_of(disk["role"]).full
 
     def _disk_failed(self, disk, exc, relpath):
         disk_set = self.run.set_of(disk["role"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 
 import pytest
@@ -466,3 +467,114 @@ def test_path_patterns_follow_the_collection_rule(tree):
     make_file(tree / "buffer" / "2025" / "b.dat", b"b")
     result, dummy = run(tree, patterns=["2024/*.dat"])
     assert [f["path"] for f in result["files"]] == ["2024/a.dat"]
+
+
+def next_batch_reads(monkeypatch, names):
+    """Events: one set when the source of one of ``names`` starts being
+    read, one when the last of them is written."""
+    reading, written = threading.Event(), threading.Event()
+    real_start = copier.start_copy
+
+    def start_copy(src_root, src_relpath, *args, **kwargs):
+        if src_relpath in names:
+            reading.set()
+        copy = real_start(src_root, src_relpath, *args, **kwargs)
+        if src_relpath == names[-1]:
+            written.set()
+        return copy
+
+    monkeypatch.setattr(copier, "start_copy", start_copy)
+    return reading, written
+
+
+def test_the_next_batch_is_read_while_the_batch_before_is_verified(tree, monkeypatch):
+    """Two-stage pipeline: the re-reads of batch 1 run in threads and wait
+    here until the main thread reads a source of batch 2 (a bounded wait
+    that fails the test, no timing); every file still ends registered."""
+    for name in "abcd":
+        make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
+    reading_next, dummy = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"))
+    monkeypatch.setattr(ingest, "OVERLAP_MIN_MEAN_BYTES", 0)  # overlap even for small files
+    real_verify = copier.verify_copy
+    seen = []
+
+    def verify_copy(tgt, *args, **kwargs):
+        if tgt.relpath in (b"a.dat", b"b.dat"):
+            seen.append((tgt.relpath, reading_next.wait(60), threading.current_thread() is threading.main_thread()))
+        return real_verify(tgt, *args, **kwargs)
+
+    monkeypatch.setattr(copier, "verify_copy", verify_copy)
+    result, dummy = run(tree, batch_files=2, remove_source=True)
+    assert sorted(seen) == [(b"a.dat", True, False)] * 2 + [(b"b.dat", True, False)] * 2
+    assert [(f["path"], f["status"], f["removed"]) for f in result["files"]] == [("%s.dat" % n, "copied", True) for n in "abcd"]
+    registry = Registry(str(tree / "registry.sqlite"))
+    assert registry.pending() == [] and all(registry.file(("%s.dat" % n).encode()) is not None for n in "abcd")
+    assert not any((tree / "buffer" / ("%s.dat" % n)).exists() for n in "abcd")
+
+
+def test_disk_failing_in_one_batch_sends_the_next_batch_written_there_to_the_next_disk(tree, monkeypatch):
+    """P1 fails while batch 1 is re-read, after batch 2 was written to it:
+    batch 2's files are copied again to P2, not reported failed, and none
+    of their temporaries stays on P1."""
+    for name in "abcd":
+        make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
+    dummy, next_written = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"))
+    monkeypatch.setattr(ingest, "OVERLAP_MIN_MEAN_BYTES", 0)  # overlap even for small files
+    real_verify = copier.verify_copy
+    p1 = str(tree / "P1")
+    on_p1 = []
+
+    def verify_copy(tgt, *args, **kwargs):
+        if tgt.root == p1 and tgt.relpath == b"a.dat":
+            assert next_written.wait(60)  # batch 2 is written to P1 too
+            on_p1.extend(sorted(copier.final_of_temp(name.encode()).decode() for name in os.listdir(p1) if copier.is_temp_name(name.encode())))
+            raise tgt.failed("read back", OSError(errno.EIO, os.strerror(errno.EIO)))
+        return real_verify(tgt, *args, **kwargs)
+
+    monkeypatch.setattr(copier, "verify_copy", verify_copy)
+    result, warnings = run(tree, primary=("P1", "P2"), batch_files=2)
+    assert sorted((f["path"], f["status"]) for f in result["files"]) == [(n + ".dat", "copied") for n in "abcd"]
+    assert [(d["mount_point"], d["role"]) for d in result["disks_unusable"]] == [(p1, "primary")]
+    assert on_p1 == ["a.dat", "b.dat", "c.dat", "d.dat"]
+    assert sorted(name for name in os.listdir(p1) if name.endswith(".dat") or copier.is_temp_name(name.encode())) == ["b.dat"]  # c, d never renamed there
+    assert sorted(os.listdir(str(tree / "P2"))) == ["a.dat", "c.dat", "d.dat"]
+    registry = Registry(str(tree / "registry.sqlite"))
+    assert registry.pending() == []
+    assert [c["mount_point"] for c in registry.copies_of(registry.file(b"c.dat")["id"])] == [str(tree / "P2"), str(tree / "B1")]
+
+
+def test_limit_reached_while_a_batch_is_verified_is_decided_after_it(tree, monkeypatch):
+    """max_files counts the files copied: a file of batch 1 that changed
+    (unsettled) gives its place back, so d is copied, not deferred, though
+    batch 2 was planned before batch 1 was complete."""
+    for name in "abcd":
+        make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
+    real_start = copier.start_copy
+
+    def start_copy(src_root, src_relpath, *args, **kwargs):
+        if src_relpath == b"a.dat":
+            os.utime(os.path.join(src_root, "a.dat"), (time.time() - 7200, time.time() - 7200))  # changed since the scan
+        return real_start(src_root, src_relpath, *args, **kwargs)
+
+    monkeypatch.setattr(copier, "start_copy", start_copy)
+    result, dummy = run(tree, batch_files=2, max_files=3)
+    assert [(f["path"], f["status"]) for f in result["files"]] == [("a.dat", "unsettled"), ("b.dat", "copied"), ("c.dat", "copied"), ("d.dat", "copied")]
+    assert result["deferred_files"] == 0 and result["copied_files"] == 3
+
+
+def test_small_files_are_verified_before_the_next_batch_is_read(tree, monkeypatch):
+    """Batches of small files: no overlap (threads would only contend for the GIL)."""
+    for name in "abcd":
+        make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
+    reading_next, dummy = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"))
+    real_verify = copier.verify_copy
+    seen = []
+
+    def verify_copy(tgt, *args, **kwargs):
+        if tgt.relpath in (b"a.dat", b"b.dat"):
+            seen.append(reading_next.is_set())
+        return real_verify(tgt, *args, **kwargs)
+
+    monkeypatch.setattr(copier, "verify_copy", verify_copy)
+    result, dummy = run(tree, batch_files=2)
+    assert seen == [False] * 4 and result["copied_files"] == 4
