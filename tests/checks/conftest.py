@@ -113,18 +113,29 @@ def _run_job(func, tmp, copies, release=None, closing=None):
         cwd = getattr(copies, "path", None)
         if cwd is None:
             copies.path = cwd = make_copy(tmp.parent / ("copy-%d" % threading.get_ident()) / "ansible_collections" / "datasteward" / "storage")
-    env = dict(os.environ)
-    env["PATH"] = "%s:%s" % (BIN, env.get("PATH", ""))
-    env.setdefault("ANSIBLE_NOCOLOR", "1")
-    env.update(job.get("env") or {})
-    args = [str(a) for a in job["args"]]
+    return _run(job["args"], cwd, job["timeout"], job.get("env"))
+
+
+def _run(args, cwd, timeout, env=None):
+    """Run a tool with the venv first on PATH; ``(command, failure or None, output)``."""
+    full_env = dict(os.environ)
+    full_env["PATH"] = "%s:%s" % (BIN, full_env.get("PATH", ""))
+    full_env.setdefault("ANSIBLE_NOCOLOR", "1")
+    full_env.update(env or {})
+    args = [str(a) for a in args]
     try:
         proc = subprocess.run(
-            args, cwd=cwd, env=env, timeout=job["timeout"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8", errors="replace", check=False
+            args, cwd=cwd, env=full_env, timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8", errors="replace", check=False
         )
     except subprocess.TimeoutExpired as exc:
-        return (" ".join(args[:3]), "did not end within %d s" % job["timeout"], exc.output or "")
+        return (" ".join(args[:3]), "did not end within %d s" % timeout, exc.output or "")
     return (" ".join(args[:3]), "exited %d" % proc.returncode if proc.returncode else None, proc.stdout)
+
+
+def _fail_with(command, failure, output):
+    """Fail the test with the end of a tool's output (pip's index noise left out)."""
+    lines = [line for line in output.splitlines() if "is ignored: it is neither" not in line]
+    pytest.fail("%s %s:\n%s" % (command, failure, "\n".join(lines[-150:])), pytrace=False)
 
 
 class Background:
@@ -157,8 +168,7 @@ class Background:
             pytest.skip(outcome.reason)
         command, failure, output = outcome
         if failure:
-            lines = [line for line in output.splitlines() if "is ignored: it is neither" not in line]
-            pytest.fail("%s %s:\n%s" % (command, failure, "\n".join(lines[-150:])), pytrace=False)
+            _fail_with(command, failure, output)
         return output
 
 
@@ -172,22 +182,7 @@ def background(request, tmp_path_factory):
 
 def run_tool(args, cwd, timeout=900, env=None):
     """Run a tool from the venv; fail the test with the end of its output."""
-    full_env = dict(os.environ)
-    full_env["PATH"] = "%s:%s" % (BIN, full_env.get("PATH", ""))
-    full_env.setdefault("ANSIBLE_NOCOLOR", "1")
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=full_env,
-        timeout=timeout,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        encoding="utf-8",
-        errors="replace",
-        check=False,
-    )
-    if proc.returncode != 0:
-        lines = [line for line in proc.stdout.splitlines() if "is ignored: it is neither" not in line]
-        pytest.fail("%s exited %d:\n%s" % (" ".join(str(a) for a in args[:3]), proc.returncode, "\n".join(lines[-150:])), pytrace=False)
-    return proc.stdout
+    command, failure, output = _run(args, cwd, timeout, env)
+    if failure:
+        _fail_with(command, failure, output)
+    return output
