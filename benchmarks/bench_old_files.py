@@ -31,6 +31,7 @@ REPO = HERE.parent
 sys.path[:0] = [str(REPO / ".collections"), str(REPO)]
 
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs import old_files as job  # noqa: E402
+from ansible_collections.datasteward.storage.tests.unit.utils.old_files_params import params as old_files_params  # noqa: E402
 
 DAY = 86400
 # Interleaved pairs per row (a fresh tree each); the best of each side counts.
@@ -62,29 +63,7 @@ def warm(root):
 
 
 def params(root, **kwargs):
-    base = dict(
-        path=str(root),
-        age="30d",
-        age_stamp="mtime",
-        min_size="0",
-        owners=None,
-        exclude_owners=[],
-        excludes=[],
-        protect=[],
-        state="reported",
-        dest=None,
-        host_folder="bench",
-        order="path",
-        max_files=None,
-        max_bytes=None,
-        free_bytes=None,
-        manifest_dir=str(root) + ".manifests",
-        manifest=None,
-        remove_empty_dirs=False,
-        max_listed=100,
-    )
-    base.update(kwargs)
-    return base
+    return old_files_params(root, **dict(dict(host_folder="bench", order="path", max_listed=100), **kwargs))
 
 
 def timed(call):

@@ -25,6 +25,7 @@ from ansible_collections.datasteward.storage.plugins.module_utils._jobs import o
 from ansible_collections.datasteward.storage.tests.system.utils.as_nobody import NOBODY, run_as_nobody
 from ansible_collections.datasteward.storage.tests.system.utils.kills import KillClock
 from ansible_collections.datasteward.storage.tests.unit.utils.module_runner import module_command, run_module_process
+from ansible_collections.datasteward.storage.tests.unit.utils.old_files_params import params
 
 DAY = 86400
 
@@ -45,32 +46,6 @@ def put(path, data, age_days=300, owner=None, mode=0o640):
 def sha(path):
     with open(path, "rb") as handle:
         return hashlib.sha512(handle.read()).hexdigest()
-
-
-def params(root, **kwargs):
-    base = dict(
-        path=str(root),
-        age="30d",
-        age_stamp="mtime",
-        min_size="0",
-        owners=None,
-        exclude_owners=[],
-        excludes=[],
-        protect=[],
-        state="reported",
-        dest=None,
-        host_folder="node1",
-        order="largest",
-        max_files=None,
-        max_bytes=None,
-        free_bytes=None,
-        manifest_dir=str(root) + ".manifests",
-        manifest=None,
-        remove_empty_dirs=False,
-        max_listed=1000,
-    )
-    base.update(kwargs)
-    return base
 
 
 def run(root, check_mode=False, **kwargs):

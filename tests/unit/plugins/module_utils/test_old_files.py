@@ -18,6 +18,7 @@ import pytest
 
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs import manifest as mf
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs import old_files as job
+from ansible_collections.datasteward.storage.tests.unit.utils.old_files_params import params
 
 DAY = 86400
 OLD = time.time() - 400 * DAY
@@ -35,29 +36,7 @@ def put(root, rel, data=b"x", age_days=None):
 
 
 def opts(root, **kwargs):
-    params = dict(
-        path=str(root),
-        age="30d",
-        age_stamp="mtime",
-        min_size="0",
-        owners=None,
-        exclude_owners=[],
-        excludes=[],
-        protect=[],
-        state="reported",
-        dest=None,
-        host_folder="node1",
-        order="largest",
-        max_files=None,
-        max_bytes=None,
-        free_bytes=None,
-        manifest_dir=str(root) + ".manifests",
-        manifest=None,
-        remove_empty_dirs=False,
-        max_listed=1000,
-    )
-    params.update(kwargs)
-    return job.options_from_params(params)
+    return job.options_from_params(params(root, **kwargs))
 
 
 def listing(root):
