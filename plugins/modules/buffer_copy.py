@@ -19,8 +19,8 @@ description:
   - "Files are copied in batches (see O(batch_files), O(batch_bytes), O(batch_seconds)): the temporaries of a batch are journalled in
     one transaction, written, flushed with one C(syncfs) per disk, re-read and verified from both disks in parallel, renamed; then
     one transaction registers the whole batch, and only then are its buffer files removed. While a batch is re-read from the disks,
-    the next batch is already read and written (its temporaries), so the verification overlaps the reading (for batches of files
-    averaging 1 MiB or more; smaller files gain nothing from the threads)."
+    the next batch is already read and written (its temporaries), so the verification (in a separate process per disk) overlaps
+    the reading."
   - With O(remove_source=true) a buffer file is deleted only after that transaction committed, and only if it did not change since it was read.
   - Before a batch is registered and before its buffer files are removed, every target disk is checked to still be the mounted disk
     it was (mount point, device and label). A disk unmounted or replaced during the copy is reported; its copies are not registered

@@ -9,17 +9,20 @@ A :class:`Batch` copies files as :func:`engine.copy_verified` does, but
 runs each step once for the whole batch: the temporaries of every file are
 journalled in one call, written (source read once per file), then flushed
 with one ``syncfs(2)`` per target file system (``fsync`` of every file where
-``syncfs`` is missing), then re-read from disk and verified by one thread
-per target disk (hashed again, or with ``keep_data`` a small file compared
-byte for byte with the source's bytes read once) (the disks' reads run in parallel), then renamed, then
-each directory is fsynced once. The caller then commits every verified
+``syncfs`` is missing), then re-read from disk and verified (hashed again,
+or with ``keep_data`` a small file compared byte for byte with the source's
+bytes read once), then renamed, then each directory is fsynced once. The caller then commits every verified
 file in one transaction and only after that removes sources.
 
 :meth:`Batch.finish` runs the last steps in a row; a pipeline splits it:
-:meth:`Batch.start_verify` flushes and starts the re-reads in background
-threads (they only read files and set item errors), the caller reads and
-writes the next batch meanwhile, then :meth:`Batch.complete` waits for them
-and renames.
+:meth:`Batch.start_verify` flushes and starts the re-reads, the caller
+reads and writes the next batch meanwhile, then :meth:`Batch.complete`
+waits for them and renames. The re-reads of several disks, or of a batch
+verified in the background, run in forked child processes, one per disk
+(:mod:`_proc.forked`): they only read the copies and send back each one's
+digest and error, so they run on the other CPUs whatever the file sizes
+(threads would take turns at the interpreter lock over the many short
+system calls of small files), and a child that dies fails its copies.
 
 A final name still only ever holds a verified copy; a kill at any instant
 leaves temporaries (journalled first, swept by the next run) or verified
@@ -30,14 +33,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 
 from ansible_collections.datasteward.storage.plugins.module_utils._copy import engine
-
-try:
-    from concurrent.futures import ThreadPoolExecutor
-except ImportError:  # pragma: no cover
-    ThreadPoolExecutor = None
+from ansible_collections.datasteward.storage.plugins.module_utils._proc import forked
 
 
 def _load_syncfs():
@@ -88,24 +88,68 @@ class Item:
         return self.copy.result()
 
 
+def check_pairs(pairs, algorithm):
+    """Re-read the copies ``pairs`` (``[(item, target), ...]``, one disk)
+    from disk: ``[(position, digest read back, CopyError or None), ...]``
+    for those checked (an item already failed is not)."""
+    out = []
+    for position, (item, tgt) in enumerate(pairs):
+        if item.error is not None:
+            continue
+        try:
+            out.append((position, engine.verify_copy(tgt, algorithm, item.copy.digest, size=item.copy.size, data=item.copy.data), None))
+        except engine.CopyError as exc:
+            out.append((position, tgt.digest, exc))
+    return out
+
+
+class Check:
+    """The re-reads of one disk's copies of a batch: done here, or under way
+    in a forked child (which inherits the open directories and the bytes
+    kept), or here after all when no process could be had."""
+
+    def __init__(self, pairs, outcomes=None, child=None):
+        self.pairs = pairs
+        self.outcomes = outcomes
+        self.child = child
+
+    @classmethod
+    def inline(cls, pairs, algorithm):
+        return cls(pairs, outcomes=check_pairs(pairs, algorithm))
+
+    @classmethod
+    def forked(cls, pairs, algorithm):
+        child = forked.start(functools.partial(check_pairs, pairs, algorithm))
+        return cls.inline(pairs, algorithm) if child is None else cls(pairs, child=child)
+
+    def apply(self):
+        """Wait for the re-reads; set each target's digest read back and each
+        failed item's error (a child that died fails all of its copies)."""
+        if self.child is not None:
+            got, self.child = self.child.wait(), None
+            self.outcomes = got.get("ok")
+            if self.outcomes is None:
+                error = engine.VerifyFailed("the copies on %s could not be verified: %s" % (engine.display(self.pairs[0][1].root), got["failed"]))
+                self.outcomes = [(position, None, error) for position in range(len(self.pairs))]
+        for position, digest, error in self.outcomes:
+            item, tgt = self.pairs[position]
+            tgt.digest = digest
+            if error is not None:
+                item.error = item.error or error
+
+
 class Verification:
-    """The re-reads of a batch's copies, under way in threads."""
+    """The re-reads of a batch's copies, one :class:`Check` per disk."""
 
-    def __init__(self, items, futures):
+    def __init__(self, items, checks):
         self.items = items
-        self.futures = futures
+        self.checks = checks
 
-    def wait(self, raise_errors=True):
-        """Until every re-read is done; re-raises a thread's unexpected error."""
-        futures, self.futures = self.futures, []
-        errors = []
-        for future in futures:
-            try:
-                future.result()
-            except BaseException as exc:  # waited for all, then raised
-                errors.append(exc)
-        if errors and raise_errors:
-            raise errors[0]
+    def wait(self):
+        """Until every re-read is done, its outcome on the items."""
+        checks, self.checks = self.checks, []
+        for check in checks:
+            check.apply()
 
 
 class Batch:
@@ -137,7 +181,7 @@ class Batch:
     def close(self):
         """Wait for re-reads under way, discard what was not completed and close the directories."""
         if self.verification is not None:
-            self.verification.wait(raise_errors=False)
+            self.verification.wait()
         for item in self.items:
             if item.copy is not None:
                 engine.discard(item.copy)
@@ -191,8 +235,8 @@ class Batch:
 
     def start_verify(self, background=False):
         """Flush every copied item and start re-reading the copies from disk,
-        one thread per disk; with ``background`` the threads run even for
-        one disk and the caller goes on meanwhile. Returns the
+        one child process per disk (inline for one disk unless
+        ``background``: then the caller goes on meanwhile). Returns the
         :class:`Verification` that :meth:`complete` waits for."""
         live = [item for item in self.items if item.ok]
         self._flush(live)
@@ -252,28 +296,14 @@ class Batch:
                     self._fail(other, error)
 
     def _start_checks(self, items, background):
-        """Re-read every copy from its disk, one thread per disk (inline for
-        one disk unless ``background``); returns the threads' futures."""
-        groups = self._by_root(items, lambda tgt: tgt.temp is not None or tgt.existing is not None)
-
-        def check(pairs):
-            for item, tgt in pairs:
-                if item.error is not None:
-                    continue
-                try:
-                    engine.verify_copy(tgt, self.algorithm, item.copy.digest, size=item.copy.size, data=item.copy.data)
-                except engine.CopyError as exc:
-                    item.error = item.error or exc
-
-        if ThreadPoolExecutor is None or not groups or (len(groups) == 1 and not background):
-            for pairs in groups.values():
-                check(pairs)
-            return []
-        pool = ThreadPoolExecutor(max_workers=len(groups))
-        try:
-            return [pool.submit(check, pairs) for pairs in groups.values()]
-        finally:
-            pool.shutdown(wait=False)  # the threads end with their work
+        """Re-read every copy from its disk: inline for one disk unless
+        ``background``, else one forked process per disk (see
+        :mod:`_proc.forked`: many small files are short system calls that
+        threads would take turns at); returns the :class:`Check` of each disk."""
+        groups = list(self._by_root(items, lambda tgt: tgt.temp is not None or tgt.existing is not None).values())
+        if len(groups) == 1 and not background:
+            return [Check.inline(groups[0], self.algorithm)]
+        return [Check.forked(pairs, self.algorithm) for pairs in groups]
 
     def _fsync_dirs(self, targets):
         """Make the renames durable: one ``syncfs`` per target file system

@@ -92,6 +92,17 @@ class CopyError(Exception):
         self.path = path
         self.errno = errno
 
+    def __reduce__(self):
+        # pickled whole (message, path, errno, index), as a verifying child process sends it back
+        return (_rebuilt_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuilt_error(cls, args, state):
+    exc = Exception.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
 
 class SourceVanished(CopyError):
     """The source disappeared before or while it was read."""

@@ -46,12 +46,6 @@ REPORT_LIMIT = 1000
 # Open directories a batch may hold (source and target directories).
 MAX_BATCH_DIRS = 256
 COUNT_KEYS = ("copied", "skipped", "conflicts", "failed", "removed", "deferred", "unsettled")
-# A batch whose files average less than this is verified before the next batch
-# is read: per small file the work is mostly Python code and short system calls
-# that hold the interpreter lock (GIL), so threads would only contend for it
-# (measured slower). Larger files are read, written and hashed in big buffers,
-# which release the GIL: there the verification overlaps the next batch.
-OVERLAP_MIN_MEAN_BYTES = copier.PARALLEL_MIN_BYTES
 
 
 @dataclasses.dataclass
@@ -545,7 +539,7 @@ class _Ingest:
 
     def copy_all(self, todo):
         """A two-stage pipeline: while the copies of one batch are re-read
-        from disk (background threads), the next batch is read and written;
+        from disk (forked processes, one per disk), the next batch is read and written;
         then the first is completed, the second flushed and its re-reads
         started, and so on."""
         started = time.time()
@@ -629,7 +623,7 @@ class _Ingest:
         """Flush the batch and start re-reading its copies in the background.
         Its files written to a disk that left the run meanwhile (the batch
         before found it failing) are not verified: they go back to be copied
-        to the next disk. A batch of small files is verified before the next is read."""
+        to the next disk."""
         run = self.run
         for item in stage.batch.items:
             for index, disk in enumerate(item.data[0] if item.ok else ()):
@@ -643,8 +637,6 @@ class _Ingest:
                     stage.batch.drop(item, exc)
                     break
         stage.verification = stage.batch.start_verify(background=True)
-        if stage.batch.bytes < OVERLAP_MIN_MEAN_BYTES * len(stage.batch.items):
-            stage.verification.wait()  # small files: nothing to gain (see OVERLAP_MIN_MEAN_BYTES)
 
     def _complete(self, stage, todo, following=None):
         """Wait for the batch's re-reads, rename, check its disks are still

@@ -22,7 +22,6 @@ appended to the run's manifest (``_jobs/manifest``) before the next one.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import grp
@@ -31,9 +30,7 @@ import heapq
 import mmap
 import operator
 import os
-import pickle
 import pwd
-import signal
 import stat
 import time
 from concurrent.futures import Future
@@ -46,6 +43,7 @@ from ansible_collections.datasteward.storage.plugins.module_utils._fs.match impo
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.usage import ScanError, parse_age
 from ansible_collections.datasteward.storage.plugins.module_utils._fs.walk import display, walk_dirs
 from ansible_collections.datasteward.storage.plugins.module_utils._jobs.manifest import Manifest, ManifestError, quote, read_manifest
+from ansible_collections.datasteward.storage.plugins.module_utils._proc import forked
 
 STATES = ("reported", "relocated", "absent", "restored")
 AGE_STAMPS = ("atime", "mtime", "ctime", "max")
@@ -682,7 +680,7 @@ def apply_fused(opts, manifest, now, workers=WORKERS):
     if summary["stopped"] is None and len(shares) > 1:
         manifest.open()  # one file for every worker
         stop = mmap.mmap(-1, 1)
-        for piece in _forked([functools.partial(_work_share, opts, now, manifest, result.root_st, share, stop) for share in shares]):
+        for piece in forked.run_all([functools.partial(_work_share, opts, now, manifest, result.root_st, share, stop) for share in shares]):
             if "failed" in piece:
                 summary["stopped"] = summary["stopped"] or "a worker of the run failed: %s" % piece["failed"]
                 continue
@@ -788,63 +786,6 @@ def _fused_result(result, summary):
     outcome.dirs_removed = sorted(summary["dirs_removed"], key=lambda d: (-d.count("/"), d))  # deepest first, as the plan
     outcome.temps_removed = summary["temps_removed"]
     return result, outcome, summary["tally"]
-
-
-def _forked(calls):
-    """Run each call in a forked child process (SIGKILLed if this process
-    dies, so a kill of the run is a kill of all of it); their results, in
-    order: ``{"ok": value}`` or ``{"failed": message}``."""
-    parent, children, inline = os.getpid(), [], []
-    for call in calls:
-        rfd, wfd = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:  # no process to be had (EAGAIN, ENOMEM): this one runs here, after the others
-            os.close(rfd)
-            os.close(wfd)
-            inline.append(call)
-            continue
-        if pid == 0:  # pragma: no cover - the child
-            os.close(rfd)
-            _child(call, wfd, parent)
-        os.close(wfd)
-        children.append((pid, rfd))
-    here = [{"ok": call(), "here": True} for call in inline]
-    return [_collect(pid, rfd) for pid, rfd in children] + here
-
-
-def _child(call, wfd, parent):  # pragma: no cover - runs in the child
-    code = 1
-    try:
-        _die_with_parent(parent)
-        try:
-            payload = {"ok": call()}
-        except BaseException as exc:  # handed to the parent, never a traceback of the child
-            payload = {"failed": "%s: %s" % (type(exc).__name__, exc)}
-        with os.fdopen(wfd, "wb") as out:
-            pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _die_with_parent(parent):  # pragma: no cover - runs in the child
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-def _collect(pid, rfd):
-    with os.fdopen(rfd, "rb") as handle:
-        data = handle.read()
-    os.waitpid(pid, 0)
-    try:
-        return pickle.loads(data)
-    except Exception:  # pickle raises many kinds; a dead worker sent nothing whole
-        return {"failed": "worker %d ended without a result" % pid}
 
 
 class Tally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
+import signal
 import time
 
 import pytest
@@ -469,10 +469,33 @@ def test_path_patterns_follow_the_collection_rule(tree):
     assert [f["path"] for f in result["files"]] == ["2024/a.dat"]
 
 
-def next_batch_reads(monkeypatch, names):
-    """Events: one set when the source of one of ``names`` starts being
+class Mark:
+    """A flag that forked processes see: a file that exists once set."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def set(self):
+        with open(self.path, "a"):
+            pass
+
+    def is_set(self):
+        return os.path.exists(self.path)
+
+    def wait(self, timeout):
+        """True once set; False after ``timeout`` seconds (a bound, not a timing)."""
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+
+def next_batch_reads(monkeypatch, names, where):
+    """Marks: one set when the source of one of ``names`` starts being
     read, one when the last of them is written."""
-    reading, written = threading.Event(), threading.Event()
+    reading, written = Mark(where / "reading"), Mark(where / "written")
     real_start = copier.start_copy
 
     def start_copy(src_root, src_relpath, *args, **kwargs):
@@ -488,28 +511,53 @@ def next_batch_reads(monkeypatch, names):
 
 
 def test_the_next_batch_is_read_while_the_batch_before_is_verified(tree, monkeypatch):
-    """Two-stage pipeline: the re-reads of batch 1 run in threads and wait
-    here until the main thread reads a source of batch 2 (a bounded wait
-    that fails the test, no timing); every file still ends registered."""
+    """Two-stage pipeline, small files too: the re-reads of batch 1 run in
+    forked processes (one per disk) and wait there until this process reads
+    a source of batch 2 (a bounded wait that fails the test, no timing);
+    every file still ends registered."""
     for name in "abcd":
         make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
-    reading_next, dummy = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"))
-    monkeypatch.setattr(ingest, "OVERLAP_MIN_MEAN_BYTES", 0)  # overlap even for small files
+    reading_next, dummy = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"), tree)
     real_verify = copier.verify_copy
-    seen = []
+    seen, parent = tree / "seen", os.getpid()
 
     def verify_copy(tgt, *args, **kwargs):
         if tgt.relpath in (b"a.dat", b"b.dat"):
-            seen.append((tgt.relpath, reading_next.wait(60), threading.current_thread() is threading.main_thread()))
+            with open(str(seen), "a") as out:  # written by the verifying child
+                out.write("%s %s %s\n" % (tgt.relpath.decode(), reading_next.wait(60), os.getpid() != parent))
         return real_verify(tgt, *args, **kwargs)
 
     monkeypatch.setattr(copier, "verify_copy", verify_copy)
     result, dummy = run(tree, batch_files=2, remove_source=True)
-    assert sorted(seen) == [(b"a.dat", True, False)] * 2 + [(b"b.dat", True, False)] * 2
+    assert sorted(seen.read_text().splitlines()) == ["a.dat True True"] * 2 + ["b.dat True True"] * 2
     assert [(f["path"], f["status"], f["removed"]) for f in result["files"]] == [("%s.dat" % n, "copied", True) for n in "abcd"]
     registry = Registry(str(tree / "registry.sqlite"))
     assert registry.pending() == [] and all(registry.file(("%s.dat" % n).encode()) is not None for n in "abcd")
     assert not any((tree / "buffer" / ("%s.dat" % n)).exists() for n in "abcd")
+
+
+def test_a_verifying_process_that_dies_fails_its_copies_and_keeps_the_sources(tree, monkeypatch):
+    """The child re-reading P1's copies is killed: those files are failed
+    (not renamed, not registered, sources kept), the run goes on and a
+    second run copies them."""
+    for name in "ab":
+        make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
+    real_verify, parent, p1 = copier.verify_copy, os.getpid(), str(tree / "P1")
+
+    def verify_copy(tgt, *args, **kwargs):
+        if os.getpid() != parent and tgt.root == p1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_verify(tgt, *args, **kwargs)
+
+    monkeypatch.setattr(copier, "verify_copy", verify_copy)
+    result, dummy = run(tree, primary=("P1", "P2"), remove_source=True)
+    assert [(f["path"], f["status"]) for f in result["files"]] == [("a.dat", "failed"), ("b.dat", "failed")]
+    assert "could not be verified" in result["files"][0]["msg"] and "ended without a result" in result["files"][0]["msg"]
+    assert sorted(os.listdir(str(tree / "buffer"))) == ["a.dat", "b.dat"]
+    assert not [name for name in os.listdir(p1) if name.endswith(".dat")]
+    monkeypatch.setattr(copier, "verify_copy", real_verify)
+    again, dummy = run(tree, primary=("P1", "P2"), remove_source=True)
+    assert [(f["path"], f["status"], f["removed"]) for f in again["files"]] == [("a.dat", "copied", True), ("b.dat", "copied", True)]
 
 
 def test_disk_failing_in_one_batch_sends_the_next_batch_written_there_to_the_next_disk(tree, monkeypatch):
@@ -518,16 +566,16 @@ def test_disk_failing_in_one_batch_sends_the_next_batch_written_there_to_the_nex
     of their temporaries stays on P1."""
     for name in "abcd":
         make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
-    dummy, next_written = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"))
-    monkeypatch.setattr(ingest, "OVERLAP_MIN_MEAN_BYTES", 0)  # overlap even for small files
+    dummy, next_written = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"), tree)
     real_verify = copier.verify_copy
     p1 = str(tree / "P1")
-    on_p1 = []
+    on_p1 = tree / "on_p1"
 
     def verify_copy(tgt, *args, **kwargs):
         if tgt.root == p1 and tgt.relpath == b"a.dat":
             assert next_written.wait(60)  # batch 2 is written to P1 too
-            on_p1.extend(sorted(copier.final_of_temp(name.encode()).decode() for name in os.listdir(p1) if copier.is_temp_name(name.encode())))
+            temps = sorted(copier.final_of_temp(name.encode()).decode() for name in os.listdir(p1) if copier.is_temp_name(name.encode()))
+            on_p1.write_text(" ".join(temps))  # seen by the verifying child
             raise tgt.failed("read back", OSError(errno.EIO, os.strerror(errno.EIO)))
         return real_verify(tgt, *args, **kwargs)
 
@@ -535,7 +583,7 @@ def test_disk_failing_in_one_batch_sends_the_next_batch_written_there_to_the_nex
     result, warnings = run(tree, primary=("P1", "P2"), batch_files=2)
     assert sorted((f["path"], f["status"]) for f in result["files"]) == [(n + ".dat", "copied") for n in "abcd"]
     assert [(d["mount_point"], d["role"]) for d in result["disks_unusable"]] == [(p1, "primary")]
-    assert on_p1 == ["a.dat", "b.dat", "c.dat", "d.dat"]
+    assert on_p1.read_text().split() == ["a.dat", "b.dat", "c.dat", "d.dat"]
     assert sorted(name for name in os.listdir(p1) if name.endswith(".dat") or copier.is_temp_name(name.encode())) == ["b.dat"]  # c, d never renamed there
     assert sorted(os.listdir(str(tree / "P2"))) == ["a.dat", "c.dat", "d.dat"]
     registry = Registry(str(tree / "registry.sqlite"))
@@ -560,21 +608,3 @@ def test_limit_reached_while_a_batch_is_verified_is_decided_after_it(tree, monke
     result, dummy = run(tree, batch_files=2, max_files=3)
     assert [(f["path"], f["status"]) for f in result["files"]] == [("a.dat", "unsettled"), ("b.dat", "copied"), ("c.dat", "copied"), ("d.dat", "copied")]
     assert result["deferred_files"] == 0 and result["copied_files"] == 3
-
-
-def test_small_files_are_verified_before_the_next_batch_is_read(tree, monkeypatch):
-    """Batches of small files: no overlap (threads would only contend for the GIL)."""
-    for name in "abcd":
-        make_file(tree / "buffer" / ("%s.dat" % name), name.encode() * 100)
-    reading_next, dummy = next_batch_reads(monkeypatch, (b"c.dat", b"d.dat"))
-    real_verify = copier.verify_copy
-    seen = []
-
-    def verify_copy(tgt, *args, **kwargs):
-        if tgt.relpath in (b"a.dat", b"b.dat"):
-            seen.append(reading_next.is_set())
-        return real_verify(tgt, *args, **kwargs)
-
-    monkeypatch.setattr(copier, "verify_copy", verify_copy)
-    result, dummy = run(tree, batch_files=2)
-    assert seen == [False] * 4 and result["copied_files"] == 4
