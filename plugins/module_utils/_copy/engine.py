@@ -665,26 +665,14 @@ def start_copy(
     copy.own_dirs = dirs is None
     src_dir_fd = src_fd = None
     try:
-        if dirs is not None:
-            try:
-                src_dir_fd = dirs.get(src_root, src_parts[:-1])
-            except FileNotFoundError:
-                raise SourceVanished("%s vanished before it could be read" % display(src_path), src_path)
-        else:
-            src_dir_fd = _open_source_dir(src_root, src_parts, src_path, "read")
+        src_dir_fd = _source_dir(src_root, src_parts, src_path, dirs)
         src_fd, copy.source_stat = _open_source(src_dir_fd, src_parts[-1], src_path)
         if expect_stat is not None and not same_scan_stat(copy.source_stat, expect_stat):
             raise SourceChanged("%s changed since it was scanned" % display(src_path), src_path)
         _advise_sequential(src_fd, copy.source_stat.st_size)
         for tgt in copy.targets:
             _prepare_target(tgt, replace, dirs)
-        if tokens is None:
-            tokens = [temp_name(tgt.name) if tgt.existing is None else None for tgt in copy.targets]
-            if journal is not None and any(token is not None for token in tokens):
-                journal.add_all(journal_entries(copy.targets, tokens))
-        else:
-            tokens = [token if tgt.existing is None else None for tgt, token in zip(copy.targets, tokens)]
-        _create_temps(copy, tokens)
+        _create_temps(copy, _temp_tokens(copy.targets, tokens, journal))
         _stream(copy, src_fd, algorithm, chunk_size, pool)
         _check_source_after(copy, src_fd, expect_digest, algorithm)
         if preserve:
@@ -703,6 +691,27 @@ def start_copy(
             _close(src_fd)
         if src_dir_fd is not None and dirs is None:
             _close(src_dir_fd)
+
+
+def _source_dir(src_root, src_parts, src_path, dirs):
+    """The open directory of the source (kept in ``dirs`` when given)."""
+    if dirs is None:
+        return _open_source_dir(src_root, src_parts, src_path, "read")
+    try:
+        return dirs.get(src_root, src_parts[:-1])
+    except FileNotFoundError:
+        raise SourceVanished("%s vanished before it could be read" % display(src_path), src_path)
+
+
+def _temp_tokens(targets, tokens, journal):
+    """The temporary name of each target (None where a final copy exists):
+    the caller's ``tokens`` (journalled by it), or new ones journalled here."""
+    if tokens is not None:
+        return [token if tgt.existing is None else None for tgt, token in zip(targets, tokens)]
+    tokens = [temp_name(tgt.name) if tgt.existing is None else None for tgt in targets]
+    if journal is not None and any(token is not None for token in tokens):
+        journal.add_all(journal_entries(targets, tokens))
+    return tokens
 
 
 def _fsync_target(tgt):

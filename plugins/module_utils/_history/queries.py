@@ -120,24 +120,26 @@ def growth(store, kind, days=7, until=None, host=None, key=None, limit=None, by=
     if limit:
         sql += " LIMIT ?"
         params.append(int(limit))
-    out = []
-    for rhost, rkey, used, files, base, base_files in store.query(sql, params):
-        base = used if base is None else base
-        entry = {
-            "kind": kind,
-            "key": rkey,
-            "used_bytes": used,
-            "files": files,
-            "start_bytes": base,
-            "growth_bytes": used - base,
-            "growth_bytes_per_day": round((used - base) / float(days), 1),
-            "growth_files": None if files is None or base_files is None else files - base_files,
-            "days": days,
-        }
-        if rhost is not None:
-            entry["host"] = rhost
-        out.append(entry)
-    return out
+    return [_growth_entry(kind, days, *row) for row in store.query(sql, params)]
+
+
+def _growth_entry(kind, days, rhost, rkey, used, files, base, base_files):
+    """One row of :func:`growth` (a series without a baseline has grown by 0)."""
+    base = used if base is None else base
+    entry = {
+        "kind": kind,
+        "key": rkey,
+        "used_bytes": used,
+        "files": files,
+        "start_bytes": base,
+        "growth_bytes": used - base,
+        "growth_bytes_per_day": round((used - base) / float(days), 1),
+        "growth_files": None if files is None or base_files is None else files - base_files,
+        "days": days,
+    }
+    if rhost is not None:
+        entry["host"] = rhost
+    return entry
 
 
 def top_growers(store, kind="user", days=7, limit=10, host=None, by="name", until=None):

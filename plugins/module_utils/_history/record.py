@@ -58,71 +58,49 @@ def user_key(entry):
 
 def usage_rows(source, result):
     """``[(kind, key, label, used, avail, files, old_bytes, old_files, status, detail)]``."""
-    rows = []
     if source == "disk_usage":
-        seen = set()
-        for fs in result.get("filesystems") or []:
-            mount = fs.get("mount") or fs.get("path")
-            if not mount or mount in seen or fs.get("status") == "error" or fs.get("used_bytes") is None:
-                continue
-            seen.add(mount)
-            detail = {
-                "device": fs.get("device"),
-                "fstype": fs.get("fstype"),
-                "total_bytes": fs.get("total_bytes"),
-                "inodes_total": fs.get("inodes_total"),
-                "used_percent": fs.get("used_percent"),
-            }
-            rows.append(
-                (
-                    "fs",
-                    mount,
-                    fs.get("device"),
-                    _int(fs.get("used_bytes")),
-                    _int(fs.get("available_bytes")),
-                    _int(fs.get("inodes_used")),
-                    None,
-                    None,
-                    fs.get("status"),
-                    detail,
-                )
-            )
+        rows = _fs_rows(result)
     elif source == "user_usage_info":
-        for kind, entries in (("user", result.get("users")), ("group", result.get("groups"))):
-            for entry in entries or []:
-                ident = entry.get("uid", entry.get("gid"))
-                detail = {"largest": entry.get("largest") or [], "oldest": entry.get("oldest") or []} if kind == "user" else None
-                rows.append(
-                    (
-                        kind,
-                        user_key(entry),
-                        None if ident is None else str(ident),
-                        _int(entry.get("allocated_bytes")),
-                        None,
-                        _int(entry.get("files")),
-                        _int(entry.get("old_allocated_bytes")),
-                        _int(entry.get("old_files")),
-                        None,
-                        detail,
-                    )
-                )
-        for entry in result.get("directories") or []:
-            # A directory's own du-style total, never a share of a user's files.
-            rows.append(
-                (
-                    "dir",
-                    entry.get("path"),
-                    str(entry.get("depth")),
-                    _int(entry.get("allocated_bytes")),
-                    None,
-                    _int(entry.get("files")),
-                    _int(entry.get("old_allocated_bytes")),
-                    _int(entry.get("old_files")),
-                    None,
-                    None,
-                )
-            )
+        rows = _owner_rows(result) + _dir_rows(result)
+    else:
+        rows = []
     return [row for row in rows if row[1] and row[3] is not None]
+
+
+def _fs_rows(result):
+    """One row per mounted file system of a ``disk_usage`` result (each mount once)."""
+    rows, seen = [], set()
+    for fs in result.get("filesystems") or []:
+        mount = fs.get("mount") or fs.get("path")
+        if not mount or mount in seen or fs.get("status") == "error" or fs.get("used_bytes") is None:
+            continue
+        seen.add(mount)
+        detail = {key: fs.get(key) for key in ("device", "fstype", "total_bytes", "inodes_total", "used_percent")}
+        used, avail, inodes = _int(fs.get("used_bytes")), _int(fs.get("available_bytes")), _int(fs.get("inodes_used"))
+        rows.append(("fs", mount, fs.get("device"), used, avail, inodes, None, None, fs.get("status"), detail))
+    return rows
+
+
+def _owner_rows(result):
+    """One row per user and per group of a ``user_usage_info`` result."""
+    rows = []
+    for kind, entries in (("user", result.get("users")), ("group", result.get("groups"))):
+        for entry in entries or []:
+            ident = entry.get("uid", entry.get("gid"))
+            detail = {"largest": entry.get("largest") or [], "oldest": entry.get("oldest") or []} if kind == "user" else None
+            label = None if ident is None else str(ident)
+            rows.append((kind, user_key(entry), label) + _counts(entry) + (None, detail))
+    return rows
+
+
+def _dir_rows(result):
+    """One row per directory listed: its own du-style total, never a share of a user's files."""
+    return [("dir", entry.get("path"), str(entry.get("depth"))) + _counts(entry) + (None, None) for entry in result.get("directories") or []]
+
+
+def _counts(entry):
+    """``(used, avail, files, old_bytes, old_files)`` of a user, group or directory entry."""
+    return (_int(entry.get("allocated_bytes")), None, _int(entry.get("files")), _int(entry.get("old_allocated_bytes")), _int(entry.get("old_files")))
 
 
 def drive_rows(result):
