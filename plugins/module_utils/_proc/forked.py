@@ -15,7 +15,7 @@ the caller is a kill of all of it, and a child killed on its own is a
 ``failed`` result, never a hang.
 
 :func:`start` forks and returns at once (None when no process can be had:
-the caller runs the call itself); :meth:`Child.result` waits for it.
+the caller runs the call itself); :meth:`Child.wait` waits for its outcome.
 :func:`run_all` runs several calls at once and returns their results.
 No AnsibleModule.
 """
